@@ -1,0 +1,11 @@
+# System packages (Debian). Only installs what is missing.
+need=()
+for pkg in build-essential cmake ninja-build git python3-venv postgresql xz-utils; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
