@@ -1,0 +1,248 @@
+// Configuration of heimdall-torch: one zod schema per concern, read from constructor options, the process
+// environment and a `.env` file (in that order of precedence). The tracker's schema lives here so that the
+// Trainer/CLI configuration can extend it (`trackerConfigSchema.extend({...})`).
+import { existsSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { parse as parseDotenv } from 'dotenv';
+import { z } from 'zod';
+
+/** One error listing every invalid field. `issues` holds one line per problem (values redacted). */
+export class ConfigError extends Error {
+  readonly issues: string[];
+  constructor(issues: string[], source = 'configuration') {
+    super(`Invalid ${source}:\n${issues.map((i) => `  - ${i}`).join('\n')}`);
+    this.name = 'ConfigError';
+    this.issues = issues;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Secret redaction
+// ---------------------------------------------------------------------------------------------------------
+const secretValues = new Set<string>();
+const SECRET_KEY_RE = /(password|passwd|secret|token|access[_-]?key|api[_-]?key|credential|authorization|session[_-]?key)/i;
+
+/** Remembers a secret value so that `redact()` removes it from any text from now on. */
+export function registerSecret(value: string | undefined | null): void {
+  if (typeof value === 'string' && value.length >= 4) secretValues.add(value);
+}
+
+/** True for names that hold secrets (`MLFLOW_TRACKING_PASSWORD`, `awsSecretAccessKey`, `token`…). */
+export function isSecretKey(key: string): boolean {
+  return SECRET_KEY_RE.test(key) && !/^(mlflow\.)/i.test(key);
+}
+
+const URI_USERINFO_RE = /([a-z][a-z0-9+.-]*:\/\/)([^/@\s:]+):([^/@\s]+)@/gi;
+const QUERY_SECRET_RE = /([?&](?:password|passwd|token|secret|sig|signature|x-amz-signature|x-amz-credential|x-amz-security-token)=)[^&\s'"]+/gi;
+const AUTH_HEADER_RE = /\b(Bearer|Basic)\s+[A-Za-z0-9+/=._~-]{6,}/g;
+
+/**
+ * Returns `text` with every known secret replaced by `***`: passwords in URIs (`postgresql://u:***@h`),
+ * secret query parameters, Authorization header values, and every value registered with `registerSecret`
+ * (the configured passwords, tokens and keys). Objects are redacted recursively (secret-named fields too).
+ */
+export function redact<T>(value: T): T {
+  if (typeof value === 'string') return redactString(value) as T;
+  if (Array.isArray(value)) return value.map((v) => redact(v)) as T;
+  if (value && typeof value === 'object' && !(value instanceof Date) && !(value instanceof Error)) {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
+      out[k] = isSecretKey(k) && v !== undefined && v !== null && v !== '' ? '***' : redact(v);
+    }
+    return out as T;
+  }
+  if (value instanceof Error) {
+    const e = Object.create(Object.getPrototypeOf(value)) as Error;
+    for (const k of Object.getOwnPropertyNames(value)) {
+      const v = (value as unknown as Record<string, unknown>)[k];
+      Object.defineProperty(e, k, { value: typeof v === 'string' ? redactString(v) : v, writable: true, configurable: true, enumerable: k !== 'stack' && k !== 'message' });
+    }
+    return e as T;
+  }
+  return value;
+}
+
+function redactString(s: string): string {
+  let out = s.replace(URI_USERINFO_RE, '$1$2:***@').replace(QUERY_SECRET_RE, '$1***').replace(AUTH_HEADER_RE, '$1 ***');
+  for (const secret of secretValues) {
+    if (out.includes(secret)) out = out.split(secret).join('***');
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Tracker configuration
+// ---------------------------------------------------------------------------------------------------------
+const boolish = z.union([z.boolean(), z.string()]).transform((v, ctx) => {
+  if (typeof v === 'boolean') return v;
+  const s = v.trim().toLowerCase();
+  if (['1', 'true', 'yes', 'on'].includes(s)) return true;
+  if (['0', 'false', 'no', 'off', ''].includes(s)) return false;
+  ctx.addIssue({ code: 'custom', message: `expected a boolean (true/false/1/0), got '${v}'` });
+  return z.NEVER;
+});
+const numberish = (min: number) =>
+  z.union([z.number(), z.string()]).transform((v, ctx) => {
+    const n = typeof v === 'number' ? v : Number(v.trim());
+    if (!Number.isFinite(n) || n < min || (typeof v === 'string' && v.trim() === '')) {
+      ctx.addIssue({ code: 'custom', message: `expected a number ≥ ${min}, got '${v}'` });
+      return z.NEVER;
+    }
+    return n;
+  });
+
+const TRACKING_SCHEMES = ['sqlite', 'postgresql', 'postgresql+psycopg2', 'postgres', 'http', 'https'];
+const trackingUri = z.string().trim().min(1).superRefine((v, ctx) => {
+  const m = /^([a-z][a-z0-9+.-]*):/i.exec(v);
+  if (!m || !TRACKING_SCHEMES.includes(m[1]!.toLowerCase())) {
+    ctx.addIssue({
+      code: 'custom',
+      message: `unsupported tracking URI '${redactString(v)}': use sqlite:///path.db, postgresql://user:pass@host:port/db or http(s)://host:port`,
+    });
+    return;
+  }
+  if (m[1]!.toLowerCase() === 'sqlite' && !/^sqlite:\/\/\/./i.test(v)) {
+    ctx.addIssue({ code: 'custom', message: `sqlite URI must look like sqlite:///relative.db or sqlite:////abs/path.db, got '${v}'` });
+  }
+  if (/^https?:/i.test(v)) {
+    try { new URL(v); } catch { ctx.addIssue({ code: 'custom', message: `not a valid URL: '${redactString(v)}'` }); }
+  }
+});
+const artifactUri = z.string().trim().min(1).superRefine((v, ctx) => {
+  if (/^s3:\/\/s3:\/\//i.test(v)) ctx.addIssue({ code: 'custom', message: `doubled s3:// prefix in '${v}'` });
+  else if (/^s3:/i.test(v) && !/^s3:\/\/[^/]+/i.test(v)) ctx.addIssue({ code: 'custom', message: `S3 URI must be s3://bucket[/prefix], got '${v}'` });
+  else if (/^runs:\/\//i.test(v)) ctx.addIssue({ code: 'custom', message: `'runs://' is not an artifact location (runs:/<run_id>/path is a model URI)` });
+});
+const urlString = z.string().trim().superRefine((v, ctx) => {
+  try { new URL(v); } catch { ctx.addIssue({ code: 'custom', message: `not a valid URL: '${redactString(v)}'` }); }
+});
+
+/** The tracker's settings. Keys are the camelCase forms; the environment names are in `TRACKER_ENV`. */
+export const trackerConfigSchema = z.object({
+  trackingUri: trackingUri.default('sqlite:///mlflow.db'),
+  artifactUri: artifactUri.optional(),
+  experimentName: z.string().trim().min(1).max(500).default('heimdall-localization'),
+  trackingUsername: z.string().optional(),
+  trackingPassword: z.string().optional(),
+  trackingToken: z.string().optional(),
+  trackingInsecureTls: boolish.default(false),
+  httpRequestTimeoutS: numberish(1).default(120),
+  httpRequestMaxRetries: numberish(0).default(7),
+  s3EndpointUrl: urlString.optional(),
+  s3IgnoreTls: boolish.default(false),
+  awsAccessKeyId: z.string().optional(),
+  awsSecretAccessKey: z.string().optional(),
+  awsSessionToken: z.string().optional(),
+  awsRegion: z.string().default('us-east-1'),
+  /** Directory of the on-disk spool (points kept while the backend is down). */
+  spoolDir: z.string().default('.mlflow-spool'),
+  /** Bound of the spool on disk, in bytes. Points beyond it are dropped (and reported). */
+  spoolMaxBytes: numberish(1024).default(1024 * 1024 * 1024),
+  /** Default deadline of close(), in seconds. */
+  closeTimeoutS: numberish(0).default(60),
+  /** Install SIGINT/SIGTERM/uncaught-exception handlers that end the run KILLED/FAILED. */
+  handleSignals: boolish.default(true),
+});
+export type TrackerConfig = z.output<typeof trackerConfigSchema>;
+export type TrackerConfigInput = z.input<typeof trackerConfigSchema>;
+
+/** Environment variable (and aliases, first wins) for each tracker setting. */
+export const TRACKER_ENV: Record<keyof TrackerConfig, string[]> = {
+  trackingUri: ['MLFLOW_TRACKING_URI'],
+  artifactUri: ['MLFLOW_ARTIFACT_URI'],
+  experimentName: ['MLFLOW_EXPERIMENT_NAME'],
+  trackingUsername: ['MLFLOW_TRACKING_USERNAME'],
+  trackingPassword: ['MLFLOW_TRACKING_PASSWORD'],
+  trackingToken: ['MLFLOW_TRACKING_TOKEN'],
+  trackingInsecureTls: ['MLFLOW_TRACKING_INSECURE_TLS'],
+  httpRequestTimeoutS: ['MLFLOW_HTTP_REQUEST_TIMEOUT'],
+  httpRequestMaxRetries: ['MLFLOW_HTTP_REQUEST_MAX_RETRIES'],
+  s3EndpointUrl: ['MLFLOW_S3_ENDPOINT_URL'],
+  s3IgnoreTls: ['MLFLOW_S3_IGNORE_TLS'],
+  awsAccessKeyId: ['AWS_ACCESS_KEY_ID', 'MLFLOW_S3_ACCESS_KEY_ID'],
+  awsSecretAccessKey: ['AWS_SECRET_ACCESS_KEY', 'MLFLOW_S3_SECRET_ACCESS_KEY'],
+  awsSessionToken: ['AWS_SESSION_TOKEN'],
+  awsRegion: ['AWS_DEFAULT_REGION', 'AWS_REGION'],
+  spoolDir: ['HEIMDALL_MLFLOW_SPOOL_DIR'],
+  spoolMaxBytes: ['HEIMDALL_MLFLOW_SPOOL_MAX_BYTES'],
+  closeTimeoutS: ['HEIMDALL_MLFLOW_CLOSE_TIMEOUT'],
+  handleSignals: ['HEIMDALL_MLFLOW_HANDLE_SIGNALS'],
+};
+
+const SECRET_FIELDS: (keyof TrackerConfig)[] = ['trackingPassword', 'trackingToken', 'awsSecretAccessKey', 'awsSessionToken'];
+
+export interface LoadOptions {
+  /** Environment to read (default `process.env`). */
+  env?: NodeJS.ProcessEnv | Record<string, string | undefined>;
+  /** `.env` file to read (default `./.env` when it exists; `false` disables it). */
+  dotenvPath?: string | false;
+}
+
+/** Reads a `.env` file with dotenv (no mutation of process.env). */
+export function readDotenv(path: string | false | undefined): Record<string, string> {
+  if (path === false) return {};
+  const p = resolve(path ?? '.env');
+  if (!existsSync(p)) {
+    if (path) throw new ConfigError([`.env file '${p}' does not exist`]);
+    return {};
+  }
+  return parseDotenv(readFileSync(p));
+}
+
+/**
+ * Builds a config object from (highest first) explicit options, the environment and the `.env` file, and
+ * validates it against `schema`. Throws one ConfigError listing every problem. Secret values are
+ * registered for redaction.
+ */
+export function loadConfig<S extends z.ZodObject<z.ZodRawShape>>(
+  schema: S,
+  envNames: Partial<Record<string, string[]>>,
+  options: Record<string, unknown> = {},
+  load: LoadOptions = {},
+): z.output<S> {
+  const env = load.env ?? process.env;
+  const dotenv = readDotenv(load.dotenvPath);
+  const raw: Record<string, unknown> = {};
+  const sourceOf: Record<string, string> = {};
+  for (const [field, names] of Object.entries(envNames)) {
+    for (const name of names ?? []) {
+      const v = env[name] ?? dotenv[name];
+      if (v !== undefined && v !== '') {
+        raw[field] = v;
+        sourceOf[field] = env[name] !== undefined ? name : `${name} (.env)`;
+        break;
+      }
+    }
+  }
+  for (const [k, v] of Object.entries(options)) {
+    if (v !== undefined) {
+      raw[k] = v;
+      sourceOf[k] = `option ${k}`;
+    }
+  }
+  for (const [k, v] of Object.entries(raw)) {
+    if (typeof v === 'string' && (isSecretKey(k) || isSecretKey(sourceOf[k] ?? ''))) registerSecret(v);
+  }
+  // Passwords inside URIs are secrets too.
+  for (const v of Object.values(raw)) {
+    if (typeof v === 'string') for (const m of v.matchAll(/:\/\/[^/@\s:]+:([^/@\s]+)@/g)) registerSecret(decodeURIComponent(m[1]!));
+  }
+  const parsed = schema.strict().safeParse(raw);
+  if (!parsed.success) {
+    const issues = parsed.error.issues.map((i) => {
+      const field = String(i.path[0] ?? '');
+      const where = sourceOf[field] ?? (field ? `option ${field}` : 'options');
+      const msg = i.code === 'unrecognized_keys' ? `unknown option(s): ${(i as { keys: string[] }).keys.join(', ')}` : i.message;
+      return redactString(field ? `${where}: ${msg}` : msg);
+    });
+    throw new ConfigError(issues);
+  }
+  return parsed.data as z.output<S>;
+}
+
+/** The tracker's configuration from options, environment and `.env`. */
+export function loadTrackerConfig(options: TrackerConfigInput = {}, load: LoadOptions = {}): TrackerConfig {
+  const cfg = loadConfig(trackerConfigSchema, TRACKER_ENV, options as Record<string, unknown>, load);
+  for (const f of SECRET_FIELDS) registerSecret(cfg[f] as string | undefined);
+  return cfg;
+}

@@ -1,0 +1,60 @@
+import { redact } from '../config.js';
+
+/** MLflow's error codes (the subset the stores produce). */
+export type MlflowErrorCode =
+  | 'INVALID_PARAMETER_VALUE'
+  | 'RESOURCE_ALREADY_EXISTS'
+  | 'RESOURCE_DOES_NOT_EXIST'
+  | 'REQUEST_LIMIT_EXCEEDED'
+  | 'INTERNAL_ERROR'
+  | 'TEMPORARILY_UNAVAILABLE'
+  | 'BAD_REQUEST'
+  | 'INVALID_STATE';
+
+/** An error from a tracking store. `retryable` is true for connection problems, 429 and 5xx. */
+export class MlflowError extends Error {
+  readonly code: MlflowErrorCode;
+  readonly retryable: boolean;
+  readonly httpStatus?: number;
+  constructor(message: string, code: MlflowErrorCode = 'INTERNAL_ERROR', opts: { retryable?: boolean; httpStatus?: number; cause?: unknown } = {}) {
+    super(redact(message), opts.cause !== undefined ? { cause: opts.cause } : undefined);
+    this.name = 'MlflowError';
+    this.code = code;
+    this.retryable = opts.retryable ?? false;
+    if (opts.httpStatus !== undefined) this.httpStatus = opts.httpStatus;
+  }
+}
+
+export const invalidParameter = (msg: string) => new MlflowError(msg, 'INVALID_PARAMETER_VALUE');
+export const notFound = (msg: string) => new MlflowError(msg, 'RESOURCE_DOES_NOT_EXIST');
+export const alreadyExists = (msg: string) => new MlflowError(msg, 'RESOURCE_ALREADY_EXISTS');
+
+const RETRYABLE_NET_CODES = new Set([
+  'ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN',
+  'ECONNABORTED', 'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_CLOSED',
+  // PostgreSQL: connection failure / admin shutdown / cannot connect now / too many connections
+  '08000', '08003', '08006', '08001', '08004', '57P01', '57P02', '57P03', '53300', '40001', '40P01',
+  // SQLite: busy/locked
+  'SQLITE_BUSY', 'SQLITE_LOCKED', 'SQLITE_BUSY_SNAPSHOT',
+]);
+
+/** True when the error is a transient backend problem worth retrying (connection, 429, 5xx, busy DB). */
+export function isRetryable(err: unknown): boolean {
+  if (err instanceof MlflowError) return err.retryable;
+  if (!err || typeof err !== 'object') return false;
+  const e = err as { code?: unknown; message?: unknown; cause?: unknown; $metadata?: { httpStatusCode?: number }; name?: string };
+  if (typeof e.code === 'string' && RETRYABLE_NET_CODES.has(e.code)) return true;
+  const status = e.$metadata?.httpStatusCode;
+  if (typeof status === 'number' && (status === 429 || status >= 500)) return true;
+  if (e.name === 'TimeoutError' || e.name === 'AbortError') return true;
+  const msg = typeof e.message === 'string' ? e.message : '';
+  if (/Connection terminated|connect ECONNREFUSED|socket hang up|terminating connection|Client has encountered a connection error|timeout exceeded when trying to connect|Connection ended unexpectedly|fetch failed|other side closed/i.test(msg)) return true;
+  if (e.cause && e.cause !== err) return isRetryable(e.cause);
+  return false;
+}
+
+/** Converts anything thrown into an Error whose message has no secrets. */
+export function toSafeError(err: unknown): Error {
+  if (err instanceof Error) return redact(err);
+  return new Error(redact(String(err)));
+}

@@ -1,0 +1,131 @@
+// The entities the tracker reads and writes, shaped like MLflow's (camelCase).
+
+export type RunStatus = 'RUNNING' | 'SCHEDULED' | 'FINISHED' | 'FAILED' | 'KILLED';
+export type LifecycleStage = 'active' | 'deleted';
+export type ModelStage = 'None' | 'Staging' | 'Production' | 'Archived';
+
+export interface Metric {
+  key: string;
+  value: number;
+  timestamp: number;
+  step: number;
+}
+export interface Param {
+  key: string;
+  value: string;
+}
+export interface Tag {
+  key: string;
+  value: string;
+}
+
+export interface Experiment {
+  experimentId: string;
+  name: string;
+  artifactLocation: string;
+  lifecycleStage: LifecycleStage;
+  creationTime: number | null;
+  lastUpdateTime: number | null;
+  tags: Record<string, string>;
+}
+
+export interface RunInfo {
+  runId: string;
+  runName: string;
+  experimentId: string;
+  userId: string;
+  status: RunStatus;
+  startTime: number | null;
+  endTime: number | null;
+  artifactUri: string;
+  lifecycleStage: LifecycleStage;
+}
+
+export interface Run {
+  info: RunInfo;
+  /** Latest value of each metric (highest step, then timestamp). */
+  metrics: Record<string, number>;
+  params: Record<string, string>;
+  tags: Record<string, string>;
+}
+
+export interface ModelVersion {
+  name: string;
+  version: string;
+  creationTimestamp: number | null;
+  lastUpdatedTimestamp: number | null;
+  currentStage: ModelStage | string;
+  description: string | null;
+  source: string;
+  runId: string | null;
+  status: string;
+  statusMessage: string | null;
+  tags: Record<string, string>;
+  aliases: string[];
+}
+
+export interface RegisteredModel {
+  name: string;
+  creationTimestamp: number | null;
+  lastUpdatedTimestamp: number | null;
+  description: string | null;
+  tags: Record<string, string>;
+  aliases: Record<string, string>;
+  latestVersions: ModelVersion[];
+}
+
+export interface SearchRunsOptions {
+  experimentIds?: string[];
+  filter?: string;
+  orderBy?: string[];
+  maxResults?: number;
+  /** active (default), deleted or all runs. */
+  runViewType?: 'ACTIVE_ONLY' | 'DELETED_ONLY' | 'ALL';
+}
+
+export interface CreateRunOptions {
+  experimentId: string;
+  runName?: string;
+  startTime: number;
+  userId: string;
+  tags: Tag[];
+}
+
+/** One unit of logging, as delivered to a store's logBatch. */
+export interface LogBatch {
+  runId: string;
+  metrics: Metric[];
+  params: Param[];
+  tags: Tag[];
+}
+
+/** What every store (sqlite, postgresql, rest) provides. All methods may throw StoreError. */
+export interface TrackingStore {
+  readonly kind: 'sqlite' | 'postgresql' | 'rest';
+  /** Opens connections, checks/creates the schema. */
+  open(): Promise<void>;
+  close(): Promise<void>;
+  /** Default artifact root for new experiments when no artifact URI is configured (may be null). */
+  defaultArtifactLocation(experimentId: string): string | null;
+  getExperimentByName(name: string): Promise<Experiment | null>;
+  getExperiment(experimentId: string): Promise<Experiment>;
+  createExperiment(name: string, artifactLocation: string | undefined, tags: Tag[]): Promise<string>;
+  searchExperiments(filter?: string, maxResults?: number): Promise<Experiment[]>;
+  createRun(opts: CreateRunOptions): Promise<RunInfo>;
+  updateRun(runId: string, status: RunStatus, endTime: number | null): Promise<void>;
+  getRun(runId: string): Promise<Run>;
+  logBatch(batch: LogBatch): Promise<void>;
+  getMetricHistory(runId: string, key: string): Promise<Metric[]>;
+  searchRuns(opts: SearchRunsOptions): Promise<Run[]>;
+  // registry
+  getRegisteredModel(name: string): Promise<RegisteredModel | null>;
+  createRegisteredModel(name: string, description: string | undefined, tags: Tag[]): Promise<void>;
+  updateRegisteredModelDescription(name: string, description: string): Promise<void>;
+  createModelVersion(name: string, source: string, runId: string | null, description: string | undefined, tags: Tag[]): Promise<ModelVersion>;
+  getModelVersion(name: string, version: string): Promise<ModelVersion>;
+  transitionModelVersionStage(name: string, version: string, stage: ModelStage, archiveExisting: boolean): Promise<ModelVersion>;
+  getLatestVersions(name: string, stages?: string[]): Promise<ModelVersion[]>;
+  setRegisteredModelAlias(name: string, alias: string, version: string): Promise<void>;
+  deleteRegisteredModelAlias(name: string, alias: string): Promise<void>;
+  getModelVersionByAlias(name: string, alias: string): Promise<ModelVersion>;
+}

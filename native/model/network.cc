@@ -1,0 +1,185 @@
+#include "model/network.h"
+
+#include <algorithm>
+#include <cctype>
+
+#include <torch/torch.h>
+
+#include "errors.h"
+
+namespace heimdall {
+
+HeadKind parse_head_kind(const std::string& name) {
+  std::string k = name;
+  std::transform(k.begin(), k.end(), k.begin(), [](unsigned char c) { return std::tolower(c); });
+  if (k == "localization") return HeadKind::Localization;
+  if (k == "classification") return HeadKind::Classification;
+  if (k == "regression") return HeadKind::Regression;
+  throw Error(kErrInvalidArgument, "unknown head \"" + name + "\"; valid heads: localization, classification, regression");
+}
+
+const char* head_kind_name(HeadKind kind) {
+  switch (kind) {
+    case HeadKind::Localization: return "localization";
+    case HeadKind::Classification: return "classification";
+    case HeadKind::Regression: return "regression";
+  }
+  return "?";
+}
+
+namespace {
+torch::nn::Sequential localization_mlp(int64_t in, const HeadOptions& h) {
+  torch::nn::Sequential seq;
+  int64_t width = in;
+  for (size_t i = 0; i < h.hidden.size(); ++i) {
+    seq->push_back(torch::nn::Linear(width, h.hidden[i]));
+    seq->push_back(torch::nn::BatchNorm1d(h.hidden[i]));
+    seq->push_back(torch::nn::ReLU());
+    seq->push_back(torch::nn::Dropout(i < h.dropout.size() ? h.dropout[i] : 0.0));
+    width = h.hidden[i];
+  }
+  seq->push_back(torch::nn::Linear(width, 2));
+  return seq;
+}
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+}  // namespace
+
+NetworkImpl::NetworkImpl(const NetworkOptions& options) : options_(options) {
+  backbone_ = ConvNeXt(options.backbone);
+  // Register the backbone's children at the top level so names are timm's (stem.*, stages.*, head.norm.*).
+  for (const auto& child : backbone_->named_children()) register_module(child.key(), child.value());
+  const int64_t features = backbone_->num_features();
+  const auto& h = options.head;
+  if (h.kind == HeadKind::Localization) {
+    if (h.sigma_min <= 0 || h.sigma_max <= h.sigma_min)
+      throw Error(kErrInvalidArgument, "uncertainty clamp must satisfy 0 < sigmaMin < sigmaMax");
+    position_head_ = register_module("position_head", localization_mlp(features, h));
+    uncertainty_head_ = register_module("uncertainty_head", localization_mlp(features, h));
+  } else {
+    if (h.outputs < 1) throw Error(kErrInvalidArgument, "head outputs must be ≥ 1, got " + std::to_string(h.outputs));
+    // timm registers fc under head: reuse the backbone's head module so the key is head.fc.*
+    auto head = backbone_->named_children()["head"];
+    fc_ = head->register_module("fc", torch::nn::Linear(features, h.outputs));
+    torch::NoGradGuard g;
+    trunc_normal_(fc_->weight, 0.02);
+    fc_->bias.zero_();
+  }
+  options_.backbone.variant = backbone_->variant().name;
+  if (options.freeze_backbone) set_backbone_frozen(true);
+}
+
+std::vector<torch::Tensor> NetworkImpl::forward(const torch::Tensor& x) {
+  auto features = backbone_->forward(x);
+  if (options_.head.kind == HeadKind::Localization) {
+    auto positions = position_head_->forward(features);
+    auto sigma = torch::softplus(uncertainty_head_->forward(features)).clamp(options_.head.sigma_min, options_.head.sigma_max);
+    return {positions, sigma};
+  }
+  return {fc_->forward(features)};
+}
+
+std::vector<std::string> NetworkImpl::output_names() const {
+  switch (options_.head.kind) {
+    case HeadKind::Localization: return {"positions", "uncertainties"};
+    case HeadKind::Classification: return {"logits"};
+    case HeadKind::Regression: return {"outputs"};
+  }
+  return {};
+}
+
+NamedTensors NetworkImpl::state_dict() const {
+  NamedTensors out;
+  for (const auto& p : named_parameters()) out.emplace_back(p.key(), p.value());
+  for (const auto& b : named_buffers()) out.emplace_back(b.key(), b.value());
+  return out;
+}
+
+WeightsReport NetworkImpl::load_state_dict(const NamedTensors& tensors, bool strict) {
+  std::map<std::string, const torch::Tensor*> given;
+  for (const auto& [k, t] : tensors) given[k] = &t;
+  WeightsReport report;
+  std::vector<std::pair<torch::Tensor, const torch::Tensor*>> copies;
+  auto is_head = [](const std::string& k) {
+    return k.rfind("head.fc.", 0) == 0 || k.rfind("position_head.", 0) == 0 || k.rfind("uncertainty_head.", 0) == 0;
+  };
+  for (const auto& [key, target] : state_dict()) {
+    auto it = given.find(key);
+    if (it == given.end()) {
+      report.missing.push_back(key);
+      continue;
+    }
+    const torch::Tensor& src = *it->second;
+    if (src.sizes() != target.sizes()) {
+      report.mismatched.push_back(key + ": file " + c10::str(src.sizes()) + " vs model " + c10::str(target.sizes()));
+    } else {
+      copies.emplace_back(target, it->second);
+      report.loaded.push_back(key);
+    }
+    given.erase(it);
+  }
+  for (const auto& [k, _] : given) report.unexpected.push_back(k);
+
+  auto first_few = [](const std::vector<std::string>& v) {
+    std::string s;
+    for (size_t i = 0; i < v.size() && i < 5; ++i) s += (i ? ", " : "") + v[i];
+    if (v.size() > 5) s += ", … (" + std::to_string(v.size()) + " in all)";
+    return s;
+  };
+  const std::string variant = options_.backbone.variant;
+  if (strict) {
+    if (!report.mismatched.empty())
+      throw Error(kErrWeights, "weights do not fit this " + variant + " model (another variant or head?); shape mismatch: " +
+                                   first_few(report.mismatched));
+    if (!report.missing.empty())
+      throw Error(kErrWeights, "weights for this " + variant + " model are missing: " + first_few(report.missing));
+    // BatchNorm's num_batches_tracked is optional in files written elsewhere; other extras are an error.
+    std::vector<std::string> extra;
+    for (const auto& k : report.unexpected)
+      if (!ends_with(k, "num_batches_tracked")) extra.push_back(k);
+    if (!extra.empty())
+      throw Error(kErrWeights, "the file holds tensors this " + variant + " model does not have: " + first_few(extra));
+  } else {
+    std::vector<std::string> backbone_missing, backbone_bad;
+    for (const auto& k : report.missing)
+      if (!is_head(k) && !ends_with(k, "num_batches_tracked")) backbone_missing.push_back(k);
+    for (const auto& k : report.mismatched)
+      if (!is_head(k)) backbone_bad.push_back(k);
+    if (!backbone_bad.empty())
+      throw Error(kErrWeights, "pretrained weights do not fit the " + variant + " backbone (another variant or inChans?): " +
+                                   first_few(backbone_bad));
+    if (!backbone_missing.empty())
+      throw Error(kErrWeights, "pretrained weights lack backbone tensors of " + variant + ": " + first_few(backbone_missing));
+  }
+  torch::NoGradGuard g;
+  for (auto& [dst, src] : copies) dst.copy_(*src);
+  return report;
+}
+
+void NetworkImpl::set_backbone_frozen(bool frozen) {
+  options_.freeze_backbone = frozen;
+  for (auto& p : backbone_->parameters()) p.set_requires_grad(!frozen);
+  // head.fc lives under the backbone's head module: keep it trainable.
+  if (fc_) for (auto& p : fc_->parameters()) p.set_requires_grad(true);
+}
+
+std::vector<std::pair<std::string, torch::Tensor>> NetworkImpl::trainable_parameters() const {
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  for (const auto& p : named_parameters())
+    if (p.value().requires_grad()) out.emplace_back(p.key(), p.value());
+  return out;
+}
+
+std::map<std::string, std::string> network_metadata(const NetworkOptions& o) {
+  return {
+      {"heimdall.variant", o.backbone.variant},
+      {"heimdall.in_chans", std::to_string(o.backbone.in_chans)},
+      {"heimdall.head", head_kind_name(o.head.kind)},
+      {"heimdall.outputs", std::to_string(o.head.outputs)},
+      {"format", "pt"},
+  };
+}
+
+}  // namespace heimdall

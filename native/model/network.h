@@ -1,0 +1,69 @@
+// A ConvNeXt backbone with a task head: what the engine trains and the exporter writes.
+//   localization   → positions [B, 2] (lat, lon) and uncertainties [B, 2] (σx, σy: softplus, clamped)
+//   classification → logits [B, classes]   (timm's `head.fc`, so timm classifiers load as they are)
+//   regression     → outputs [B, n]        (also `head.fc`)
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "model/convnext.h"
+#include "model/safetensors.h"
+
+namespace heimdall {
+
+enum class HeadKind { Localization, Classification, Regression };
+HeadKind parse_head_kind(const std::string& name);  // throws listing the valid kinds
+const char* head_kind_name(HeadKind kind);
+
+struct HeadOptions {
+  HeadKind kind = HeadKind::Localization;
+  int64_t outputs = 2;  // classes (classification) / values (regression); localization is always 2 + 2
+  double sigma_min = 0.01, sigma_max = 1.0;  // uncertainty clamp (the reference service's)
+  std::vector<int64_t> hidden = {128, 64};  // localization MLP widths
+  std::vector<double> dropout = {0.3, 0.2};
+};
+
+struct NetworkOptions {
+  ConvNeXtOptions backbone;
+  HeadOptions head;
+  bool freeze_backbone = false;
+};
+
+struct WeightsReport {
+  std::vector<std::string> loaded, missing, unexpected, mismatched;  // mismatched: "key: file [..] vs model [..]"
+};
+
+class NetworkImpl : public torch::nn::Module {
+ public:
+  explicit NetworkImpl(const NetworkOptions& options);
+
+  // One tensor per output name, in output_names() order.
+  std::vector<torch::Tensor> forward(const torch::Tensor& x);
+  std::vector<std::string> output_names() const;
+  const NetworkOptions& options() const { return options_; }
+  ConvNeXt backbone() const { return backbone_; }
+
+  // Parameters and buffers with timm's names (BatchNorm counters included).
+  NamedTensors state_dict() const;
+  // Copies tensors with matching names and shapes. strict: every model tensor must be present with the
+  // same shape and nothing else may be there. Non-strict (pretrained backbones): the whole backbone must
+  // load; head tensors that are missing or of another shape are reported and left as initialised.
+  WeightsReport load_state_dict(const NamedTensors& tensors, bool strict);
+  void set_backbone_frozen(bool frozen);
+  // Parameters the optimizer updates (frozen ones excluded), with names.
+  std::vector<std::pair<std::string, torch::Tensor>> trainable_parameters() const;
+
+ private:
+  NetworkOptions options_;
+  ConvNeXt backbone_{nullptr};
+  torch::nn::Linear fc_{nullptr};                                  // classification / regression
+  torch::nn::Sequential position_head_{nullptr}, uncertainty_head_{nullptr};  // localization
+};
+TORCH_MODULE(Network);
+
+// Metadata stored next to weights so a file says what it holds (variant, head, channels).
+std::map<std::string, std::string> network_metadata(const NetworkOptions& options);
+
+}  // namespace heimdall
