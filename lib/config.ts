@@ -20,7 +20,10 @@ export class ConfigError extends Error {
 // Secret redaction
 // ---------------------------------------------------------------------------------------------------------
 const secretValues = new Set<string>();
-const SECRET_KEY_RE = /(password|passwd|secret|token|access[_-]?key|api[_-]?key|credential|authorization|session[_-]?key)/i;
+// A name holds a secret when its last segment is (or ends with) one of these words: `MLFLOW_TRACKING_PASSWORD`,
+// `awsSecretAccessKey`, `db/password`, `api_key` — but not `max_tokens` or `token_dropout`.
+const SECRET_KEY_RE = /(^|[_\-])(password|passwd|pwd|secret|secret_?access_?key|token|access_?token|session_?token|auth_?token|api_?key|apikey|credentials?|authorization)$/i;
+const SECRET_CAMEL_RE = /(Password|Passwd|Secret|SecretAccessKey|Token|ApiKey|Credentials?)$/;
 
 /** Remembers a secret value so that `redact()` removes it from any text from now on. */
 export function registerSecret(value: string | undefined | null): void {
@@ -29,7 +32,8 @@ export function registerSecret(value: string | undefined | null): void {
 
 /** True for names that hold secrets (`MLFLOW_TRACKING_PASSWORD`, `awsSecretAccessKey`, `token`…). */
 export function isSecretKey(key: string): boolean {
-  return SECRET_KEY_RE.test(key) && !/^(mlflow\.)/i.test(key);
+  const last = key.split(/[/.]/).pop() ?? key;
+  return SECRET_KEY_RE.test(last) || SECRET_CAMEL_RE.test(last);
 }
 
 const URI_USERINFO_RE = /([a-z][a-z0-9+.-]*:\/\/)([^/@\s:]+):([^/@\s]+)@/gi;
@@ -221,7 +225,7 @@ export function loadConfig<S extends z.ZodObject<z.ZodRawShape>>(
     }
   }
   for (const [k, v] of Object.entries(raw)) {
-    if (typeof v === 'string' && (isSecretKey(k) || isSecretKey(sourceOf[k] ?? ''))) registerSecret(v);
+    if (typeof v === 'string' && isSecretKey(k)) registerSecret(v);
   }
   // Passwords inside URIs are secrets too.
   for (const v of Object.values(raw)) {

@@ -1,0 +1,21 @@
+# Test services of the MLflow tracker (issue 3): PostgreSQL binaries come from 10-system, mlflow/moto from
+# 20-python; here the MinIO server (the S3-compatible server the Heimdall deployment used), built once from
+# source through the Go module proxy and cached, so re-runs are instant. Pinned to one commit.
+MINIO_MODULE="github.com/minio/minio@v0.0.0-20260212201848-7aac2a2c5b7c"
+minio_bin="$HEIMDALL_CACHE/bin/minio"
+minio_stamp="$HEIMDALL_CACHE/bin/minio.module"
+if [ -x "$minio_bin" ] && [ "$(cat "$minio_stamp" 2>/dev/null)" = "$MINIO_MODULE" ]; then
+  :
+elif command -v go >/dev/null 2>&1; then
+  echo "building MinIO ($MINIO_MODULE; about 6 min on 2 cores the first time)"
+  mkdir -p "$HEIMDALL_CACHE/bin"
+  if GOBIN="$HEIMDALL_CACHE/bin" GOFLAGS=-p=1 nice -n 10 go install "$MINIO_MODULE"; then
+    echo "$MINIO_MODULE" > "$minio_stamp"
+  else
+    echo "MinIO build failed: the S3 tests will use moto's server instead" >&2
+  fi
+else
+  echo "no Go toolchain: the S3 tests will use moto's server instead of MinIO" >&2
+fi
+[ -x "$minio_bin" ] && export HEIMDALL_MINIO_BIN="$minio_bin"
+true

@@ -1,0 +1,188 @@
+// Artifact repositories by the run's artifact URI: a local path or file://, s3://bucket/prefix, and
+// mlflow-artifacts:/ through a tracking server's proxy. Each upload records the file's SHA-256.
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { copyFile, mkdir, readdir, stat } from 'node:fs/promises';
+import { basename, join, relative, resolve, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { TrackerConfig } from '../config.js';
+import { invalidParameter, MlflowError } from './errors.js';
+import { errorFromResponse, httpRequest } from './rest/http.js';
+import { validateArtifactPath } from './validation.js';
+
+export interface UploadedArtifact {
+  /** Path inside the run's artifact root. */
+  path: string;
+  /** Full URI of the stored artifact. */
+  uri: string;
+  size: number;
+  sha256: string;
+}
+
+export interface ArtifactRepository {
+  readonly rootUri: string;
+  /** Uploads one file into `artifactPath` (a directory inside the run's root). */
+  logArtifact(localFile: string, artifactPath?: string): Promise<UploadedArtifact[]>;
+  /** Uploads a directory's contents recursively into `artifactPath`. */
+  logArtifacts(localDir: string, artifactPath?: string): Promise<UploadedArtifact[]>;
+}
+
+export async function sha256File(path: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
+  return h.digest('hex');
+}
+
+async function walk(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const e of await readdir(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) out.push(...(await walk(p)));
+    else if (e.isFile()) out.push(p);
+  }
+  return out.sort();
+}
+
+function joinPath(...parts: string[]): string {
+  return parts.filter((p) => p !== '').join('/');
+}
+
+abstract class BaseRepository implements ArtifactRepository {
+  constructor(readonly rootUri: string) {}
+  protected abstract put(localFile: string, destPath: string, size: number, sha256: string): Promise<string>;
+
+  async logArtifact(localFile: string, artifactPath?: string): Promise<UploadedArtifact[]> {
+    const dir = validateArtifactPath(artifactPath);
+    const st = await stat(localFile).catch(() => null);
+    if (!st?.isFile()) throw invalidParameter(`logArtifact: '${localFile}' is not a file`);
+    const dest = joinPath(dir, basename(localFile));
+    const sha = await sha256File(localFile);
+    const uri = await this.put(localFile, dest, st.size, sha);
+    return [{ path: dest, uri, size: st.size, sha256: sha }];
+  }
+
+  async logArtifacts(localDir: string, artifactPath?: string): Promise<UploadedArtifact[]> {
+    const dir = validateArtifactPath(artifactPath);
+    const st = await stat(localDir).catch(() => null);
+    if (!st?.isDirectory()) throw invalidParameter(`logArtifacts: '${localDir}' is not a directory`);
+    const out: UploadedArtifact[] = [];
+    for (const f of await walk(localDir)) {
+      const rel = relative(localDir, f).split(sep).join('/');
+      const dest = joinPath(dir, rel);
+      const s = await stat(f);
+      const sha = await sha256File(f);
+      out.push({ path: dest, uri: await this.put(f, dest, s.size, sha), size: s.size, sha256: sha });
+    }
+    return out;
+  }
+}
+
+class LocalRepository extends BaseRepository {
+  private readonly dir: string;
+  constructor(rootUri: string) {
+    super(rootUri);
+    this.dir = rootUri.startsWith('file:') ? fileURLToPath(rootUri.replace(/^file:\/\/(?!\/)/, 'file:///')) : resolve(rootUri);
+  }
+  protected async put(localFile: string, destPath: string): Promise<string> {
+    const target = join(this.dir, ...destPath.split('/'));
+    await mkdir(join(target, '..'), { recursive: true });
+    await copyFile(localFile, target);
+    return target;
+  }
+}
+
+class S3Repository extends BaseRepository {
+  private readonly bucket: string;
+  private readonly prefix: string;
+  private client: unknown;
+  constructor(rootUri: string, private readonly cfg: TrackerConfig) {
+    super(rootUri);
+    const m = /^s3:\/\/([^/]+)\/?(.*)$/.exec(rootUri);
+    if (!m) throw invalidParameter(`Invalid S3 URI '${rootUri}'`);
+    this.bucket = m[1]!;
+    this.prefix = m[2]!.replace(/\/+$/, '');
+  }
+  private async s3(): Promise<import('@aws-sdk/client-s3').S3Client> {
+    if (!this.client) {
+      const { S3Client } = await import('@aws-sdk/client-s3');
+      const c = this.cfg;
+      let requestHandler: unknown;
+      if (c.s3IgnoreTls) {
+        const https = await import('node:https');
+        requestHandler = { httpsAgent: new https.Agent({ rejectUnauthorized: false }) };
+      }
+      this.client = new S3Client({
+        region: c.awsRegion,
+        endpoint: c.s3EndpointUrl,
+        forcePathStyle: Boolean(c.s3EndpointUrl),
+        credentials: c.awsAccessKeyId && c.awsSecretAccessKey
+          ? { accessKeyId: c.awsAccessKeyId, secretAccessKey: c.awsSecretAccessKey, sessionToken: c.awsSessionToken }
+          : undefined,
+        maxAttempts: 3,
+        ...(requestHandler ? { requestHandler: requestHandler as never } : {}),
+      });
+    }
+    return this.client as import('@aws-sdk/client-s3').S3Client;
+  }
+  protected async put(localFile: string, destPath: string, size: number, sha256: string): Promise<string> {
+    const key = joinPath(this.prefix, destPath);
+    const client = await this.s3();
+    const { Upload } = await import('@aws-sdk/lib-storage');
+    // lib-storage switches to a multipart upload above one part (8 MiB here), 2 parts in flight.
+    const up = new Upload({
+      client,
+      params: { Bucket: this.bucket, Key: key, Body: size > 0 ? createReadStream(localFile) : Buffer.alloc(0), Metadata: { sha256 } },
+      partSize: 8 * 1024 * 1024,
+      queueSize: 2,
+    });
+    await up.done();
+    return `s3://${this.bucket}/${key}`;
+  }
+}
+
+class MlflowArtifactsRepository extends BaseRepository {
+  private readonly path: string;
+  constructor(rootUri: string, private readonly cfg: TrackerConfig) {
+    super(rootUri);
+    // mlflow-artifacts:/<path> or mlflow-artifacts://host:port/<path>
+    const m = /^mlflow-artifacts:(?:\/\/[^/]+)?\/?(.*)$/.exec(rootUri);
+    this.path = (m?.[1] ?? '').replace(/\/+$/, '');
+  }
+  private base(): string {
+    const m = /^mlflow-artifacts:\/\/([^/]+)/.exec(this.rootUri);
+    if (m) {
+      const proto = /^https:/i.test(this.cfg.trackingUri) ? 'https' : 'http';
+      return `${proto}://${m[1]}`;
+    }
+    if (!/^https?:/i.test(this.cfg.trackingUri)) throw invalidParameter(`mlflow-artifacts:/ needs an http(s) tracking URI, got '${this.cfg.trackingUri}'`);
+    return this.cfg.trackingUri.replace(/\/+$/, '');
+  }
+  protected async put(localFile: string, destPath: string, size: number): Promise<string> {
+    const full = joinPath(this.path, destPath);
+    const url = `${this.base()}/api/2.0/mlflow-artifacts/artifacts/${full.split('/').map(encodeURIComponent).join('/')}`;
+    const headers: Record<string, string> = { 'Content-Length': String(size), 'Content-Type': 'application/octet-stream' };
+    if (this.cfg.trackingToken) headers.Authorization = `Bearer ${this.cfg.trackingToken}`;
+    else if (this.cfg.trackingUsername !== undefined && this.cfg.trackingPassword !== undefined) {
+      headers.Authorization = `Basic ${Buffer.from(`${this.cfg.trackingUsername}:${this.cfg.trackingPassword}`).toString('base64')}`;
+    }
+    let res;
+    try {
+      res = await httpRequest({
+        method: 'PUT', url, headers, body: () => createReadStream(localFile),
+        timeoutMs: this.cfg.httpRequestTimeoutS * 1000, insecureTls: this.cfg.trackingInsecureTls,
+      });
+    } catch (e) {
+      throw new MlflowError(`artifact upload to ${this.base()} failed: ${(e as Error).message}`, 'TEMPORARILY_UNAVAILABLE', { retryable: true, cause: e });
+    }
+    if (res.status < 200 || res.status >= 300) throw errorFromResponse(res, `PUT mlflow-artifacts ${full}`);
+    return `${this.rootUri.replace(/\/+$/, '')}/${destPath}`;
+  }
+}
+
+/** The repository for a run's artifact URI. */
+export function artifactRepositoryFor(uri: string, cfg: TrackerConfig): ArtifactRepository {
+  if (/^s3:\/\//i.test(uri)) return new S3Repository(uri, cfg);
+  if (/^mlflow-artifacts:/i.test(uri)) return new MlflowArtifactsRepository(uri, cfg);
+  if (/^file:/i.test(uri) || !/^[a-z][a-z0-9+.-]+:/i.test(uri)) return new LocalRepository(uri);
+  throw invalidParameter(`Unsupported artifact URI '${uri}' (supported: local paths, file://, s3://, mlflow-artifacts:/)`);
+}

@@ -1,0 +1,82 @@
+// A small HTTP client over node:http(s): timeouts, insecure TLS on request, streaming bodies, and MLflow's
+// retry rule (connection errors, 429 and 5xx, exponential backoff with jitter).
+import http from 'node:http';
+import https from 'node:https';
+import type { Readable } from 'node:stream';
+import { MlflowError, type MlflowErrorCode } from '../errors.js';
+
+export interface HttpOptions {
+  method: string;
+  url: string;
+  headers?: Record<string, string>;
+  body?: string | Buffer | (() => Readable);
+  timeoutMs: number;
+  insecureTls?: boolean;
+}
+
+export interface HttpResponse {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: Buffer;
+}
+
+const agents = {
+  http: new http.Agent({ keepAlive: true, maxSockets: 8 }),
+  https: new https.Agent({ keepAlive: true, maxSockets: 8 }),
+  insecure: new https.Agent({ keepAlive: true, maxSockets: 8, rejectUnauthorized: false }),
+};
+
+export function httpRequest(o: HttpOptions): Promise<HttpResponse> {
+  return new Promise((resolvePromise, reject) => {
+    const u = new URL(o.url);
+    const isHttps = u.protocol === 'https:';
+    const mod = isHttps ? https : http;
+    const req = mod.request(
+      u,
+      {
+        method: o.method,
+        headers: o.headers,
+        agent: isHttps ? (o.insecureTls ? agents.insecure : agents.https) : agents.http,
+        timeout: o.timeoutMs,
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolvePromise({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+        res.on('error', reject);
+      },
+    );
+    req.on('timeout', () => req.destroy(Object.assign(new Error(`HTTP request timed out after ${o.timeoutMs} ms: ${o.method} ${u.origin}${u.pathname}`), { code: 'ETIMEDOUT' })));
+    req.on('error', reject);
+    if (typeof o.body === 'function') {
+      const stream = o.body();
+      stream.on('error', (e) => req.destroy(e));
+      stream.pipe(req);
+    } else {
+      req.end(o.body);
+    }
+  });
+}
+
+/** Converts an MLflow REST error response into an MlflowError (retryable for 429 and 5xx). */
+export function errorFromResponse(res: HttpResponse, what: string): MlflowError {
+  let code: MlflowErrorCode = 'INTERNAL_ERROR';
+  let message = res.body.toString('utf8').slice(0, 2000);
+  try {
+    const j = JSON.parse(message) as { error_code?: string; message?: string };
+    if (j.error_code) code = j.error_code as MlflowErrorCode;
+    if (j.message) message = j.message;
+  } catch {
+    /* not JSON */
+  }
+  if (res.status === 429) code = 'REQUEST_LIMIT_EXCEEDED';
+  const retryable = res.status === 429 || res.status >= 500;
+  return new MlflowError(`${what} failed (HTTP ${res.status} ${code}): ${message}`, code, { retryable, httpStatus: res.status });
+}
+
+export function backoffMs(attempt: number, baseMs = 500, maxMs = 30_000): number {
+  const exp = Math.min(maxMs, baseMs * 2 ** attempt);
+  return exp / 2 + Math.random() * (exp / 2);
+}
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));

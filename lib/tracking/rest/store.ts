@@ -1,0 +1,308 @@
+// MLflow's REST API 2.0 (a `mlflow server`, Databricks-compatible auth by username/password or token).
+import { isRetryable, MlflowError, notFound } from '../errors.js';
+import { parseFilter, parseOrderBy } from '../filter.js';
+import type {
+  CreateRunOptions, Experiment, LogBatch, Metric, ModelStage, ModelVersion, RegisteredModel, Run, RunInfo, RunStatus,
+  SearchRunsOptions, Tag, TrackingStore,
+} from '../types.js';
+import { validateAlias, validateModelName } from '../validation.js';
+import { backoffMs, errorFromResponse, httpRequest, sleep, type HttpResponse } from './http.js';
+
+export interface RestStoreOptions {
+  trackingUri: string;
+  username?: string;
+  password?: string;
+  token?: string;
+  insecureTls?: boolean;
+  timeoutS?: number;
+  maxRetries?: number;
+}
+
+type J = Record<string, unknown>;
+
+/** Doubles in MLflow's protobuf JSON: NaN and ±Infinity travel as strings. */
+function encodeDouble(v: number): number | string {
+  if (Number.isNaN(v)) return 'NaN';
+  if (v === Infinity) return 'Infinity';
+  if (v === -Infinity) return '-Infinity';
+  return v;
+}
+function decodeDouble(v: unknown): number {
+  if (v === 'NaN') return NaN;
+  if (v === 'Infinity') return Infinity;
+  if (v === '-Infinity') return -Infinity;
+  return Number(v);
+}
+const numOrNull = (v: unknown) => (v === undefined || v === null ? null : Number(v));
+const kv = (list: unknown): Record<string, string> =>
+  Object.fromEntries(((list as { key: string; value: string }[] | undefined) ?? []).map((t) => [t.key, t.value ?? '']));
+
+export class RestStore implements TrackingStore {
+  readonly kind = 'rest' as const;
+  readonly baseUrl: string;
+  private readonly o: RestStoreOptions;
+
+  constructor(o: RestStoreOptions) {
+    this.o = o;
+    this.baseUrl = o.trackingUri.replace(/\/+$/, '');
+  }
+
+  defaultArtifactLocation(): string | null {
+    return null; // the server decides
+  }
+
+  private headers(json: boolean): Record<string, string> {
+    const h: Record<string, string> = { 'User-Agent': 'heimdall-torch' };
+    if (json) h['Content-Type'] = 'application/json';
+    if (this.o.token) h.Authorization = `Bearer ${this.o.token}`;
+    else if (this.o.username !== undefined && this.o.password !== undefined) {
+      h.Authorization = `Basic ${Buffer.from(`${this.o.username}:${this.o.password}`).toString('base64')}`;
+    }
+    return h;
+  }
+
+  /** One REST call with MLflow's retry policy; `retries` overrides MLFLOW_HTTP_REQUEST_MAX_RETRIES. */
+  async call(method: 'GET' | 'POST' | 'PATCH' | 'DELETE', endpoint: string, body: J = {}, retries = this.o.maxRetries ?? 7): Promise<J> {
+    let url = `${this.baseUrl}/api/2.0/mlflow/${endpoint}`;
+    let payload: string | undefined;
+    if (method === 'GET') {
+      const qs = new URLSearchParams();
+      for (const [k, v] of Object.entries(body)) {
+        if (Array.isArray(v)) for (const x of v) qs.append(k, String(x));
+        else if (v !== undefined && v !== null) qs.append(k, String(v));
+      }
+      const s = qs.toString();
+      if (s) url += `?${s}`;
+    } else {
+      payload = JSON.stringify(body);
+    }
+    for (let attempt = 0; ; attempt++) {
+      let res: HttpResponse;
+      try {
+        res = await httpRequest({
+          method, url, headers: this.headers(payload !== undefined), body: payload,
+          timeoutMs: (this.o.timeoutS ?? 120) * 1000, insecureTls: this.o.insecureTls,
+        });
+      } catch (e) {
+        const err = new MlflowError(`${method} ${endpoint}: cannot reach the MLflow server at ${this.baseUrl}: ${(e as Error).message}`, 'TEMPORARILY_UNAVAILABLE', { retryable: true, cause: e });
+        if (attempt >= retries) throw err;
+        await sleep(backoffMs(attempt));
+        continue;
+      }
+      if (res.status >= 200 && res.status < 300) {
+        const text = res.body.toString('utf8');
+        return text ? (JSON.parse(text) as J) : {};
+      }
+      const err = errorFromResponse(res, `${method} ${endpoint}`);
+      if (!err.retryable || attempt >= retries) throw err;
+      await sleep(backoffMs(attempt));
+    }
+  }
+
+  async open(): Promise<void> {
+    // Checks that the server answers (and that credentials are accepted).
+    try {
+      await this.call('POST', 'experiments/search', { max_results: 1 });
+    } catch (e) {
+      if (isRetryable(e)) throw e;
+      throw e;
+    }
+  }
+
+  async close(): Promise<void> {}
+
+  private toExperiment(e: J): Experiment {
+    return {
+      experimentId: String(e.experiment_id),
+      name: String(e.name),
+      artifactLocation: String(e.artifact_location ?? ''),
+      lifecycleStage: (e.lifecycle_stage ?? 'active') as Experiment['lifecycleStage'],
+      creationTime: numOrNull(e.creation_time),
+      lastUpdateTime: numOrNull(e.last_update_time),
+      tags: kv(e.tags),
+    };
+  }
+
+  async getExperimentByName(name: string): Promise<Experiment | null> {
+    try {
+      const r = await this.call('GET', 'experiments/get-by-name', { experiment_name: name });
+      return this.toExperiment(r.experiment as J);
+    } catch (e) {
+      if (e instanceof MlflowError && e.code === 'RESOURCE_DOES_NOT_EXIST') return null;
+      throw e;
+    }
+  }
+
+  async getExperiment(experimentId: string): Promise<Experiment> {
+    const r = await this.call('GET', 'experiments/get', { experiment_id: experimentId });
+    return this.toExperiment(r.experiment as J);
+  }
+
+  async createExperiment(name: string, artifactLocation: string | undefined, tags: Tag[]): Promise<string> {
+    const r = await this.call('POST', 'experiments/create', { name, artifact_location: artifactLocation, tags });
+    return String(r.experiment_id);
+  }
+
+  async searchExperiments(filter?: string, maxResults = 1000): Promise<Experiment[]> {
+    const r = await this.call('POST', 'experiments/search', { filter, max_results: maxResults });
+    return ((r.experiments as J[] | undefined) ?? []).map((e) => this.toExperiment(e));
+  }
+
+  private toRunInfo(i: J): RunInfo {
+    return {
+      runId: String(i.run_id ?? i.run_uuid),
+      runName: String(i.run_name ?? ''),
+      experimentId: String(i.experiment_id),
+      userId: String(i.user_id ?? ''),
+      status: i.status as RunStatus,
+      startTime: numOrNull(i.start_time),
+      endTime: numOrNull(i.end_time),
+      artifactUri: String(i.artifact_uri ?? ''),
+      lifecycleStage: (i.lifecycle_stage ?? 'active') as RunInfo['lifecycleStage'],
+    };
+  }
+
+  private toRun(r: J): Run {
+    const data = (r.data as J | undefined) ?? {};
+    const metrics: Record<string, number> = {};
+    for (const m of (data.metrics as J[] | undefined) ?? []) metrics[String(m.key)] = decodeDouble(m.value);
+    return { info: this.toRunInfo(r.info as J), metrics, params: kv(data.params), tags: kv(data.tags) };
+  }
+
+  async createRun(o: CreateRunOptions): Promise<RunInfo> {
+    const r = await this.call('POST', 'runs/create', {
+      experiment_id: o.experimentId, user_id: o.userId, start_time: o.startTime, tags: o.tags, run_name: o.runName,
+    });
+    return this.toRunInfo((r.run as J).info as J);
+  }
+
+  async updateRun(runId: string, status: RunStatus, endTime: number | null): Promise<void> {
+    await this.call('POST', 'runs/update', { run_id: runId, status, end_time: endTime ?? undefined }, 0);
+  }
+
+  async getRun(runId: string): Promise<Run> {
+    const r = await this.call('GET', 'runs/get', { run_id: runId });
+    return this.toRun(r.run as J);
+  }
+
+  /** One attempt: the worker owns the retry/spool policy for logging. */
+  async logBatch(b: LogBatch): Promise<void> {
+    await this.call('POST', 'runs/log-batch', {
+      run_id: b.runId,
+      metrics: b.metrics.map((m) => ({ key: m.key, value: encodeDouble(m.value), timestamp: m.timestamp, step: m.step })),
+      params: b.params,
+      tags: b.tags,
+    }, 0);
+  }
+
+  async getMetricHistory(runId: string, key: string): Promise<Metric[]> {
+    const out: Metric[] = [];
+    let token: string | undefined;
+    do {
+      const r = await this.call('GET', 'metrics/get-history', { run_id: runId, metric_key: key, max_results: 25000, page_token: token });
+      for (const m of (r.metrics as J[] | undefined) ?? []) out.push({ key: String(m.key), value: decodeDouble(m.value), timestamp: Number(m.timestamp), step: Number(m.step ?? 0) });
+      token = r.next_page_token as string | undefined;
+    } while (token);
+    return out.sort((a, b) => a.step - b.step || a.timestamp - b.timestamp);
+  }
+
+  async searchRuns(o: SearchRunsOptions): Promise<Run[]> {
+    parseFilter(o.filter); // clear client-side errors for a bad filter
+    parseOrderBy(o.orderBy);
+    let ids = o.experimentIds;
+    if (!ids?.length) ids = (await this.searchExperiments(undefined, 1000)).map((e) => e.experimentId);
+    const want = Math.max(1, o.maxResults ?? 1000);
+    const out: Run[] = [];
+    let token: string | undefined;
+    do {
+      const r = await this.call('POST', 'runs/search', {
+        experiment_ids: ids, filter: o.filter ?? '', order_by: o.orderBy ?? [], max_results: Math.min(want - out.length, 50000),
+        run_view_type: o.runViewType ?? 'ACTIVE_ONLY', page_token: token,
+      });
+      for (const run of (r.runs as J[] | undefined) ?? []) out.push(this.toRun(run));
+      token = r.next_page_token as string | undefined;
+    } while (token && out.length < want);
+    return out;
+  }
+
+  private toVersion(v: J): ModelVersion {
+    return {
+      name: String(v.name),
+      version: String(v.version),
+      creationTimestamp: numOrNull(v.creation_timestamp),
+      lastUpdatedTimestamp: numOrNull(v.last_updated_timestamp),
+      currentStage: String(v.current_stage ?? 'None'),
+      description: (v.description as string | undefined) ?? null,
+      source: String(v.source ?? ''),
+      runId: (v.run_id as string | undefined) || null,
+      status: String(v.status ?? 'READY'),
+      statusMessage: (v.status_message as string | undefined) ?? null,
+      tags: kv(v.tags),
+      aliases: ((v.aliases as string[] | undefined) ?? []).slice().sort(),
+    };
+  }
+
+  async getRegisteredModel(name: string): Promise<RegisteredModel | null> {
+    try {
+      const r = (await this.call('GET', 'registered-models/get', { name })).registered_model as J;
+      return {
+        name: String(r.name),
+        creationTimestamp: numOrNull(r.creation_timestamp),
+        lastUpdatedTimestamp: numOrNull(r.last_updated_timestamp),
+        description: (r.description as string | undefined) ?? null,
+        tags: kv(r.tags),
+        aliases: Object.fromEntries(((r.aliases as { alias: string; version: string }[] | undefined) ?? []).map((a) => [a.alias, String(a.version)])),
+        latestVersions: ((r.latest_versions as J[] | undefined) ?? []).map((v) => this.toVersion(v)),
+      };
+    } catch (e) {
+      if (e instanceof MlflowError && e.code === 'RESOURCE_DOES_NOT_EXIST') return null;
+      throw e;
+    }
+  }
+
+  async createRegisteredModel(name: string, description: string | undefined, tags: Tag[]): Promise<void> {
+    validateModelName(name);
+    await this.call('POST', 'registered-models/create', { name, description, tags });
+  }
+
+  async updateRegisteredModelDescription(name: string, description: string): Promise<void> {
+    await this.call('PATCH', 'registered-models/update', { name, description });
+  }
+
+  async createModelVersion(name: string, source: string, runId: string | null, description: string | undefined, tags: Tag[]): Promise<ModelVersion> {
+    const r = await this.call('POST', 'model-versions/create', { name, source, run_id: runId ?? undefined, description, tags });
+    return this.toVersion(r.model_version as J);
+  }
+
+  async getModelVersion(name: string, version: string): Promise<ModelVersion> {
+    const r = await this.call('GET', 'model-versions/get', { name, version });
+    return this.toVersion(r.model_version as J);
+  }
+
+  async transitionModelVersionStage(name: string, version: string, stage: ModelStage, archiveExisting: boolean): Promise<ModelVersion> {
+    const r = await this.call('POST', 'model-versions/transition-stage', { name, version, stage, archive_existing_versions: archiveExisting });
+    return this.toVersion(r.model_version as J);
+  }
+
+  async getLatestVersions(name: string, stages?: string[]): Promise<ModelVersion[]> {
+    const r = await this.call('POST', 'registered-models/get-latest-versions', { name, stages: stages ?? [] });
+    return ((r.model_versions as J[] | undefined) ?? []).map((v) => this.toVersion(v)).sort((a, b) => Number(a.version) - Number(b.version));
+  }
+
+  async setRegisteredModelAlias(name: string, alias: string, version: string): Promise<void> {
+    validateAlias(alias, true);
+    await this.call('POST', 'registered-models/alias', { name, alias, version });
+  }
+
+  async deleteRegisteredModelAlias(name: string, alias: string): Promise<void> {
+    validateAlias(alias, false);
+    await this.call('DELETE', 'registered-models/alias', { name, alias });
+  }
+
+  async getModelVersionByAlias(name: string, alias: string): Promise<ModelVersion> {
+    validateAlias(alias, false);
+    const r = await this.call('GET', 'registered-models/alias', { name, alias });
+    if (!r.model_version) throw notFound(`Registered model alias ${alias} not found.`);
+    return this.toVersion(r.model_version as J);
+  }
+}

@@ -1,0 +1,208 @@
+// A bounded on-disk spool of logging operations kept while the backend is unreachable, delivered in order
+// when it is back — by this tracker, or by the next tracker on the same spool directory after a crash or a
+// close() past its deadline.
+//
+// Layout: <spoolDir>/<storeKey>/<owner>/seg-<n>.jsonl with one operation per line, and seg-<n>.pos holding
+// how many lines of that segment were delivered. <owner>/owner.json names the process; a directory whose
+// process is gone is adopted (renamed, so that only one tracker takes it) by the next tracker.
+import { createHash, randomUUID } from 'node:crypto';
+import {
+  appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync,
+} from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { Metric } from './types.js';
+
+/** One logging operation as stored in the spool (and in the worker's queue). */
+export type SpoolOp =
+  | { k: 'log'; runId: string; metrics: Metric[]; params: [string, string][]; tags: [string, string][] }
+  | { k: 'end'; runId: string; status: string; endTime: number }
+  | { k: 'art'; runId: string; root: string; local: string; path: string; dir: boolean };
+
+export interface PendingCounts {
+  metrics: number;
+  params: number;
+  tags: number;
+  artifacts: number;
+  runEnds: number;
+}
+
+export const emptyCounts = (): PendingCounts => ({ metrics: 0, params: 0, tags: 0, artifacts: 0, runEnds: 0 });
+export function countOp(c: PendingCounts, op: SpoolOp, sign = 1): void {
+  if (op.k === 'log') { c.metrics += sign * op.metrics.length; c.params += sign * op.params.length; c.tags += sign * op.tags.length; }
+  else if (op.k === 'end') c.runEnds += sign;
+  else c.artifacts += sign;
+}
+
+/** A key for the backend (URI without credentials), so that a spool is only delivered to its own store. */
+export function storeKey(trackingUri: string): string {
+  const clean = trackingUri.replace(/\/\/[^/@]*@/, '//');
+  const slug = clean.replace(/[^A-Za-z0-9]+/g, '_').slice(0, 40);
+  return `${slug}-${createHash('sha256').update(clean).digest('hex').slice(0, 12)}`;
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+interface Segment { file: string; n: number }
+
+export class Spool {
+  readonly root: string;
+  readonly dir: string;
+  private readonly maxBytes: number;
+  private seq = 0;
+  private writeSeg: number | null = null;
+  private sealed = new Set<number>();
+  private bytes = 0;
+  /** Operations dropped because the spool was full. */
+  readonly dropped = emptyCounts();
+  private created = false;
+
+  constructor(spoolDir: string, trackingUri: string, maxBytes: number) {
+    this.root = join(resolve(spoolDir), storeKey(trackingUri));
+    this.dir = join(this.root, `${process.pid}-${randomUUID().slice(0, 8)}`);
+    this.maxBytes = maxBytes;
+  }
+
+  private ensureDir(): void {
+    if (this.created) return;
+    mkdirSync(this.dir, { recursive: true });
+    writeFileSync(join(this.dir, 'owner.json'), JSON.stringify({ pid: process.pid, since: Date.now() }));
+    this.created = true;
+  }
+
+  /** Moves the spools of dead processes (and empty leftovers) under this one, oldest first. */
+  adoptOrphans(): number {
+    if (!existsSync(this.root)) return 0;
+    let adopted = 0;
+    const others = readdirSync(this.root).filter((d) => join(this.root, d) !== this.dir).sort();
+    for (const d of others) {
+      const p = join(this.root, d);
+      let pid = 0;
+      try {
+        pid = JSON.parse(readFileSync(join(p, 'owner.json'), 'utf8')).pid as number;
+      } catch {
+        pid = 0;
+      }
+      if (pid && pid !== process.pid && pidAlive(pid)) continue;
+      if (pid === process.pid) continue; // another live tracker of this process
+      const segs = this.segmentsOf(p);
+      if (!segs.length) { rmSync(p, { recursive: true, force: true }); continue; }
+      this.ensureDir();
+      // Claim atomically: rename the orphan into a unique name; whoever renames first owns it.
+      const claimed = join(this.root, `${d}.claimed-${process.pid}-${randomUUID().slice(0, 6)}`);
+      try { renameSync(p, claimed); } catch { continue; }
+      for (const s of this.segmentsOf(claimed)) {
+        const n = ++this.seq;
+        const dest = join(this.dir, `seg-${String(n).padStart(8, '0')}.jsonl`);
+        renameSync(s.file, dest);
+        const pos = `${s.file.slice(0, -'.jsonl'.length)}.pos`;
+        if (existsSync(pos)) renameSync(pos, `${dest.slice(0, -'.jsonl'.length)}.pos`);
+        this.sealed.add(n);
+        this.bytes += statSync(dest).size;
+        adopted++;
+      }
+      rmSync(claimed, { recursive: true, force: true });
+    }
+    return adopted;
+  }
+
+  private segmentsOf(dir: string): Segment[] {
+    if (!existsSync(dir)) return [];
+    return readdirSync(dir)
+      .map((f) => /^seg-(\d+)\.jsonl$/.exec(f))
+      .filter((m): m is RegExpExecArray => !!m)
+      .map((m) => ({ file: join(dir, m[0]), n: Number(m[1]) }))
+      .sort((a, b) => a.n - b.n);
+  }
+
+  get isEmpty(): boolean {
+    return this.segmentsOf(this.dir).length === 0;
+  }
+
+  get sizeBytes(): number {
+    return this.bytes;
+  }
+
+  /** Appends operations in order. Metric points beyond the bound are dropped (and counted). */
+  append(ops: SpoolOp[]): void {
+    if (!ops.length) return;
+    this.ensureDir();
+    if (this.writeSeg === null || this.sealed.has(this.writeSeg)) this.writeSeg = ++this.seq;
+    const lines: string[] = [];
+    let size = 0;
+    for (const op of ops) {
+      let line = JSON.stringify(op, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? `__num:${v}` : v));
+      if (this.bytes + size + line.length + 1 > this.maxBytes) {
+        if (op.k === 'log' && op.metrics.length) {
+          this.dropped.metrics += op.metrics.length;
+          if (!op.params.length && !op.tags.length) continue;
+          line = JSON.stringify({ ...op, metrics: [] });
+        }
+      }
+      lines.push(line);
+      size += line.length + 1;
+    }
+    if (!lines.length) return;
+    const file = join(this.dir, `seg-${String(this.writeSeg).padStart(8, '0')}.jsonl`);
+    appendFileSync(file, lines.join('\n') + '\n');
+    this.bytes += size;
+    // keep segments small enough to read whole
+    if (statSync(file).size > 8 * 1024 * 1024) this.sealed.add(this.writeSeg);
+  }
+
+  /**
+   * The oldest segment's undelivered operations; the segment is sealed (no more appends) so the caller can
+   * deliver it and then `advance()`/`finish()`.
+   */
+  next(): { n: number; ops: SpoolOp[]; start: number } | null {
+    const seg = this.segmentsOf(this.dir)[0];
+    if (!seg) return null;
+    this.sealed.add(seg.n);
+    const text = readFileSync(seg.file, 'utf8');
+    const lines = text.split('\n').filter((l) => l.length > 0);
+    let start = 0;
+    try { start = Number(readFileSync(seg.file.replace(/\.jsonl$/, '.pos'), 'utf8')) || 0; } catch { start = 0; }
+    const ops = lines.map((l) => JSON.parse(l, (_k, v) => (typeof v === 'string' && v.startsWith('__num:') ? Number(v.slice(6)) : v)) as SpoolOp);
+    return { n: seg.n, ops, start };
+  }
+
+  /** Records that the first `delivered` operations of segment `n` are stored. */
+  advance(n: number, delivered: number): void {
+    writeFileSync(join(this.dir, `seg-${String(n).padStart(8, '0')}.pos`), String(delivered));
+  }
+
+  /** Removes a fully delivered segment. */
+  finish(n: number): void {
+    const base = join(this.dir, `seg-${String(n).padStart(8, '0')}`);
+    try { this.bytes -= statSync(`${base}.jsonl`).size; } catch { /* gone */ }
+    rmSync(`${base}.jsonl`, { force: true });
+    rmSync(`${base}.pos`, { force: true });
+    if (this.bytes < 0 || this.isEmpty) this.bytes = Math.max(0, this.isEmpty ? 0 : this.bytes);
+  }
+
+  /** Counts what the spool still holds. */
+  pending(): PendingCounts {
+    const c = emptyCounts();
+    for (const seg of this.segmentsOf(this.dir)) {
+      const lines = readFileSync(seg.file, 'utf8').split('\n').filter(Boolean);
+      let start = 0;
+      try { start = Number(readFileSync(seg.file.replace(/\.jsonl$/, '.pos'), 'utf8')) || 0; } catch { start = 0; }
+      for (const l of lines.slice(start)) countOp(c, JSON.parse(l) as SpoolOp);
+    }
+    return c;
+  }
+
+  /** Removes this tracker's directory when nothing is left in it. */
+  cleanupIfEmpty(): void {
+    if (this.created && this.isEmpty) {
+      rmSync(this.dir, { recursive: true, force: true });
+      this.created = false;
+    }
+  }
+}
