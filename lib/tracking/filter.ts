@@ -62,7 +62,7 @@ function tokenize(s: string): Token[] {
     if (c === ',') { out.push({ kind: 'comma', text: c }); i++; continue; }
     const num = /^[-+]?(\d+\.?\d*(e[-+]?\d+)?|\.\d+(e[-+]?\d+)?)/i.exec(s.slice(i));
     if (num && (out.length === 0 || out[out.length - 1]!.kind === 'op')) { out.push({ kind: 'number', text: num[0] }); i += num[0].length; continue; }
-    const id = /^[\p{L}\p{N}_\-:/]+/u.exec(s.slice(i));
+    const id = /^[\p{L}\p{N}_]+/u.exec(s.slice(i));
     if (id) { out.push({ kind: 'ident', text: id[0] }); i += id[0].length; continue; }
     throw invalidParameter(`Invalid filter '${s}': unexpected character '${c}' at ${i}`);
   }

@@ -84,13 +84,16 @@ export class Spool {
     for (const d of others) {
       const p = join(this.root, d);
       let pid = 0;
+      let released = false;
       try {
-        pid = JSON.parse(readFileSync(join(p, 'owner.json'), 'utf8')).pid as number;
+        const owner = JSON.parse(readFileSync(join(p, 'owner.json'), 'utf8')) as { pid: number; released?: boolean };
+        pid = owner.pid;
+        released = owner.released === true;
       } catch {
         pid = 0;
       }
-      if (pid && pid !== process.pid && pidAlive(pid)) continue;
-      if (pid === process.pid) continue; // another live tracker of this process
+      // Another live tracker's spool is left alone; a closed tracker's or a dead process's is adopted.
+      if (!released && pid && pidAlive(pid)) continue;
       const segs = this.segmentsOf(p);
       if (!segs.length) { rmSync(p, { recursive: true, force: true }); continue; }
       this.ensureDir();
@@ -196,6 +199,13 @@ export class Spool {
       for (const l of lines.slice(start)) countOp(c, JSON.parse(l) as SpoolOp);
     }
     return c;
+  }
+
+  /** Marks this spool as abandoned by its (closing) tracker, so that the next tracker adopts it. */
+  release(): void {
+    if (!this.created) return;
+    if (this.isEmpty) { this.cleanupIfEmpty(); return; }
+    writeFileSync(join(this.dir, 'owner.json'), JSON.stringify({ pid: process.pid, since: Date.now(), released: true }));
   }
 
   /** Removes this tracker's directory when nothing is left in it. */

@@ -387,12 +387,14 @@ export class MLflowTracker {
   logMetrics(metrics: Record<string, number>, step = 0, timestamp = Date.now()): void {
     const run = this.requireRun();
     if (!Number.isSafeInteger(step)) throw invalidParameter(`logMetrics: step must be an integer, got ${step}`);
+    // Validate all first: a refused call enqueues nothing.
+    for (const key in metrics) {
+      if (!this.keyCache.has(key)) { validateKey('metric', key); this.keyCache.add(key); }
+      if (typeof metrics[key] !== 'number') throw invalidParameter(`Metric '${key}': value must be a number, got ${typeof metrics[key]}`);
+    }
     const buf = this.buffer(run.runId);
     for (const key in metrics) {
-      const value = metrics[key]!;
-      if (!this.keyCache.has(key)) { validateKey('metric', key); this.keyCache.add(key); }
-      if (typeof value !== 'number') throw invalidParameter(`Metric '${key}': value must be a number, got ${typeof value}`);
-      buf.metrics.push({ key, value, timestamp, step });
+      buf.metrics.push({ key, value: metrics[key]!, timestamp, step });
       this.bufSize++;
     }
     if (this.bufSize >= 4096) this.send();

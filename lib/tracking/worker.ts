@@ -230,7 +230,10 @@ class TrackerWorker {
   }
 
   private async deliverQueue(): Promise<void> {
-    const n = await this.deliverHead(this.queue);
+    const q = this.queue;
+    const n = await this.deliverHead(q);
+    // Moved to the spool meanwhile (close deadline): the spool redelivers it, and redelivery is idempotent.
+    if (q !== this.queue) return;
     if (n > 0) {
       const done = this.queue.splice(0, n);
       this.markDelivered(done[done.length - 1]!.seq);
@@ -315,6 +318,7 @@ class TrackerWorker {
       const fn = (this.store as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[method];
       if (method === 'close') {
         if (this.retryTimer) clearTimeout(this.retryTimer);
+        this.spool.release();
         await this.store.close();
         post({ t: 'res', id, value: null });
         return;

@@ -80,7 +80,8 @@ export class RestStore implements TrackingStore {
       let res: HttpResponse;
       try {
         res = await httpRequest({
-          method, url, headers: this.headers(payload !== undefined), body: payload,
+          method, url, body: payload,
+          headers: payload !== undefined ? { ...this.headers(true), 'Content-Length': String(Buffer.byteLength(payload)) } : this.headers(false),
           timeoutMs: (this.o.timeoutS ?? 120) * 1000, insecureTls: this.o.insecureTls,
         });
       } catch (e) {

@@ -1,0 +1,215 @@
+// Faults: the database or the server stopped mid-run and restarted, concurrent trackers, close() past its
+// deadline with the spool delivered by the next tracker, signals and crashes of the training process.
+import { spawn } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { MLflowTracker } from '../../lib/tracking/index.js';
+import { mlflowPython } from './helpers/python.js';
+import { tmp, trackerOptions } from './helpers/scenario.js';
+import { ROOT, startMlflowServer, startPostgres, type PgServer } from './helpers/services.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function pgRows<T = any>(uri: string, sql: string, params: unknown[] = []): Promise<T[]> {
+  const c = new pg.Client({ connectionString: uri });
+  await c.connect();
+  try {
+    return (await c.query(sql, params)).rows as T[];
+  } finally {
+    await c.end();
+  }
+}
+
+/** Checks the metric rows of a run: each step exactly once per key, all of 0..n-1. */
+async function expectSteps(uri: string, runId: string, key: string, n: number): Promise<void> {
+  const rows = await pgRows<{ step: string; value: number }>(uri, 'SELECT step, value FROM metrics WHERE run_uuid = $1 AND key = $2 ORDER BY step, timestamp', [runId, key]);
+  expect(rows.length).toBe(n);
+  rows.forEach((r, i) => expect(Number(r.step)).toBe(i));
+}
+
+describe('PostgreSQL faults (private cluster)', () => {
+  let server: PgServer;
+  beforeAll(async () => {
+    server = await startPostgres();
+  });
+  afterAll(async () => {
+    await server?.destroy();
+  });
+
+  it('database stopped mid-run and restarted: every point arrives, in order, once', async () => {
+    const uri = await server.createDatabase('restart');
+    const t = new MLflowTracker(trackerOptions(uri, { artifactUri: join(tmp('a'), 'art') }));
+    const runId = await t.startRun({ runName: 'restart' });
+    const N = 3000;
+    let step = 0;
+    const logSome = (k: number) => {
+      for (let i = 0; i < k; i++, step++) t.logMetrics({ 'train/loss': 1 / (step + 1), lr: 0.1 }, step);
+    };
+    logSome(1000);
+    await t.flush();
+    await server.stop('fast');
+    // training goes on while the database is down: logging never throws or blocks
+    for (let i = 0; i < 10; i++) { logSome(100); await sleep(50); }
+    await sleep(500);
+    expect(t.warnings.join('\n')).toMatch(/spooling to/);
+    await server.start();
+    logSome(N - step);
+    const r = await t.close();
+    expect(r.complete, r.message).toBe(true);
+    expect(r.spoolDir).toBeNull();
+    await expectSteps(uri, runId, 'train/loss', N);
+    await expectSteps(uri, runId, 'lr', N);
+    const latest = await pgRows(uri, "SELECT step FROM latest_metrics WHERE run_uuid = $1 AND key = 'train/loss'", [runId]);
+    expect(Number(latest[0].step)).toBe(N - 1);
+    const run = await pgRows(uri, 'SELECT status FROM runs WHERE run_uuid = $1', [runId]);
+    expect(run[0].status).toBe('FINISHED');
+  });
+
+  it('close() past its deadline reports exactly what was not delivered; the next tracker delivers the spool', async () => {
+    const uri = await server.createDatabase('deadline');
+    const spoolDir = join(tmp('sp'), 'spool');
+    const t = new MLflowTracker(trackerOptions(uri, { spoolDir, artifactUri: join(tmp('a'), 'art') }));
+    const runId = await t.startRun({ runName: 'deadline' });
+    for (let s = 0; s < 100; s++) t.logMetric('m', s, s);
+    await t.flush();
+    await server.stop('fast');
+    for (let s = 100; s < 350; s++) t.logMetric('m', s, s);
+    t.logParams({ late: 'yes' });
+    const r = await t.close({ timeoutMs: 1500 });
+    expect(r.complete).toBe(false);
+    expect(r.undelivered).toEqual({ metrics: 250, params: 1, tags: 0, artifacts: 0, runEnds: 1 });
+    expect(r.spoolDir).toBeTruthy();
+    expect(r.spoolDir!.startsWith(spoolDir)).toBe(true);
+    expect(existsSync(r.spoolDir!)).toBe(true);
+    expect(r.message).toMatch(/not delivered 250 metric point\(s\), 1 param\(s\), 1 run end\(s\)/);
+    await server.start();
+    const t2 = new MLflowTracker(trackerOptions(uri, { spoolDir }));
+    await t2.start();
+    const f = await t2.flush({ timeoutMs: 30_000 });
+    expect(f.complete).toBe(true);
+    // flush() of a fresh tracker waits for the adopted spool too
+    await expectSteps(uri, runId, 'm', 350);
+    const run = await pgRows(uri, 'SELECT status FROM runs WHERE run_uuid = $1', [runId]);
+    expect(run[0].status).toBe('FINISHED');
+    const params = await pgRows(uri, 'SELECT key, value FROM params WHERE run_uuid = $1', [runId]);
+    expect(params).toEqual([{ key: 'late', value: 'yes' }]);
+    await t2.close();
+    expect(readdirSync(join(spoolDir, readdirSync(spoolDir)[0]!))).toEqual([]);
+  });
+
+  it('4 trackers logging concurrently into one (empty) database: no lost or duplicated rows', async () => {
+    const uri = await server.createDatabase('concurrent');
+    const trackers = Array.from({ length: 4 }, () => new MLflowTracker(trackerOptions(uri, { experimentName: 'concurrent', artifactUri: join(tmp('a'), 'art') })));
+    const runIds = await Promise.all(trackers.map((t, i) => t.startRun({ runName: `worker-${i}` })));
+    const N = 2500;
+    for (let s = 0; s < N; s++) {
+      for (const t of trackers) t.logMetrics({ loss: 1 / (s + 1), acc: s / N, lr: 1e-3 }, s);
+      if (s % 500 === 0) await sleep(1);
+    }
+    trackers.forEach((t, i) => t.logParams({ worker: i }));
+    const reports = await Promise.all(trackers.map((t) => t.close()));
+    for (const r of reports) expect(r.complete, r.message).toBe(true);
+    const exps = await pgRows(uri, "SELECT experiment_id FROM experiments WHERE name = 'concurrent'");
+    expect(exps.length).toBe(1);
+    for (const runId of runIds) {
+      const counts = await pgRows(uri, 'SELECT key, COUNT(*) AS n, COUNT(DISTINCT step) AS d FROM metrics WHERE run_uuid = $1 GROUP BY key ORDER BY key', [runId]);
+      expect(counts.map((c) => [c.key, Number(c.n), Number(c.d)])).toEqual([['acc', N, N], ['loss', N, N], ['lr', N, N]]);
+    }
+    const total = await pgRows(uri, 'SELECT COUNT(*) AS n FROM metrics');
+    expect(Number(total[0].n)).toBe(4 * 3 * N);
+    const statuses = await pgRows(uri, 'SELECT status, COUNT(*) AS n FROM runs GROUP BY status');
+    expect(statuses.map((s) => [s.status, Number(s.n)])).toEqual([['FINISHED', 4]]);
+  });
+
+  it('secrets in the tracking URI never reach stored values or messages', async () => {
+    const secret = 'Sup3r-Secret-Pg-Pw';
+    const base = await server.createDatabase('secrets');
+    // trust authentication accepts any password: the secret is only there to be leaked (or not)
+    const uri = base.replace('postgres@', `postgres:${secret}@`);
+    const t = new MLflowTracker(trackerOptions(uri, { artifactUri: join(tmp('a'), 'art'), trackingToken: 'tok-should-not-leak-1' }));
+    const runId = await t.startRun({ tags: { conn: uri, note: 'Bearer tok-should-not-leak-1' } });
+    t.logParams({ db: uri, db_password: secret, nested: { api_key: 'abc123456', ok: 'fine' } });
+    t.setTags({ access_token: 'anything-here' });
+    await t.flush();
+    const stored = JSON.stringify(await pgRows(uri.replace(`:${secret}`, ''), 'SELECT key, value FROM params UNION ALL SELECT key, value FROM tags'));
+    expect(stored).not.toContain(secret);
+    expect(stored).not.toContain('tok-should-not-leak-1');
+    expect(stored).not.toContain('abc123456');
+    expect(stored).toContain('fine');
+    expect(stored).toContain(':***@');
+    let msg = '';
+    const bad = new MLflowTracker(trackerOptions(uri.replace(/:\d+\//, ':1/'), { artifactUri: join(tmp('a'), 'art') }));
+    try { await bad.start(); } catch (e) { msg = (e as Error).message + (e as Error).stack; }
+    expect(msg).toMatch(/cannot open the tracking store/);
+    expect(msg).not.toContain(secret);
+    await bad.close();
+    await t.close();
+    expect(runId).toMatch(/^[0-9a-f]{32}$/);
+  });
+});
+
+describe('REST faults (private mlflow server)', () => {
+  it('server stopped mid-run and restarted: every point arrives, in order, once', async () => {
+    const srv = await startMlflowServer();
+    try {
+      const t = new MLflowTracker(trackerOptions(srv.uri, { httpRequestMaxRetries: 0 }));
+      const runId = await t.startRun({ runName: 'rest-restart' });
+      for (let s = 0; s < 1500; s++) t.logMetric('loss', 1 / (s + 1), s);
+      await t.flush();
+      await srv.stop();
+      for (let s = 1500; s < 2500; s++) t.logMetric('loss', 1 / (s + 1), s);
+      await sleep(700);
+      await srv.start();
+      for (let s = 2500; s < 3000; s++) t.logMetric('loss', 1 / (s + 1), s);
+      const r = await t.close();
+      expect(r.complete, r.message).toBe(true);
+      const py = await mlflowPython({ op: 'read', tracking_uri: srv.uri, experiment: 'heimdall-localization', history_keys: ['loss'], artifacts: false });
+      const run = py.runs.find((x: any) => x.run_id === runId);
+      expect(run.status).toBe('FINISHED');
+      expect(run.history.loss.map((h: number[]) => h[0])).toEqual(Array.from({ length: 3000 }, (_, i) => i));
+    } finally {
+      await srv.destroy();
+    }
+  });
+});
+
+describe('process signals and crashes', () => {
+  const runChild = (uri: string, mode: string, spoolDir: string) =>
+    new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
+      const p = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'test/tracking/fixtures/child.ts'), uri, mode, spoolDir], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      let err = '';
+      p.stdout.on('data', (d) => (out += d));
+      p.stderr.on('data', (d) => (err += d));
+      p.on('exit', (code) => resolve({ code, out, err }));
+    });
+
+  it.each([
+    ['sigterm', 143, 'KILLED'],
+    ['sigint', 130, 'KILLED'],
+    ['throw', 1, 'FAILED'],
+    ['exit', 0, 'FINISHED'],
+  ])('%s: flushed, run ended %s, exit code right', async (mode, code, status) => {
+    const d = tmp(`child-${mode}`);
+    const uri = `sqlite:///${join(d, 'm.db')}`;
+    const r = await runChild(uri, mode as string, join(d, 'spool'));
+    expect(r.code, r.err).toBe(code);
+    const runId = /RUN ([0-9a-f]{32})/.exec(r.out)?.[1];
+    expect(runId).toBeTruthy();
+    const t = new MLflowTracker(trackerOptions(uri));
+    const info = await t.getRunInfo(runId!);
+    const hist = await t.getMetricHistory('train/loss', runId!);
+    await t.close();
+    expect(info.status).toBe(status);
+    expect(info.endTime).not.toBeNull();
+    expect(hist.length).toBe(500);
+    expect(info.params.mode).toBe(mode);
+    if (mode === 'throw') {
+      expect(info.tags['error.message']).toBe('boom: CUDA out of memory (simulated)');
+      expect(info.tags['error.type']).toBe('Error');
+      expect(r.err).toContain('boom: CUDA out of memory');
+    }
+  });
+});

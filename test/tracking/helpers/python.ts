@@ -1,0 +1,25 @@
+// Runs the pinned Python MLflow client (test/tracking/helpers/mlflow_client.py) and returns its JSON.
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { ROOT, VENV } from './services.js';
+
+export async function mlflowPython<T = any>(req: Record<string, unknown>, env: Record<string, string> = {}): Promise<T> {
+  const script = join(ROOT, 'test', 'tracking', 'helpers', 'mlflow_client.py');
+  return new Promise<T>((resolve, reject) => {
+    const p = spawn(join(VENV, 'python'), [script], {
+      env: { ...process.env, MLFLOW_TRACKING_URI: '', PYTHONWARNINGS: 'ignore', ...env },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    p.stdout.on('data', (d) => (out += d));
+    p.stderr.on('data', (d) => (err += d));
+    p.on('error', reject);
+    p.on('exit', (code) => {
+      const i = out.lastIndexOf('@@JSON@@');
+      if (code !== 0 || i < 0) reject(new Error(`python mlflow client failed (exit ${code}):\n${err.slice(-4000)}\n${out.slice(-1000)}`));
+      else resolve(JSON.parse(out.slice(i + 8)) as T);
+    });
+    p.stdin.end(JSON.stringify(req));
+  });
+}

@@ -1,0 +1,157 @@
+// SQLite and PostgreSQL stores: MLflow's own client reads back everything we wrote, we read what it wrote,
+// and the schema we create for an empty database is the one MLflow's migrations create.
+import { join } from 'node:path';
+import { describe, expect, inject, it } from 'vitest';
+import { MLflowTracker } from '../../lib/tracking/index.js';
+import { SqlStore } from '../../lib/tracking/sql/store.js';
+import { SCHEMA_HEAD, SUPPORTED_REVISIONS } from '../../lib/tracking/sql/mlflow_schema.js';
+import { mlflowPython } from './helpers/python.js';
+import { checkReadback, SQL_MAX, tmp, trackerOptions, writeScenario } from './helpers/scenario.js';
+import { startPostgres } from './helpers/services.js';
+import pg from 'pg';
+
+async function createPgDb(name: string): Promise<string> {
+  const admin = new pg.Client({ connectionString: inject('pgUri') });
+  await admin.connect();
+  try {
+    await admin.query(`CREATE DATABASE "${name}"`);
+  } finally {
+    await admin.end();
+  }
+  return inject('pgUri').replace(/\/postgres$/, `/${name}`);
+}
+const dbName = (p: string) => `${p}_${process.pid}_${Math.floor(Math.random() * 1e6)}`;
+const forPython = (uri: string) => uri.replace(/^postgresql:\/\//, 'postgresql+psycopg2://');
+
+const backends: { name: string; make: () => Promise<{ ours: string; python: string; artifactUri?: string }> }[] = [
+  {
+    name: 'sqlite',
+    make: async () => {
+      const d = tmp('sqlite');
+      const uri = `sqlite:///${join(d, 'mlflow.db')}`;
+      return { ours: uri, python: uri, artifactUri: join(d, 'artifacts') };
+    },
+  },
+  {
+    name: 'postgresql',
+    make: async () => {
+      const uri = await createPgDb(dbName('readback'));
+      // also exercise the SQLAlchemy-style scheme MLflow users write
+      return { ours: forPython(uri), python: forPython(uri), artifactUri: join(tmp('pgart'), 'artifacts') };
+    },
+  },
+];
+
+describe.each(backends)('$name store', ({ make }) => {
+  it('writes everything so that Python MLflow reads it back identically', async () => {
+    const b = await make();
+    const t = new MLflowTracker(trackerOptions(b.ours, { artifactUri: b.artifactUri }));
+    try {
+      const w = await writeScenario(t, 'readback-exp', 'heimdall-localization-onnx');
+      const py = await mlflowPython({ op: 'read', tracking_uri: b.python, experiment: w.experimentName, models: [w.model], history_keys: ['train/loss', 'special'] });
+      checkReadback(py, w);
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('reads a run written by Python MLflow', async () => {
+    const b = await make();
+    // our tracker creates the schema; MLflow's client then writes into it with no migration
+    const t = new MLflowTracker(trackerOptions(b.ours, { artifactUri: b.artifactUri }));
+    await t.start();
+    const w = await mlflowPython<{ experiment_id: string; run_id: string }>({ op: 'write', tracking_uri: b.python, experiment: 'from-python' });
+    try {
+      const info = await t.getRunInfo(w.run_id);
+      expect(info.runName).toBe('written-by-python');
+      expect(info.status).toBe('FINISHED');
+      expect(info.params).toEqual({ lr: '0.01', optimizer: 'sgd' });
+      expect(info.tags.origin).toBe('python');
+      expect(info.tags.stage).toBe('test');
+      expect(info.metrics['val/loss']).toBeCloseTo(0.2);
+      expect(Number.isNaN(info.metrics.nan_metric)).toBe(true);
+      expect(info.metrics.inf_metric).toBe(SQL_MAX);
+      const hist = await t.getMetricHistory('val/loss', w.run_id);
+      expect(hist.map((m) => [m.step, m.timestamp])).toEqual([0, 1, 2, 3, 4].map((s) => [s, 1700000000000 + s]));
+      const runs = await t.searchRuns({ experimentIds: [w.experiment_id], filter: "params.optimizer = 'sgd'" });
+      expect(runs.map((r) => r.info.runId)).toEqual([w.run_id]);
+      expect((await t.getExperimentByName('from-python'))?.experimentId).toBe(w.experiment_id);
+    } finally {
+      await t.close();
+    }
+  });
+});
+
+describe('schema', () => {
+  const ourDescription = async (uri: string) => {
+    const store = /^sqlite/.test(uri) ? SqlStore.sqlite(uri.replace(/^sqlite:\/\/\//, '')) : SqlStore.postgres(uri);
+    await store.open();
+    await store.close();
+    return mlflowPython({ op: 'describe', tracking_uri: /^sqlite/.test(uri) ? uri : forPython(uri) });
+  };
+
+  it('an empty SQLite database gets exactly the schema of the pinned MLflow', async () => {
+    const d = tmp('schema');
+    const theirs = await mlflowPython({ op: 'columns', tracking_uri: `sqlite:///${join(d, 'theirs.db')}` });
+    const ours = await ourDescription(`sqlite:///${join(d, 'ours.db')}`);
+    expect(Object.keys(ours.tables).length).toBeGreaterThan(20);
+    for (const table of Object.keys(theirs.tables)) expect({ table, ...ours.tables[table] }).toEqual({ table, ...theirs.tables[table] });
+    expect(Object.keys(ours.tables).sort()).toEqual(Object.keys(theirs.tables).sort());
+    expect(ours.revision).toBe(theirs.revision);
+    expect(ours.revision).toBe(SCHEMA_HEAD);
+  });
+
+  it('an empty PostgreSQL database gets exactly the schema of the pinned MLflow', async () => {
+    const theirsUri = await createPgDb(dbName('theirs'));
+    const oursUri = await createPgDb(dbName('ours'));
+    const theirs = await mlflowPython({ op: 'columns', tracking_uri: forPython(theirsUri) });
+    const ours = await ourDescription(oursUri);
+    for (const table of Object.keys(theirs.tables)) expect({ table, ...ours.tables[table] }).toEqual({ table, ...theirs.tables[table] });
+    expect(Object.keys(ours.tables).sort()).toEqual(Object.keys(theirs.tables).sort());
+    expect(ours.revision).toBe(SCHEMA_HEAD);
+  });
+
+  it('accepts every supported MLflow revision (2.9 … pinned) and refuses an unknown one clearly', async () => {
+    const d = tmp('rev');
+    const path = join(d, 'm.db');
+    const store = SqlStore.sqlite(path);
+    await store.open();
+    expect(SUPPORTED_REVISIONS[0]).toBe('acf3f17fdcc7');
+    for (const rev of ['acf3f17fdcc7', '5b0e9adcef9c', '4465047574b1', 'f5a4f2784254', SCHEMA_HEAD]) {
+      expect(SUPPORTED_REVISIONS).toContain(rev);
+      await store.driver.run('UPDATE alembic_version SET version_num = ?', [rev]);
+      await expect(store.ensureSchema()).resolves.toBeUndefined();
+    }
+    await store.driver.run("UPDATE alembic_version SET version_num = 'ffffffffffff'");
+    await expect(store.ensureSchema()).rejects.toThrow(/Unsupported MLflow database schema revision 'ffffffffffff'.*mlflow db upgrade/);
+    await store.close();
+  });
+
+  it('opens a database created by MLflow itself, as it is', async () => {
+    const d = tmp('byml');
+    const uri = `sqlite:///${join(d, 'mlflow.db')}`;
+    await mlflowPython({ op: 'columns', tracking_uri: uri });
+    const t = new MLflowTracker(trackerOptions(uri, { artifactUri: join(d, 'art') }));
+    const id = await t.startRun({ runName: 'on-mlflow-db' });
+    t.logMetrics({ x: 1 }, 0);
+    const r = await t.close();
+    expect(r.complete).toBe(true);
+    const py = await mlflowPython({ op: 'read', tracking_uri: uri, experiment: 'heimdall-localization', artifacts: false });
+    expect(py.runs.map((x: any) => [x.run_id, x.status, x.metrics.x])).toEqual([[id, 'FINISHED', 1]]);
+  });
+});
+
+describe('private PostgreSQL cluster', () => {
+  it('starts and stops (used by the fault tests)', async () => {
+    const s = await startPostgres();
+    try {
+      const uri = await s.createDatabase('x');
+      const c = new pg.Client({ connectionString: uri });
+      await c.connect();
+      expect((await c.query('SELECT 1 AS one')).rows[0].one).toBe(1);
+      await c.end();
+    } finally {
+      await s.destroy();
+    }
+  });
+});

@@ -1,0 +1,16 @@
+// The tracking suite alone: `npx vitest run --config test/tracking/vitest.config.ts`.
+// (Same settings as test/vitest.config.ts, with the root resolved from this file rather than the cwd.)
+import { fileURLToPath } from 'node:url';
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    root: fileURLToPath(new URL('../..', import.meta.url)),
+    include: ['test/tracking/**/*.test.ts'],
+    globalSetup: ['test/setup/services.ts'],
+    pool: 'forks',
+    poolOptions: { forks: { maxForks: 2, minForks: 1 } },
+    testTimeout: 120_000,
+    hookTimeout: 180_000,
+  },
+});
