@@ -191,7 +191,7 @@ describe('process signals and crashes', () => {
     ['sigint', 130, 'KILLED'],
     ['throw', 1, 'FAILED'],
     ['exit', 0, 'FINISHED'],
-  ])('%s: flushed, run ended %s, exit code right', async (mode, code, status) => {
+  ])('%s → exit code %s, run %s, everything flushed', async (mode, code, status) => {
     const d = tmp(`child-${mode}`);
     const uri = `sqlite:///${join(d, 'm.db')}`;
     const r = await runChild(uri, mode as string, join(d, 'spool'));
