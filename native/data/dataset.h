@@ -48,6 +48,7 @@ class SubsetDataset final : public Dataset {
   Batch get_batch(const std::vector<int64_t>& indices, const BatchContext& ctx) const override;
   std::string describe() const override;
   const std::vector<int64_t>& indices() const { return indices_; }
+  const DatasetPtr& base() const { return base_; }
 
  private:
   DatasetPtr base_;
