@@ -11,6 +11,7 @@
 //   heimdall_data_tool metrics <pred_deg.npy> <target_deg.npy>     haversine error summary (m)
 //   heimdall_data_tool read-npy <file.npy>                         dtype, shape and sum of a .npy file
 // opts: --noise-floor DBM --min-snr DB --min-receivers N --inside-fraction F --no-cache --augment SEED
+//       --no-features (synth-dump: geometry and link budget only)
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -44,7 +45,7 @@ Args parse(int argc, char** argv, int from) {
   for (int i = from; i < argc; ++i) {
     std::string s = argv[i];
     if (s.rfind("--", 0) == 0) {
-      if (s == "--no-cache") {
+      if (s == "--no-cache" || s == "--no-features") {
         a.opt[s] = "1";
       } else {
         if (i + 1 >= argc) throw Error(kErrInvalidArgument, "option " + s + " needs a value");
@@ -131,7 +132,9 @@ int cmd_synth_dump(const Args& a) {
     ctx.augment = true;
     ctx.seed = std::stoull(a.opt.at("--augment"));
   }
-  Batch b = ds->get_batch(idx, ctx);
+  const bool with_features = !a.opt.count("--no-features");
+  Batch b;
+  if (with_features) b = ds->get_batch(idx, ctx);
   const int64_t r = static_cast<int64_t>(ds->receivers().size());
   at::Tensor snr = at::empty({n, r}, at::kDouble), power = at::empty({n, r}, at::kDouble),
              dist = at::empty({n, r}, at::kDouble), inside = at::empty({n}, at::kDouble), attempts = at::empty({n}, at::kDouble);
@@ -147,8 +150,10 @@ int cmd_synth_dump(const Args& a) {
     attempts[i] = static_cast<double>(tx.attempts);
     wide += tx.wide_fm;
   }
-  write_npy(p + "_x.npy", b.input);
-  write_npy(p + "_y.npy", b.target);
+  if (with_features) {
+    write_npy(p + "_x.npy", b.input);
+    write_npy(p + "_y.npy", b.target);
+  }
   write_npy(p + "_pos.npy", ds->positions_deg(idx));
   write_npy(p + "_snr.npy", snr);
   write_npy(p + "_power.npy", power);
