@@ -13,7 +13,8 @@ import { quoteKey } from './filter.js';
 import type { PendingCounts, SpoolOp } from './spool.js';
 import type { Experiment, Metric, ModelStage, ModelVersion, RegisteredModel, Run, RunStatus, SearchRunsOptions, Tag } from './types.js';
 import { flattenParams, paramValueToString, validateArtifactPath, validateKey, validateParam, validateTag } from './validation.js';
-import type { FlushReport, FromWorker, SerializedError, ToWorker, WorkerInit } from './worker.js';
+import type { FlushReport, FromWorker, SerializedError, ToWorker, WireOp, WorkerInit } from './worker.js';
+import { MetricColumns } from './columns.js';
 
 export interface MLflowTrackerOptions extends TrackerConfigInput {
   /** Tags merged into every run's tags (the reference's defaults: phase, service, model). */
@@ -74,7 +75,9 @@ const workerUrl = (() => {
  * worker's execArgv does not apply to its entry module there).
  */
 function spawnWorker(workerData: WorkerInit): Worker {
-  const opts = { workerData, stdout: false, stderr: false } as const;
+  // The worker needs no flags of the main thread; some (--input-type, -e) even break a worker's start.
+  const execArgv = process.execArgv.filter((a) => /^--(enable-source-maps|no-warnings|no-deprecation|trace-warnings|trace-uncaught|stack-trace-limit|max-old-space-size)/.test(a));
+  const opts = { workerData, stdout: false, stderr: false, execArgv };
   if (!workerUrl.pathname.endsWith('.ts')) return new Worker(workerUrl, opts);
   const req = createRequire(import.meta.url);
   const tsxApi = pathToFileURL(join(dirname(req.resolve('tsx/package.json')), 'dist', 'esm', 'api', 'index.mjs')).href;
@@ -107,7 +110,13 @@ function installProcessHandlers(): void {
     const all = [...live].filter((t) => t.handlesSignals);
     Promise.allSettled(all.map((t) => t.fail(err))).finally(() => process.exit(1));
   });
-  // A script that ends without close(): finish the runs (FINISHED), like MLflow's atexit hook.
+}
+
+let exitHookInstalled = false;
+/** A script that ends without close(): deliver and finish the runs (FINISHED), like MLflow's atexit hook. */
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
   process.on('beforeExit', () => {
     for (const t of live) if (t.needsClose) void t.close();
   });
@@ -122,9 +131,10 @@ export class MLflowTracker {
   private calls = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   private seq = 0;
   private deliveredSeq = 0;
-  private buf: { runId: string; metrics: Metric[]; params: [string, string][]; tags: [string, string][] } | null = null;
+  private buf: { runId: string; metrics: MetricColumns; params: [string, string][]; tags: [string, string][] } | null = null;
   private bufSize = 0;
-  private outbox: SpoolOp[] = [];
+  private outbox: WireOp[] = [];
+  private transfer: ArrayBuffer[] = [];
   private scheduled = false;
   private experimentIdValue: string | null = null;
   private run: { runId: string; artifactUri: string; experimentId: string } | null = null;
@@ -157,7 +167,7 @@ export class MLflowTracker {
   }
   /** True while a run is open or operations are not delivered. */
   get needsClose(): boolean {
-    return !this.closed && !this.closing && ((this.run !== null && !this.runEnded) || this.seq > this.deliveredSeq || this.bufSize > 0);
+    return !this.closed && !this.closing && ((this.run !== null && !this.runEnded) || this.seq > this.deliveredSeq || this.bufSize > 0 || this.outbox.length > 0);
   }
 
   // -------------------------------------------------------------------------------------------------------
@@ -172,6 +182,7 @@ export class MLflowTracker {
       const w = spawnWorker(init);
       this.worker = w;
       live.add(this);
+      installExitHook();
       if (this.config.handleSignals) installProcessHandlers();
       let isReady = false;
       w.on('message', (m: FromWorker) => {
@@ -249,8 +260,11 @@ export class MLflowTracker {
 
   /** Moves the current metric/param/tag buffer into the outbox, and schedules sending it. */
   private seal(): void {
-    if (this.buf && (this.buf.metrics.length || this.buf.params.length || this.buf.tags.length)) {
-      this.outbox.push({ k: 'log', ...this.buf });
+    const b = this.buf;
+    if (b && (b.metrics.n || b.params.length || b.tags.length)) {
+      const { wire, transfer } = b.metrics.toWire();
+      this.outbox.push({ k: 'mlog', runId: b.runId, m: wire, params: b.params, tags: b.tags });
+      this.transfer.push(...transfer);
     }
     this.buf = null;
     this.bufSize = 0;
@@ -273,9 +287,11 @@ export class MLflowTracker {
       return;
     }
     const ops = this.outbox;
+    const transfer = this.transfer;
     this.outbox = [];
+    this.transfer = [];
     this.seq += ops.length;
-    this.post({ t: 'ops', seq: this.seq, ops });
+    this.worker.postMessage({ t: 'ops', seq: this.seq, ops } satisfies ToWorker, transfer);
   }
 
   private requireRun(): { runId: string; artifactUri: string; experimentId: string } {
@@ -286,7 +302,7 @@ export class MLflowTracker {
   private buffer(runId: string) {
     if (!this.buf || this.buf.runId !== runId) {
       this.seal();
-      this.buf = { runId, metrics: [], params: [], tags: [] };
+      this.buf = { runId, metrics: new MetricColumns(), params: [], tags: [] };
     }
     return this.buf;
   }
@@ -378,9 +394,11 @@ export class MLflowTracker {
     if (!this.keyCache.has(key)) { validateKey('metric', key); this.keyCache.add(key); }
     if (typeof value !== 'number') throw invalidParameter(`Metric '${key}': value must be a number, got ${typeof value}`);
     if (!Number.isSafeInteger(step)) throw invalidParameter(`Metric '${key}': step must be an integer, got ${step}`);
-    this.buffer(run.runId).metrics.push({ key, value, timestamp, step });
-    if (++this.bufSize >= 4096) this.send();
-    else this.schedule();
+    const cols = this.buffer(run.runId).metrics;
+    cols.push(key, value, step, timestamp);
+    this.bufSize++;
+    if (cols.full) this.seal();
+    this.schedule();
   }
 
   /** Logs several metrics at one step (timestamp now). */
@@ -392,13 +410,17 @@ export class MLflowTracker {
       if (!this.keyCache.has(key)) { validateKey('metric', key); this.keyCache.add(key); }
       if (typeof metrics[key] !== 'number') throw invalidParameter(`Metric '${key}': value must be a number, got ${typeof metrics[key]}`);
     }
-    const buf = this.buffer(run.runId);
+    let cols = this.buffer(run.runId).metrics;
     for (const key in metrics) {
-      buf.metrics.push({ key, value: metrics[key]!, timestamp, step });
+      cols.push(key, metrics[key]!, step, timestamp);
       this.bufSize++;
+      if (cols.full) {
+        this.seal();
+        cols = this.buffer(run.runId).metrics;
+      }
     }
-    if (this.bufSize >= 4096) this.send();
-    else this.schedule();
+    if (this.outbox.length >= 16) this.send();
+    else if (!this.scheduled) this.schedule();
   }
 
   /** Logs params: nested objects flattened with '/', arrays and objects as JSON. Re-logging another value throws. */

@@ -6,6 +6,7 @@ import { redact } from '../config.js';
 import { artifactRepositoryFor, type ArtifactRepository, type UploadedArtifact } from './artifacts.js';
 import { isRetryable, MlflowError, toSafeError } from './errors.js';
 import { backoffMs } from './rest/http.js';
+import { wireToMetrics, type WireMetrics } from './columns.js';
 import { Spool, countOp, emptyCounts, type PendingCounts, type SpoolOp } from './spool.js';
 import { openStore } from './stores.js';
 import type { LogBatch, Metric, TrackingStore } from './types.js';
@@ -17,9 +18,12 @@ export interface WorkerInit {
 
 /** Messages from the tracker to the worker. */
 export type ToWorker =
-  | { t: 'ops'; seq: number; ops: SpoolOp[] }
+  | { t: 'ops'; seq: number; ops: WireOp[] }
   | { t: 'req'; id: number; method: string; args: unknown[] }
   | { t: 'flush'; id: number; seq: number; timeoutMs: number; persist: boolean };
+
+/** An operation as sent by the tracker: metric points travel in columns (see columns.ts). */
+export type WireOp = SpoolOp | { k: 'mlog'; runId: string; m: WireMetrics; params: [string, string][]; tags: [string, string][] };
 
 /** Messages from the worker to the tracker. */
 export type FromWorker =
@@ -88,7 +92,10 @@ class TrackerWorker {
   onMessage(m: ToWorker): void {
     if (m.t === 'ops') {
       const first = m.seq - m.ops.length + 1;
-      const items = m.ops.map((op, i) => ({ seq: first + i, op, mOff: 0, pOff: 0, tOff: 0 }));
+      const items = m.ops.map((w, i) => {
+        const op: SpoolOp = w.k === 'mlog' ? { k: 'log', runId: w.runId, metrics: wireToMetrics(w.m), params: w.params, tags: w.tags } : w;
+        return { seq: first + i, op, mOff: 0, pOff: 0, tOff: 0 };
+      });
       this.lastSeq = m.seq;
       if (this.spooling) this.spoolItems(items);
       else this.queue.push(...items);
