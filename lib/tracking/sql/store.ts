@@ -353,6 +353,24 @@ export class SqlStore implements TrackingStore {
 
   private async logMetrics(tx: SqlExecutor, runId: string, metrics: Metric[]): Promise<void> {
     const latest = new Map<string, { value: number; timestamp: number; step: number; isNan: boolean }>();
+    if (this.kind === 'postgresql') {
+      // One statement with six array parameters (unnest) instead of thousands of scalar parameters.
+      const cols = { k: [] as string[], v: [] as number[], t: [] as number[], s: [] as number[], n: [] as boolean[] };
+      for (const m of metrics) {
+        const { value, isNan } = sanitizeMetricValue(m.value);
+        cols.k.push(m.key); cols.v.push(value); cols.t.push(m.timestamp); cols.s.push(m.step); cols.n.push(isNan);
+        const cur = latest.get(m.key);
+        if (!cur || compareMetric(m.step, m.timestamp, value, cur) > 0) latest.set(m.key, { value, timestamp: m.timestamp, step: m.step, isNan });
+      }
+      await tx.run(
+        `INSERT INTO metrics (key, value, timestamp, run_uuid, step, is_nan)
+         SELECT k, v, t, ?, s, n FROM unnest(?::varchar[], ?::float8[], ?::bigint[], ?::bigint[], ?::boolean[]) AS u(k, v, t, s, n)
+         ON CONFLICT DO NOTHING`,
+        [runId, cols.k, cols.v, cols.t, cols.s, cols.n] as unknown as SqlValue[],
+      );
+      await this.upsertLatest(tx, runId, latest);
+      return;
+    }
     const rows: SqlValue[] = [];
     let n = 0;
     const flushRows = async () => {
@@ -372,8 +390,14 @@ export class SqlStore implements TrackingStore {
       if (!cur || compareMetric(m.step, m.timestamp, value, cur) > 0) latest.set(m.key, { value, timestamp: m.timestamp, step: m.step, isNan });
     }
     await flushRows();
-    // latest_metrics: one row per key, the most recent by (step, timestamp, value), like
-    // _update_latest_metrics_if_necessary. Keys in sorted order so concurrent writers lock alike.
+    await this.upsertLatest(tx, runId, latest);
+  }
+
+  /**
+   * latest_metrics: one row per key, the most recent by (step, timestamp, value), like
+   * _update_latest_metrics_if_necessary. Keys in sorted order so concurrent writers lock alike.
+   */
+  private async upsertLatest(tx: SqlExecutor, runId: string, latest: Map<string, { value: number; timestamp: number; step: number; isNan: boolean }>): Promise<void> {
     const keys = [...latest.keys()].sort();
     for (let i = 0; i < keys.length; i += 200) {
       const chunk = keys.slice(i, i + 200);
