@@ -1,14 +1,14 @@
 // Faults: the database or the server stopped mid-run and restarted, concurrent trackers, close() past its
 // deadline with the spool delivered by the next tracker, signals and crashes of the training process.
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { MLflowTracker } from '../../lib/tracking/index.js';
 import { mlflowPython } from './helpers/python.js';
 import { tmp, trackerOptions } from './helpers/scenario.js';
-import { ROOT, startMlflowServer, startPostgres, type PgServer } from './helpers/services.js';
+import { ROOT, startMlflowServer, startPostgres, startS3, type PgServer } from './helpers/services.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -210,6 +210,42 @@ describe('process signals and crashes', () => {
       expect(info.tags['error.message']).toBe('boom: CUDA out of memory (simulated)');
       expect(info.tags['error.type']).toBe('Error');
       expect(r.err).toContain('boom: CUDA out of memory');
+    }
+  });
+});
+
+describe('S3 faults (private S3 server)', () => {
+  it('S3 stopped mid-run and restarted: the artifact upload waits in the spool and lands once it is back', async () => {
+    const s3 = await startS3();
+    const { CreateBucketCommand, HeadObjectCommand, S3Client } = await import('@aws-sdk/client-s3');
+    const client = new S3Client({ endpoint: s3.endpoint, forcePathStyle: true, region: 'us-east-1', credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey } });
+    try {
+      await client.send(new CreateBucketCommand({ Bucket: 'faults' }));
+      const d = tmp('s3fault');
+      const t = new MLflowTracker(trackerOptions(`sqlite:///${join(d, 'm.db')}`, {
+        artifactUri: 's3://faults/runs', s3EndpointUrl: s3.endpoint, awsAccessKeyId: s3.accessKeyId, awsSecretAccessKey: s3.secretAccessKey,
+      }));
+      const runId = await t.startRun({ runName: 's3-down' });
+      await s3.stop();
+      writeFileSync(join(d, 'ckpt.bin'), Buffer.alloc(4096, 3));
+      t.logArtifact(join(d, 'ckpt.bin'), 'checkpoints');
+      for (let s = 0; s < 100; s++) t.logMetric('loss', 1 / (s + 1), s); // metrics queue up behind the upload
+      const early = await t.flush({ timeoutMs: 1500 });
+      expect(early.complete).toBe(false);
+      expect(early.undelivered.artifacts).toBe(1);
+      await s3.start();
+      if (s3.kind === 'moto') await client.send(new CreateBucketCommand({ Bucket: 'faults' })); // moto keeps no state
+      const r = await t.close();
+      expect(r.complete, r.message).toBe(true);
+      const head = await client.send(new HeadObjectCommand({ Bucket: 'faults', Key: `runs/${runId}/artifacts/checkpoints/ckpt.bin` }));
+      expect(head.ContentLength).toBe(4096);
+      const t2 = new MLflowTracker(trackerOptions(`sqlite:///${join(d, 'm.db')}`));
+      expect((await t2.getMetricHistory('loss', runId)).length).toBe(100);
+      expect((await t2.getRunInfo(runId)).status).toBe('FINISHED');
+      await t2.close();
+    } finally {
+      client.destroy();
+      await s3.destroy();
     }
   });
 });

@@ -174,6 +174,10 @@ export interface S3Server {
   endpoint: string;
   accessKeyId: string;
   secretAccessKey: string;
+  /** Stops the server process (its data stays on disk for MinIO). */
+  stop(): Promise<void>;
+  /** Starts it again on the same port (and data directory). */
+  start(): Promise<void>;
   destroy(): Promise<void>;
 }
 
@@ -186,38 +190,45 @@ export function minioBinary(): string | null {
 export async function startS3(): Promise<S3Server> {
   const dir = mkdtempSync(join(tmpdir(), 'heimdall-s3-'));
   const port = await freePort();
+  const consolePort = await freePort();
   const accessKeyId = 'heimdall-test-key';
   const secretAccessKey = 'heimdall-test-secret-0123456789';
   const log = join(dir, 'server.log');
-  const fd = openSync(log, 'a');
   const minio = minioBinary();
-  let child: ChildProcess;
-  let kind: S3Server['kind'];
-  let health: string;
-  if (minio && process.env.HEIMDALL_S3 !== 'moto') {
-    kind = 'minio';
-    mkdirSync(join(dir, 'data'));
-    const consolePort = await freePort();
-    child = spawn(minio, ['server', join(dir, 'data'), '--address', `127.0.0.1:${port}`, '--console-address', `127.0.0.1:${consolePort}`, '--quiet'], {
-      stdio: ['ignore', fd, fd], detached: true,
-      env: { ...process.env, MINIO_ROOT_USER: accessKeyId, MINIO_ROOT_PASSWORD: secretAccessKey, MINIO_BROWSER: 'off', MINIO_UPDATE: 'off' },
+  const kind: S3Server['kind'] = minio && process.env.HEIMDALL_S3 !== 'moto' ? 'minio' : 'moto';
+  const health = kind === 'minio' ? `http://127.0.0.1:${port}/minio/health/live` : `http://127.0.0.1:${port}/moto-api/`;
+  mkdirSync(join(dir, 'data'), { recursive: true });
+  let child: ChildProcess | null = null;
+  const start = async () => {
+    const fd = openSync(log, 'a');
+    const c = kind === 'minio'
+      ? spawn(minio!, ['server', join(dir, 'data'), '--address', `127.0.0.1:${port}`, '--console-address', `127.0.0.1:${consolePort}`, '--quiet'], {
+          stdio: ['ignore', fd, fd], detached: true,
+          env: { ...process.env, MINIO_ROOT_USER: accessKeyId, MINIO_ROOT_PASSWORD: secretAccessKey, MINIO_BROWSER: 'off', MINIO_UPDATE: 'off' },
+        })
+      : spawn(join(VENV, 'moto_server'), ['-H', '127.0.0.1', '-p', String(port)], { stdio: ['ignore', fd, fd], detached: true });
+    child = c;
+    let exited: number | null = null;
+    c.on('exit', (code) => { exited = code ?? -1; });
+    await waitFor(`${kind} S3 server on port ${port}`, async () => {
+      if (exited !== null) throw new Error(`${kind} exited with ${exited}: ${readFileSync(log, 'utf8').slice(-2000)}`);
+      return httpOk(health);
+    }, 60_000, log);
+  };
+  const stop = async () => {
+    const c = child;
+    child = null;
+    if (!c || c.exitCode !== null) return;
+    await new Promise<void>((res) => {
+      c.once('exit', () => res());
+      try { process.kill(-c.pid!, 'SIGKILL'); } catch { res(); }
     });
-    health = `http://127.0.0.1:${port}/minio/health/live`;
-  } else {
-    kind = 'moto';
-    child = spawn(join(VENV, 'moto_server'), ['-H', '127.0.0.1', '-p', String(port)], { stdio: ['ignore', fd, fd], detached: true });
-    health = `http://127.0.0.1:${port}/moto-api/`;
-  }
-  let exited: number | null = null;
-  child.on('exit', (c) => { exited = c ?? -1; });
-  await waitFor(`${kind} S3 server on port ${port}`, async () => {
-    if (exited !== null) throw new Error(`${kind} exited with ${exited}: ${readFileSync(log, 'utf8').slice(-2000)}`);
-    return httpOk(health);
-  }, 60_000, log);
+  };
+  await start();
   return {
-    kind, endpoint: `http://127.0.0.1:${port}`, accessKeyId, secretAccessKey,
+    kind, endpoint: `http://127.0.0.1:${port}`, accessKeyId, secretAccessKey, start, stop,
     destroy: async () => {
-      try { process.kill(-child.pid!, 'SIGKILL'); } catch { /* gone */ }
+      await stop();
       rmSync(dir, { recursive: true, force: true });
     },
   };
