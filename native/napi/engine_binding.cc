@@ -1,0 +1,349 @@
+// class Engine: trains a Model one epoch per call on a worker thread; batch events stream to a JS callback.
+#include <atomic>
+
+#include <ATen/ATen.h>
+
+#include "errors.h"
+#include "napi/handles.h"
+#include "train/engine.h"
+
+namespace heimdall::napi {
+namespace {
+
+struct EngineState {
+  ModelPtr model;
+  std::unique_ptr<Engine> engine;
+  std::atomic<bool> stop{false};
+  std::atomic<bool> busy{false};
+};
+using StatePtr = std::shared_ptr<EngineState>;
+
+// Marks the engine busy for one operation; a second concurrent operation is refused.
+class BusyScope {
+ public:
+  explicit BusyScope(StatePtr s) : s_(std::move(s)) {}
+  ~BusyScope() { if (s_) s_->busy = false; }
+  static void Acquire(EngineState& s) {
+    bool expected = false;
+    if (!s.busy.compare_exchange_strong(expected, true))
+      throw heimdall::Error(kErrState, "this engine is already running an operation; await it before starting another");
+  }
+
+ private:
+  StatePtr s_;
+};
+
+Napi::Object MetricsToJs(Napi::Env env, const std::map<std::string, double>& m) {
+  Napi::Object o = Napi::Object::New(env);
+  for (const auto& [k, v] : m) o.Set(k, Napi::Number::New(env, v));
+  return o;
+}
+
+Napi::Object EpochToJs(Napi::Env env, const EpochResult& r) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("epoch", Napi::Number::New(env, static_cast<double>(r.epoch)));
+  o.Set("batches", Napi::Number::New(env, static_cast<double>(r.batches)));
+  o.Set("samples", Napi::Number::New(env, static_cast<double>(r.samples)));
+  o.Set("step", Napi::Number::New(env, static_cast<double>(r.step)));
+  o.Set("seconds", Napi::Number::New(env, r.seconds));
+  o.Set("samplesPerSec", Napi::Number::New(env, r.samples_per_sec));
+  o.Set("stopped", Napi::Boolean::New(env, r.stopped));
+  o.Set("metrics", MetricsToJs(env, r.metrics));
+  return o;
+}
+
+class EpochWorker : public Napi::AsyncProgressQueueWorker<BatchEvent> {
+ public:
+  EpochWorker(Napi::Env env, StatePtr state, DatasetPtr data, int64_t batch_size, int64_t max_epochs,
+              Napi::Value on_batch)
+      : Napi::AsyncProgressQueueWorker<BatchEvent>(env, "heimdall.trainEpoch"),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        state_(std::move(state)),
+        data_(std::move(data)),
+        batch_size_(batch_size),
+        max_epochs_(max_epochs) {
+    if (on_batch.IsFunction()) on_batch_ = Napi::Persistent(on_batch.As<Napi::Function>());
+  }
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+  void Execute(const ExecutionProgress& progress) override {
+    BusyScope busy(state_);
+    try {
+      std::lock_guard<std::mutex> lock(state_->model->mutex);
+      result_ = state_->engine->train_epoch(
+          data_, batch_size_, max_epochs_, [&](const BatchEvent& ev) { progress.Send(&ev, 1); }, state_->stop);
+    } catch (...) {
+      error_ = CaptureCurrentException();
+      SetError(error_.message);
+    }
+  }
+
+  void OnProgress(const BatchEvent* events, size_t count) override {
+    if (on_batch_.IsEmpty() || hook_error_) return;
+    Napi::Env env = Env();
+    Napi::HandleScope scope(env);
+    for (size_t i = 0; i < count; ++i) {
+      const BatchEvent& e = events[i];
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("epoch", Napi::Number::New(env, static_cast<double>(e.epoch)));
+      o.Set("batch", Napi::Number::New(env, static_cast<double>(e.batch)));
+      o.Set("step", Napi::Number::New(env, static_cast<double>(e.step)));
+      o.Set("batchSize", Napi::Number::New(env, static_cast<double>(e.batch_size)));
+      o.Set("lr", Napi::Number::New(env, e.lr));
+      o.Set("samplesPerSec", Napi::Number::New(env, e.samples_per_sec));
+      o.Set("metrics", MetricsToJs(env, e.metrics));
+      try {
+        on_batch_.Call({o});
+      } catch (const Napi::Error& err) {
+        // A throwing callback stops the epoch at the next batch and rejects with its error.
+        hook_error_ = std::make_unique<Napi::ObjectReference>(Napi::Persistent(err.Value()));
+        state_->stop = true;
+        return;
+      }
+    }
+  }
+
+  void OnOK() override {
+    if (hook_error_) {
+      deferred_.Reject(hook_error_->Value());
+      return;
+    }
+    deferred_.Resolve(EpochToJs(Env(), result_));
+  }
+  void OnError(const Napi::Error&) override {
+    if (hook_error_) {
+      deferred_.Reject(hook_error_->Value());
+      return;
+    }
+    deferred_.Reject(MakeError(Env(), error_).Value());
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  StatePtr state_;
+  DatasetPtr data_;
+  int64_t batch_size_, max_epochs_;
+  Napi::FunctionReference on_batch_;
+  std::unique_ptr<Napi::ObjectReference> hook_error_;
+  EpochResult result_;
+  ErrorInfo error_;
+};
+
+EngineOptions ParseEngineOptions(const Napi::Object& o) {
+  EngineOptions e;
+  e.device = GetString(o, "device", "auto");
+  e.loss = GetString(o, "loss", "auto");
+  e.label_smoothing = GetNumber(o, "labelSmoothing", 0.0);
+  e.grad_clip_norm = GetNumber(o, "gradClipNorm", 0.0);
+  e.accumulate = GetInt(o, "accumulate", 1);
+  e.precision = GetString(o, "precision", "32");
+  e.channels_last = GetBool(o, "channelsLast", false);
+  e.seed = static_cast<uint64_t>(GetInt(o, "seed", 42));
+  e.threads = static_cast<int>(GetInt(o, "threads", 0));
+  Napi::Value opt = o.Get("optimizer");
+  if (opt.IsObject()) {
+    Napi::Object p = opt.As<Napi::Object>();
+    e.optimizer.name = GetString(p, "name", e.optimizer.name);
+    e.optimizer.lr = GetNumber(p, "lr", e.optimizer.lr);
+    e.optimizer.weight_decay = GetNumber(p, "weightDecay", e.optimizer.weight_decay);
+    e.optimizer.beta1 = GetNumber(p, "beta1", e.optimizer.beta1);
+    e.optimizer.beta2 = GetNumber(p, "beta2", e.optimizer.beta2);
+    e.optimizer.eps = GetNumber(p, "eps", e.optimizer.eps);
+    e.optimizer.momentum = GetNumber(p, "momentum", e.optimizer.momentum);
+    e.optimizer.dampening = GetNumber(p, "dampening", e.optimizer.dampening);
+    e.optimizer.nesterov = GetBool(p, "nesterov", e.optimizer.nesterov);
+  }
+  Napi::Value sched = o.Get("schedule");
+  if (sched.IsObject()) {
+    Napi::Object s = sched.As<Napi::Object>();
+    e.schedule.name = GetString(s, "name", e.schedule.name);
+    e.schedule.warmup_steps = GetInt(s, "warmupSteps", 0);
+    e.schedule.total_steps = GetInt(s, "totalSteps", 0);
+    e.schedule.min_lr = GetNumber(s, "minLr", e.schedule.min_lr);
+    if (e.schedule.name != "cosine" && e.schedule.name != "constant")
+      throw heimdall::Error(kErrInvalidArgument, "unknown schedule \"" + e.schedule.name + "\"; valid: cosine, constant");
+  }
+  Napi::Value ps = o.Get("positionScale");
+  if (ps.IsObject()) {
+    Napi::Object s = ps.As<Napi::Object>();
+    e.position_scale.enabled = true;
+    e.position_scale.lat_center = GetNumber(s, "latCenter", 0);
+    e.position_scale.lon_center = GetNumber(s, "lonCenter", 0);
+    e.position_scale.lat_scale = GetNumber(s, "latScale", 1);
+    e.position_scale.lon_scale = GetNumber(s, "lonScale", 1);
+  }
+  return e;
+}
+
+class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
+ public:
+  static void Init(Napi::Env env, Napi::Object exports) {
+    Napi::Function cls = DefineClass(env, "Engine",
+                                     {
+                                         InstanceAccessor<&EngineWrap::Epoch>("epoch"),
+                                         InstanceAccessor<&EngineWrap::Step>("step"),
+                                         InstanceAccessor<&EngineWrap::Lr>("lr"),
+                                         InstanceAccessor<&EngineWrap::Device>("device"),
+                                         InstanceMethod<&EngineWrap::TrainEpoch>("trainEpoch"),
+                                         InstanceMethod<&EngineWrap::Evaluate>("evaluate"),
+                                         InstanceMethod<&EngineWrap::Predict>("predict"),
+                                         InstanceMethod<&EngineWrap::RequestStop>("requestStop"),
+                                         InstanceMethod<&EngineWrap::ClearStop>("clearStop"),
+                                         InstanceMethod<&EngineWrap::SaveCheckpoint>("saveCheckpoint"),
+                                         InstanceMethod<&EngineWrap::LoadCheckpoint>("loadCheckpoint"),
+                                     });
+    exports.Set("Engine", cls);
+  }
+
+  explicit EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EngineWrap>(info) {
+    Guard(info.Env(), [&]() -> Napi::Value {
+      state_ = std::make_shared<EngineState>();
+      state_->model = UnwrapModel(info[0]);
+      EngineOptions options = ParseEngineOptions(OptionsArg(info, 1));
+      std::unique_lock<std::mutex> lock(state_->model->mutex, std::try_to_lock);
+      if (!lock.owns_lock())
+        throw heimdall::Error(kErrState, "the model is busy (a training or save is running); create the engine after it");
+      state_->engine = std::make_unique<Engine>(state_->model->net, options);
+      return info.Env().Undefined();
+    });
+  }
+
+ private:
+  Napi::Value Epoch(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), static_cast<double>(state_->engine->epoch()));
+  }
+  Napi::Value Step(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), static_cast<double>(state_->engine->step()));
+  }
+  Napi::Value Lr(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), state_->engine->current_lr()); }
+  Napi::Value Device(const Napi::CallbackInfo& info) {
+    return Napi::String::New(info.Env(), state_->engine->device().str());
+  }
+
+  // trainEpoch(dataset, {batchSize, maxEpochs}, onBatch?) → Promise<EpochResult>
+  Napi::Value TrainEpoch(const Napi::CallbackInfo& info) {
+    return Guard(info.Env(), [&]() -> Napi::Value {
+      DatasetPtr data = UnwrapDataset(info[0]);
+      Napi::Object o = OptionsArg(info, 1);
+      const int64_t batch_size = GetInt(o, "batchSize", 32);
+      const int64_t max_epochs = GetInt(o, "maxEpochs", 1);
+      BusyScope::Acquire(*state_);
+      auto* worker = new EpochWorker(info.Env(), state_, data, batch_size, max_epochs,
+                                     info.Length() > 2 ? info[2] : info.Env().Undefined());
+      Napi::Promise p = worker->Promise();
+      worker->Queue();
+      return p;
+    });
+  }
+
+  Napi::Value Evaluate(const Napi::CallbackInfo& info) {
+    return Guard(info.Env(), [&]() -> Napi::Value {
+      DatasetPtr data = UnwrapDataset(info[0]);
+      const int64_t batch_size = GetInt(OptionsArg(info, 1), "batchSize", 32);
+      BusyScope::Acquire(*state_);
+      auto s = state_;
+      auto result = std::make_shared<EpochResult>();
+      return Task::Run(
+          info.Env(),
+          [s, data, batch_size, result] {
+            BusyScope busy(s);
+            std::lock_guard<std::mutex> lock(s->model->mutex);
+            *result = s->engine->evaluate(data, batch_size, &s->stop);
+          },
+          [result](Napi::Env env) -> Napi::Value { return EpochToJs(env, *result); }, "heimdall.evaluate");
+    });
+  }
+
+  // predict(datasetOrTypedArray, {batchSize, shape}) → Promise<{[output]: {data: Float32Array, shape}}>
+  Napi::Value Predict(const Napi::CallbackInfo& info) {
+    return Guard(info.Env(), [&]() -> Napi::Value {
+      Napi::Object o = OptionsArg(info, 1);
+      const int64_t batch_size = GetInt(o, "batchSize", 32);
+      DatasetPtr data;
+      at::Tensor inputs;
+      if (info.Length() > 0 && info[0].IsTypedArray()) {
+        auto shape = GetIntArray(o, "shape", {});
+        if (shape.size() != 4) throw heimdall::Error(kErrShape, "predict on a typed array needs options.shape = [batch, C, H, W]");
+        inputs = TensorFromTypedArray(info[0], shape, "inputs");
+      } else {
+        data = UnwrapDataset(info[0]);
+      }
+      BusyScope::Acquire(*state_);
+      auto s = state_;
+      auto outputs = std::make_shared<std::vector<at::Tensor>>();
+      auto names = s->model->net->output_names();
+      return Task::Run(
+          info.Env(),
+          [s, data, inputs, batch_size, outputs] {
+            BusyScope busy(s);
+            std::lock_guard<std::mutex> lock(s->model->mutex);
+            *outputs = data ? s->engine->predict(data, batch_size) : s->engine->predict(inputs, batch_size);
+          },
+          [outputs, names](Napi::Env env) -> Napi::Value {
+            Napi::Object o = Napi::Object::New(env);
+            for (size_t i = 0; i < outputs->size() && i < names.size(); ++i) {
+              Napi::Object entry = Napi::Object::New(env);
+              entry.Set("data", TypedArrayFromTensor(env, (*outputs)[i]));
+              const auto sizes = (*outputs)[i].sizes();
+              Napi::Array shape = Napi::Array::New(env, sizes.size());
+              for (size_t k = 0; k < sizes.size(); ++k) shape.Set(static_cast<uint32_t>(k), Napi::Number::New(env, static_cast<double>(sizes[k])));
+              entry.Set("shape", shape);
+              o.Set(names[i], entry);
+            }
+            return o;
+          },
+          "heimdall.predict");
+    });
+  }
+
+  Napi::Value RequestStop(const Napi::CallbackInfo& info) {
+    state_->stop = true;
+    return info.Env().Undefined();
+  }
+  Napi::Value ClearStop(const Napi::CallbackInfo& info) {
+    state_->stop = false;
+    return info.Env().Undefined();
+  }
+
+  Napi::Value SaveCheckpoint(const Napi::CallbackInfo& info) {
+    return Guard(info.Env(), [&]() -> Napi::Value {
+      std::string path = StringArg(info, 0, "path");
+      std::string user = info.Length() > 1 && info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "{}";
+      BusyScope::Acquire(*state_);
+      auto s = state_;
+      return Task::Run(
+          info.Env(),
+          [s, path, user] {
+            BusyScope busy(s);
+            std::lock_guard<std::mutex> lock(s->model->mutex);
+            s->engine->save_checkpoint(path, user);
+          },
+          nullptr, "heimdall.saveCheckpoint");
+    });
+  }
+
+  Napi::Value LoadCheckpoint(const Napi::CallbackInfo& info) {
+    return Guard(info.Env(), [&]() -> Napi::Value {
+      std::string path = StringArg(info, 0, "path");
+      BusyScope::Acquire(*state_);
+      auto s = state_;
+      auto user = std::make_shared<std::string>();
+      return Task::Run(
+          info.Env(),
+          [s, path, user] {
+            BusyScope busy(s);
+            std::lock_guard<std::mutex> lock(s->model->mutex);
+            *user = s->engine->load_checkpoint(path);
+          },
+          [user](Napi::Env env) -> Napi::Value { return Napi::String::New(env, *user); }, "heimdall.loadCheckpoint");
+    });
+  }
+
+  StatePtr state_;
+};
+
+}  // namespace
+
+void InitEngine(Napi::Env env, Napi::Object exports) { EngineWrap::Init(env, exports); }
+
+}  // namespace heimdall::napi

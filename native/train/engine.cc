@@ -1,0 +1,423 @@
+#include "train/engine.h"
+
+#include <chrono>
+#include <cmath>
+
+#include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
+#include <ATen/autocast_mode.h>
+#include <ATen/detail/CUDAHooksInterface.h>
+#include <torch/version.h>
+
+#include "data/tensor_dataset.h"
+#include "errors.h"
+#include "model/json.h"
+#include "train/loader.h"
+
+namespace heimdall {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// Enables autocast for one device type on this thread for the guard's lifetime.
+class AutocastGuard {
+ public:
+  AutocastGuard(c10::DeviceType type, at::ScalarType dtype, bool enabled) : type_(type), enabled_(enabled) {
+    if (!enabled_) return;
+    prev_enabled_ = at::autocast::is_autocast_enabled(type_);
+    prev_dtype_ = at::autocast::get_autocast_dtype(type_);
+    at::autocast::set_autocast_enabled(type_, true);
+    at::autocast::set_autocast_dtype(type_, dtype);
+    at::autocast::increment_nesting();
+  }
+  ~AutocastGuard() {
+    if (!enabled_) return;
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    at::autocast::set_autocast_enabled(type_, prev_enabled_);
+    at::autocast::set_autocast_dtype(type_, prev_dtype_);
+  }
+
+ private:
+  c10::DeviceType type_;
+  bool enabled_;
+  bool prev_enabled_ = false;
+  at::ScalarType prev_dtype_ = at::kFloat;
+};
+
+std::string shape_str(const std::vector<int64_t>& s) { return c10::str(c10::IntArrayRef(s)); }
+
+}  // namespace
+
+std::string torch_version() { return TORCH_VERSION; }
+
+Precision parse_precision(const std::string& s) {
+  if (s == "32" || s == "32-true" || s == "fp32") return Precision::Fp32;
+  if (s == "bf16-mixed" || s == "bf16") return Precision::Bf16Mixed;
+  if (s == "16-mixed" || s == "fp16") return Precision::Fp16Mixed;
+  throw Error(kErrInvalidArgument, "unknown precision \"" + s + "\"; valid: 32, bf16-mixed, 16-mixed");
+}
+
+c10::Device resolve_device(const std::string& spec) {
+  const bool has_cuda = at::hasCUDA() && at::detail::getCUDAHooks().getNumGPUs() > 0;
+  if (spec == "auto") return has_cuda ? c10::Device(c10::kCUDA, 0) : c10::Device(c10::kCPU);
+  if (spec == "cpu") return c10::Device(c10::kCPU);
+  if (spec == "cuda" || spec.rfind("cuda:", 0) == 0) {
+    int index = 0;
+    if (spec.size() > 5) {
+      try {
+        size_t used = 0;
+        index = std::stoi(spec.substr(5), &used);
+        if (used != spec.size() - 5 || index < 0) throw std::invalid_argument("index");
+      } catch (const std::exception&) {
+        throw Error(kErrInvalidArgument, "device \"" + spec + "\" is not valid; use cpu, cuda, cuda:N or auto");
+      }
+    }
+    if (!has_cuda) {
+      throw Error(kErrDevice, std::string("device \"") + spec + "\" was requested but no CUDA device is available (" +
+                                  (at::hasCUDA() ? "libtorch has CUDA support but sees no GPU"
+                                                 : "this libtorch is a CPU-only build") +
+                                  "); use device: 'cpu' or 'auto'");
+    }
+    const int count = at::detail::getCUDAHooks().getNumGPUs();
+    if (index >= count)
+      throw Error(kErrDevice, "device \"" + spec + "\" does not exist: " + std::to_string(count) + " CUDA device(s) visible");
+    return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(index));
+  }
+  throw Error(kErrInvalidArgument, "device \"" + spec + "\" is not valid; use cpu, cuda, cuda:N or auto");
+}
+
+Engine::Engine(Network network, const EngineOptions& options)
+    : network_(std::move(network)), options_(options), device_(resolve_device(options.device)) {
+  const HeadKind head = network_->options().head.kind;
+  if (options_.loss == "auto") {
+    loss_ = head == HeadKind::Localization ? LossKind::GaussianNll
+            : head == HeadKind::Classification ? LossKind::CrossEntropy
+                                               : LossKind::Mse;
+  } else {
+    loss_ = parse_loss(options_.loss);
+  }
+  if (loss_ == LossKind::GaussianNll && head != HeadKind::Localization)
+    throw Error(kErrInvalidArgument, "loss gaussian_nll needs the localization head");
+  if (loss_ == LossKind::CrossEntropy && head != HeadKind::Classification)
+    throw Error(kErrInvalidArgument, "loss cross_entropy needs the classification head");
+  precision_ = parse_precision(options_.precision);
+  if (precision_ == Precision::Fp16Mixed && device_.type() != c10::kCUDA)
+    throw Error(kErrInvalidArgument, "precision 16-mixed needs a CUDA device; use bf16-mixed or 32 on CPU");
+  if (options_.accumulate < 1) throw Error(kErrInvalidArgument, "accumulate must be ≥ 1");
+  if (options_.grad_clip_norm < 0) throw Error(kErrInvalidArgument, "gradClipNorm must be ≥ 0");
+  if (options_.label_smoothing < 0 || options_.label_smoothing >= 1)
+    throw Error(kErrInvalidArgument, "labelSmoothing must be in [0, 1)");
+  if (options_.threads > 0) at::set_num_threads(options_.threads);
+
+  at::manual_seed(options_.seed);
+  network_->to(device_);
+  if (options_.channels_last) {
+    c10::NoGradGuard g;
+    for (auto& p : network_->parameters())
+      if (p.dim() == 4) p.set_data(p.data().contiguous(at::MemoryFormat::ChannelsLast));
+  }
+  optimizer_ = std::make_unique<Optimizer>(network_->trainable_parameters(), options_.optimizer);
+  if (precision_ == Precision::Fp16Mixed) {
+    amp_scale_ = at::full({1}, 65536.0f, at::TensorOptions().device(device_));
+    amp_growth_ = at::zeros({1}, at::TensorOptions().device(device_).dtype(at::kInt));
+  }
+}
+
+double Engine::current_lr() const { return scheduled_lr(options_.optimizer, options_.schedule, step_); }
+
+void Engine::check_input(const Dataset& data) const {
+  const auto in = data.input_shape();
+  const auto& o = network_->options();
+  const int64_t c = o.backbone.in_chans;
+  if (in.size() != 3 || in[0] != c || in[1] < 32 || in[2] < 32) {
+    throw Error(kErrShape, "the data set's samples have shape " + shape_str(in) + " but " + o.backbone.variant +
+                               " with inChans " + std::to_string(c) + " needs [" + std::to_string(c) +
+                               ", H ≥ 32, W ≥ 32] (" + data.describe() + ")");
+  }
+  const auto t = data.target_shape();
+  switch (o.head.kind) {
+    case HeadKind::Localization:
+      if (t != std::vector<int64_t>{2})
+        throw Error(kErrShape, "the localization head needs targets of shape [2] (lat, lon) per sample, got " + shape_str(t));
+      break;
+    case HeadKind::Classification:
+      if (!t.empty() || at::isFloatingType(data.target_dtype()))
+        throw Error(kErrShape, "the classification head needs integer class indices (one per sample), got " +
+                                   std::string(c10::toString(data.target_dtype())) + " targets of shape " + shape_str(t));
+      break;
+    case HeadKind::Regression:
+      if (t != std::vector<int64_t>{o.head.outputs})
+        throw Error(kErrShape, "the regression head needs targets of shape [" + std::to_string(o.head.outputs) +
+                                   "] per sample, got " + shape_str(t));
+      break;
+  }
+}
+
+at::Tensor Engine::to_device(const at::Tensor& t, bool is_input) const {
+  at::Tensor out = t.to(device_, /*non_blocking=*/t.is_pinned());
+  if (is_input && options_.channels_last && out.dim() == 4) out = out.contiguous(at::MemoryFormat::ChannelsLast);
+  return out;
+}
+
+std::vector<at::Tensor> Engine::forward(const at::Tensor& input) {
+  AutocastGuard guard(device_.type(), precision_ == Precision::Fp16Mixed ? at::kHalf : at::kBFloat16,
+                      precision_ != Precision::Fp32);
+  return network_->forward(input);
+}
+
+void Engine::optimizer_step() {
+  bool skip = false;
+  at::Tensor found_inf;
+  std::vector<at::Tensor> grads;
+  if (precision_ == Precision::Fp16Mixed || options_.grad_clip_norm > 0) grads = optimizer_->grads();
+  if (precision_ == Precision::Fp16Mixed) {
+    found_inf = at::zeros({1}, at::TensorOptions().device(device_));
+    if (!grads.empty()) at::_amp_foreach_non_finite_check_and_unscale_(grads, found_inf, amp_scale_.reciprocal());
+    skip = found_inf.item<float>() > 0;
+  }
+  if (!skip && options_.grad_clip_norm > 0 && !grads.empty()) {
+    c10::NoGradGuard g;
+    auto norms = at::_foreach_norm(grads, 2);
+    auto total = at::stack(norms).norm();
+    auto coef = (options_.grad_clip_norm / (total + 1e-6)).clamp_max(1.0);
+    at::_foreach_mul_(grads, coef);
+  }
+  if (!skip) optimizer_->step(current_lr());
+  if (precision_ == Precision::Fp16Mixed) at::_amp_update_scale_(amp_scale_, amp_growth_, found_inf, 2.0, 0.5, 2000);
+  ++step_;  // the schedule advances on skipped fp16 steps too, as Lightning's per-batch scheduler does
+  optimizer_->zero_grad();
+  pending_ = 0;
+}
+
+EpochResult Engine::train_epoch(DatasetPtr data, int64_t batch_size, int64_t max_epochs, const BatchCallback& on_batch,
+                                const std::atomic<bool>& stop) {
+  check_input(*data);
+  if (batch_size < 1) throw Error(kErrInvalidArgument, "batchSize must be ≥ 1");
+  LoaderOptions lo;
+  lo.batch_size = batch_size;
+  lo.shuffle = true;
+  lo.augment = true;
+  lo.seed = options_.seed;
+  lo.epoch = epoch_;
+  lo.drop_singleton = network_->options().head.kind == HeadKind::Localization;  // BatchNorm in the heads
+  lo.pin_memory = device_.is_cuda();
+  Loader loader(data, lo);
+  const int64_t nb = loader.num_batches();
+  if (options_.schedule.total_steps <= 0 && max_epochs > 0)
+    options_.schedule.total_steps = (nb + options_.accumulate - 1) / options_.accumulate * max_epochs;
+
+  network_->train();
+  MetricAccumulator acc(network_->options().head.kind, options_.position_scale, false);
+  EpochResult result;
+  result.epoch = epoch_;
+  const auto t_epoch = Clock::now();
+  for (int64_t skipped = 0; skipped < batch_in_epoch_; ++skipped) loader.next();  // resumed mid-epoch
+
+  while (true) {
+    if (stop.load()) {
+      result.stopped = true;
+      break;
+    }
+    auto batch = loader.next();
+    if (!batch) break;
+    const auto t0 = Clock::now();
+    auto input = to_device(batch->input, true);
+    auto target = to_device(batch->target, false);
+    auto outputs = forward(input);
+    auto loss = compute_loss(loss_, outputs, target, options_.label_smoothing);
+    const double loss_value = loss.item<double>();
+    if (!std::isfinite(loss_value)) {
+      optimizer_->zero_grad();
+      pending_ = 0;
+      std::string why = !at::isfinite(batch->input).all().item<bool>()    ? " The batch's inputs contain NaN or Inf."
+                        : (batch->target.is_floating_point() && !at::isfinite(batch->target).all().item<bool>())
+                            ? " The batch's targets contain NaN or Inf."
+                            : " Lower the learning rate or set gradClipNorm.";
+      throw Error(kErrNonFinite, "training stopped: the loss is " + std::string(std::isnan(loss_value) ? "NaN" : "infinite") +
+                                     " at step " + std::to_string(step_) + " (epoch " + std::to_string(epoch_) +
+                                     ", batch " + std::to_string(batch_in_epoch_) + ")." + why +
+                                     " The model keeps its weights from before this batch.");
+    }
+    const double lr = current_lr();
+    at::Tensor scaled = options_.accumulate > 1 ? loss / static_cast<double>(options_.accumulate) : loss;
+    if (precision_ == Precision::Fp16Mixed) scaled = scaled * amp_scale_;
+    scaled.backward();
+    ++pending_;
+    ++batch_in_epoch_;
+    if (pending_ == options_.accumulate || batch_in_epoch_ == nb) optimizer_step();
+
+    BatchEvent ev;
+    ev.metrics = acc.add(outputs, batch->target, loss_value);
+    ev.epoch = epoch_;
+    ev.batch = batch_in_epoch_ - 1;
+    ev.step = step_;
+    ev.batch_size = batch->input.size(0);
+    ev.lr = lr;
+    const double dt = seconds_since(t0);
+    ev.samples_per_sec = dt > 0 ? ev.batch_size / dt : 0;
+    if (on_batch) on_batch(ev);
+  }
+  if (result.stopped && pending_ > 0) {  // drop a partial accumulation: resume redoes those batches
+    optimizer_->zero_grad();
+    batch_in_epoch_ -= pending_;
+    pending_ = 0;
+  }
+  result.batches = result.stopped ? batch_in_epoch_ : nb;
+  result.samples = acc.samples();
+  result.metrics = acc.summary();
+  result.seconds = seconds_since(t_epoch);
+  result.samples_per_sec = result.seconds > 0 ? result.samples / result.seconds : 0;
+  if (!result.stopped) {
+    ++epoch_;
+    batch_in_epoch_ = 0;
+  }
+  result.step = step_;
+  return result;
+}
+
+EpochResult Engine::evaluate(DatasetPtr data, int64_t batch_size, const std::atomic<bool>* stop) {
+  check_input(*data);
+  LoaderOptions lo;
+  lo.batch_size = batch_size;
+  lo.pin_memory = device_.is_cuda();
+  Loader loader(data, lo);
+  network_->eval();
+  c10::NoGradGuard no_grad;
+  MetricAccumulator acc(network_->options().head.kind, options_.position_scale, true);
+  EpochResult result;
+  result.epoch = epoch_;
+  const auto t0 = Clock::now();
+  while (auto batch = loader.next()) {
+    if (stop && stop->load()) {
+      result.stopped = true;
+      break;
+    }
+    auto outputs = forward(to_device(batch->input, true));
+    auto target = to_device(batch->target, false);
+    auto loss = compute_loss(loss_, outputs, target, 0.0);
+    acc.add(outputs, batch->target, loss.item<double>());
+    ++result.batches;
+  }
+  network_->train();
+  result.samples = acc.samples();
+  result.metrics = acc.summary();
+  result.seconds = seconds_since(t0);
+  result.samples_per_sec = result.seconds > 0 ? result.samples / result.seconds : 0;
+  result.step = step_;
+  return result;
+}
+
+std::vector<at::Tensor> Engine::predict(DatasetPtr data, int64_t batch_size) {
+  const auto in = data->input_shape();
+  const int64_t c = network_->options().backbone.in_chans;
+  if (in.size() != 3 || in[0] != c)
+    throw Error(kErrShape, "inputs have shape " + shape_str(in) + " per sample but the model needs [" + std::to_string(c) +
+                               ", H ≥ 32, W ≥ 32]");
+  LoaderOptions lo;
+  lo.batch_size = batch_size;
+  lo.pin_memory = device_.is_cuda();
+  Loader loader(data, lo);
+  network_->eval();
+  c10::NoGradGuard no_grad;
+  std::vector<std::vector<at::Tensor>> parts;
+  while (auto batch = loader.next()) {
+    auto outputs = forward(to_device(batch->input, true));
+    for (size_t i = 0; i < outputs.size(); ++i) {
+      if (parts.size() <= i) parts.emplace_back();
+      parts[i].push_back(outputs[i].to(at::kCPU, at::kFloat));
+    }
+  }
+  network_->train();
+  std::vector<at::Tensor> out;
+  for (auto& p : parts) out.push_back(at::cat(p, 0));
+  return out;
+}
+
+std::vector<at::Tensor> Engine::predict(const at::Tensor& inputs, int64_t batch_size) {
+  return predict(std::make_shared<TensorDataset>(inputs, at::Tensor()), batch_size);
+}
+
+void Engine::save_checkpoint(const std::string& path, const std::string& user_json) const {
+  NamedTensors tensors = network_->state_dict();
+  for (auto& t : optimizer_->state()) tensors.push_back(std::move(t));
+  {
+    auto gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    tensors.emplace_back("rng.cpu", gen.get_state());
+  }
+  if (device_.is_cuda()) {
+    auto gen = at::globalContext().defaultGenerator(device_);
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    tensors.emplace_back("rng.cuda", gen.get_state());
+  }
+  if (amp_scale_.defined()) {
+    tensors.emplace_back("amp.scale", amp_scale_);
+    tensors.emplace_back("amp.growth_tracker", amp_growth_);
+  }
+  json::Value state = json::Value::object();
+  state["format"] = 1;
+  state["epoch"] = epoch_;
+  state["step"] = step_;
+  state["batch_in_epoch"] = batch_in_epoch_;
+  state["total_steps"] = options_.schedule.total_steps;
+  state["optimizer"] = options_.optimizer.name;
+  state["seed"] = static_cast<int64_t>(options_.seed);
+  state["torch"] = torch_version();
+  auto meta = network_metadata(network_->options());
+  meta["heimdall.checkpoint"] = state.dump();
+  meta["heimdall.user"] = user_json.empty() ? "{}" : user_json;
+  save_safetensors(path, tensors, meta);
+}
+
+std::string Engine::load_checkpoint(const std::string& path) {
+  TensorFile file = load_safetensors(path);
+  auto it = file.metadata.find("heimdall.checkpoint");
+  if (it == file.metadata.end())
+    throw Error(kErrFile, path + " is not a heimdall-torch checkpoint (no training state); to load weights only, use loadWeights()");
+  const auto& o = network_->options();
+  auto meta_of = [&](const char* k) {
+    auto m = file.metadata.find(k);
+    return m == file.metadata.end() ? std::string("?") : m->second;
+  };
+  if (meta_of("heimdall.variant") != o.backbone.variant || meta_of("heimdall.head") != head_kind_name(o.head.kind) ||
+      meta_of("heimdall.in_chans") != std::to_string(o.backbone.in_chans)) {
+    throw Error(kErrWeights, path + " is a checkpoint of " + meta_of("heimdall.variant") + " (" + meta_of("heimdall.head") +
+                                 " head, inChans " + meta_of("heimdall.in_chans") + ") but this model is " + o.backbone.variant +
+                                 " (" + head_kind_name(o.head.kind) + " head, inChans " + std::to_string(o.backbone.in_chans) + ")");
+  }
+  json::Value state = json::parse(it->second);
+  NamedTensors weights;
+  for (const auto& [k, t] : file.tensors)
+    if (k.rfind("optimizer.", 0) != 0 && k.rfind("rng.", 0) != 0 && k.rfind("amp.", 0) != 0) weights.emplace_back(k, t);
+  network_->load_state_dict(weights, /*strict=*/true);
+  optimizer_->load_state(file);
+  if (const at::Tensor* rng = file.find("rng.cpu")) {
+    auto gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(*rng);
+  }
+  if (const at::Tensor* rng = file.find("rng.cuda"); rng && device_.is_cuda()) {
+    auto gen = at::globalContext().defaultGenerator(device_);
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(*rng);
+  }
+  if (amp_scale_.defined()) {
+    if (const at::Tensor* s = file.find("amp.scale")) amp_scale_.copy_(*s);
+    if (const at::Tensor* g = file.find("amp.growth_tracker")) amp_growth_.copy_(*g);
+  }
+  epoch_ = state.at("epoch").as_int("epoch");
+  step_ = state.at("step").as_int("step");
+  batch_in_epoch_ = state.at("batch_in_epoch").as_int("batch_in_epoch");
+  options_.schedule.total_steps = state.at("total_steps").as_int("total_steps");
+  pending_ = 0;
+  optimizer_->zero_grad();
+  auto user = file.metadata.find("heimdall.user");
+  return user == file.metadata.end() ? "{}" : user->second;
+}
+
+}  // namespace heimdall

@@ -1,0 +1,105 @@
+// The training engine: train / evaluate / predict loops over native data sets, on CPU or CUDA, with
+// mixed precision, gradient accumulation and clipping, a stop flag honoured at batch boundaries, and
+// whole-state checkpoints (model, optimizer, schedule position, RNG) so that resuming equals not stopping.
+// The Trainer (TypeScript) calls one epoch at a time and runs callbacks in between.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <c10/core/Device.h>
+
+#include "data/dataset.h"
+#include "model/network.h"
+#include "train/losses.h"
+#include "train/metrics.h"
+#include "train/optimizer.h"
+
+namespace heimdall {
+
+enum class Precision { Fp32, Bf16Mixed, Fp16Mixed };
+Precision parse_precision(const std::string& s);  // "32" | "bf16-mixed" | "16-mixed"
+
+// "cpu" | "cuda" | "cuda:N" | "auto" → a device; throws Error(kErrDevice) if CUDA is asked for and absent.
+c10::Device resolve_device(const std::string& spec);
+
+struct EngineOptions {
+  std::string device = "auto";
+  OptimizerOptions optimizer;
+  ScheduleOptions schedule;
+  std::string loss = "auto";       // auto: gaussian_nll | cross_entropy | mse by head
+  double label_smoothing = 0.0;
+  double grad_clip_norm = 0.0;     // 0: off
+  int64_t accumulate = 1;          // batches per optimizer step
+  std::string precision = "32";
+  bool channels_last = false;      // NHWC memory format (fast on CUDA tensor cores)
+  uint64_t seed = 42;
+  PositionScale position_scale;
+  int threads = 0;                 // intra-op threads; 0 keeps libtorch's default
+};
+
+struct BatchEvent {
+  int64_t epoch = 0, batch = 0, step = 0, batch_size = 0;  // step: optimizer steps taken so far
+  double lr = 0, samples_per_sec = 0;
+  std::map<std::string, double> metrics;                    // loss, mae, …
+};
+
+struct EpochResult {
+  int64_t epoch = 0, batches = 0, samples = 0, step = 0;
+  double seconds = 0, samples_per_sec = 0;
+  bool stopped = false;                                      // a stop request ended it early
+  std::map<std::string, double> metrics;
+};
+
+using BatchCallback = std::function<void(const BatchEvent&)>;
+
+class Engine {
+ public:
+  Engine(Network network, const EngineOptions& options);
+
+  // One epoch of training. max_epochs sets the schedule length on first use when total_steps is 0.
+  EpochResult train_epoch(DatasetPtr data, int64_t batch_size, int64_t max_epochs, const BatchCallback& on_batch,
+                          const std::atomic<bool>& stop);
+  EpochResult evaluate(DatasetPtr data, int64_t batch_size, const std::atomic<bool>* stop = nullptr);
+  // Outputs for every sample, in order, on CPU (eval mode, no augmentation).
+  std::vector<at::Tensor> predict(DatasetPtr data, int64_t batch_size);
+  std::vector<at::Tensor> predict(const at::Tensor& inputs, int64_t batch_size);
+
+  // One file (safetensors): weights (timm names), optimizer state, counters, RNG, `user` JSON (callbacks,
+  // trainer state). Loading restores all of it and returns `user`.
+  void save_checkpoint(const std::string& path, const std::string& user_json) const;
+  std::string load_checkpoint(const std::string& path);
+
+  Network network() const { return network_; }
+  c10::Device device() const { return device_; }
+  int64_t epoch() const { return epoch_; }
+  int64_t step() const { return step_; }
+  double current_lr() const;
+  const EngineOptions& options() const { return options_; }
+
+ private:
+  at::Tensor to_device(const at::Tensor& t, bool is_input) const;
+  std::vector<at::Tensor> forward(const at::Tensor& input);
+  void optimizer_step();
+  void check_input(const Dataset& data) const;
+
+  Network network_;
+  EngineOptions options_;
+  c10::Device device_;
+  LossKind loss_;
+  Precision precision_;
+  std::unique_ptr<Optimizer> optimizer_;
+  int64_t epoch_ = 0;           // completed epochs
+  int64_t step_ = 0;            // optimizer steps
+  int64_t batch_in_epoch_ = 0;  // batches of the current epoch already trained (resume mid-epoch)
+  int64_t pending_ = 0;         // batches accumulated since the last optimizer step
+  at::Tensor amp_scale_, amp_growth_;  // fp16 loss scaling
+};
+
+std::string torch_version();
+
+}  // namespace heimdall

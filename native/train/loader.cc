@@ -1,0 +1,90 @@
+#include "train/loader.h"
+
+#include <algorithm>
+#include <numeric>
+#include <random>
+
+#include <ATen/ATen.h>
+
+#include "errors.h"
+
+namespace heimdall {
+
+uint64_t mix_seed(uint64_t a, uint64_t b) {
+  uint64_t z = a + 0x9E3779B97F4A7C15ull * (b + 1);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+Loader::Loader(DatasetPtr dataset, const LoaderOptions& options) : dataset_(std::move(dataset)), options_(options) {
+  if (options.batch_size < 1) throw Error(kErrInvalidArgument, "batchSize must be ≥ 1, got " + std::to_string(options.batch_size));
+  const int64_t n = dataset_->size();
+  if (n < 1) throw Error(kErrInvalidArgument, "the data set is empty: " + dataset_->describe());
+  std::vector<int64_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  if (options.shuffle) {
+    std::mt19937_64 rng(mix_seed(options.seed, static_cast<uint64_t>(options.epoch)));
+    std::shuffle(order.begin(), order.end(), rng);
+  }
+  for (int64_t start = 0; start < n; start += options.batch_size) {
+    int64_t end = std::min(n, start + options.batch_size);
+    if (options.drop_singleton && end - start == 1 && start > 0) break;
+    batches_.emplace_back(order.begin() + start, order.begin() + end);
+  }
+  thread_ = std::thread([this] { produce(); });
+}
+
+Loader::~Loader() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void Loader::produce() {
+  try {
+    for (size_t b = 0; b < batches_.size(); ++b) {
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        cv_.wait(lock, [&] { return stop_ || ready_.size() < static_cast<size_t>(std::max(1, options_.prefetch)); });
+        if (stop_) return;
+      }
+      BatchContext ctx;
+      ctx.augment = options_.augment;
+      ctx.seed = mix_seed(mix_seed(options_.seed, static_cast<uint64_t>(options_.epoch)), b);
+      Batch batch = dataset_->get_batch(batches_[b], ctx);
+      if (options_.pin_memory) {
+        batch.input = batch.input.pin_memory();
+        batch.target = batch.target.pin_memory();
+      }
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        ready_.push_back(std::move(batch));
+        ++produced_;
+      }
+      cv_.notify_all();
+    }
+  } catch (...) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    error_ = std::current_exception();
+  }
+  cv_.notify_all();
+}
+
+std::optional<Batch> Loader::next() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  if (consumed_ >= batches_.size()) return std::nullopt;
+  cv_.wait(lock, [&] { return !ready_.empty() || error_; });
+  if (ready_.empty() && error_) std::rethrow_exception(error_);
+  Batch b = std::move(ready_.front());
+  ready_.pop_front();
+  ++consumed_;
+  lock.unlock();
+  cv_.notify_all();
+  return b;
+}
+
+}  // namespace heimdall

@@ -1,0 +1,56 @@
+// Batches a Dataset on a producer thread, a few batches ahead of the training loop (prefetch), with a
+// seeded shuffle that depends only on (seed, epoch): the same seed gives the same batches, and resuming at
+// epoch k gives the batches an uninterrupted run would have seen.
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <exception>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include "data/dataset.h"
+
+namespace heimdall {
+
+struct LoaderOptions {
+  int64_t batch_size = 32;
+  bool shuffle = false;
+  bool augment = false;
+  uint64_t seed = 0;
+  int64_t epoch = 0;
+  bool drop_singleton = false;  // drop a last batch of one sample (BatchNorm cannot train on it)
+  int prefetch = 2;
+  bool pin_memory = false;      // page-locked host memory for non-blocking copies to CUDA
+};
+
+uint64_t mix_seed(uint64_t a, uint64_t b);  // splitmix64 of a combination: decorrelated sub-seeds
+
+class Loader {
+ public:
+  Loader(DatasetPtr dataset, const LoaderOptions& options);
+  ~Loader();
+  Loader(const Loader&) = delete;
+  Loader& operator=(const Loader&) = delete;
+
+  // The next batch, or nullopt at the end of the epoch. Rethrows an error raised by the data set.
+  std::optional<Batch> next();
+  int64_t num_batches() const { return static_cast<int64_t>(batches_.size()); }
+
+ private:
+  void produce();
+
+  DatasetPtr dataset_;
+  LoaderOptions options_;
+  std::vector<std::vector<int64_t>> batches_;
+  std::thread thread_;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::deque<Batch> ready_;
+  size_t consumed_ = 0, produced_ = 0;
+  bool stop_ = false;
+  std::exception_ptr error_;
+};
+
+}  // namespace heimdall

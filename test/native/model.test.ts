@@ -1,0 +1,170 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { native } from '../../lib/native.js';
+import { python } from '../helpers/python.js';
+import { tempDir } from '../helpers/tmp.js';
+
+const addon = native();
+
+// timm with random, non-trivial weights (layer scale γ ~ U(0.2, 0.8) instead of 1e-6, so every block
+// matters), saved as safetensors together with a random input and timm's output for it.
+const TIMM_REFERENCE = `
+import sys, json, torch, timm, numpy as np
+from safetensors.torch import save_file
+variant, classes, h, w, batch, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
+torch.manual_seed(0)
+m = timm.create_model(variant, num_classes=classes, pretrained=False).eval()
+with torch.no_grad():
+    for name, p in m.named_parameters():
+        if name.endswith('gamma'): p.uniform_(0.2, 0.8)
+        elif 'norm' in name and name.endswith('weight'): p.uniform_(0.5, 1.5)
+        elif name.endswith('bias'): p.normal_(0, 0.05)
+sd = {k: v.contiguous() for k, v in m.state_dict().items()}
+save_file(sd, out + '/weights.safetensors')
+x = torch.randn(batch, 3, h, w)
+with torch.no_grad(): y = m(x)
+x.numpy().astype('<f4').tofile(out + '/x.bin')
+y.numpy().astype('<f4').tofile(out + '/y.bin')
+print(json.dumps({k: list(v.shape) for k, v in sd.items()}))
+`;
+
+function floats(path: string): Float32Array {
+  const b = readFileSync(path);
+  return new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4);
+}
+
+describe('ConvNeXt family', () => {
+  it('lists the nine variants of the paper', () => {
+    expect(addon.variants.map((v) => v.name)).toEqual([
+      'convnext_atto', 'convnext_femto', 'convnext_pico', 'convnext_nano', 'convnext_tiny',
+      'convnext_small', 'convnext_base', 'convnext_large', 'convnext_xlarge',
+    ]);
+    expect(addon.variants.find((v) => v.name === 'convnext_large')).toEqual({
+      name: 'convnext_large', depths: [3, 3, 27, 3], dims: [192, 384, 768, 1536],
+    });
+  });
+
+  it.each([
+    ['atto', 3.7e6],
+    ['tiny', 28.6e6],
+  ])('convnext_%s has the published parameter count', (variant, count) => {
+    const m = new addon.Model({ variant, head: 'classification', outputs: 1000 });
+    expect(Math.abs(m.numParameters() - count) / count).toBeLessThan(0.02);
+  });
+
+  it('accepts any case and an unknown variant lists the valid ones', () => {
+    expect(new addon.Model({ variant: 'CONVNEXT_FEMTO' }).variant).toBe('convnext_femto');
+    expect(() => new addon.Model({ variant: 'convnext_huge' })).toThrow(
+      expect.objectContaining({
+        code: 'HEIMDALL_UNKNOWN_VARIANT',
+        message: expect.stringContaining('valid variants: convnext_atto, convnext_femto'),
+      }),
+    );
+  });
+
+  it('freezes the backbone: only the head stays trainable', () => {
+    const m = new addon.Model({ variant: 'atto', head: 'localization', freezeBackbone: true });
+    const trainable = m.numParameters(true);
+    expect(trainable).toBeGreaterThan(0);
+    expect(trainable).toBeLessThan(m.numParameters() / 5);
+    m.setBackboneFrozen(false);
+    expect(m.numParameters(true)).toBe(m.numParameters());
+  });
+});
+
+describe.each([
+  ['convnext_atto', 224, 224, 3],
+  ['convnext_atto', 128, 32, 4],
+  ['convnext_tiny', 224, 224, 2],
+])('timm parity: %s at %ix%i', (variant, h, w, batch) => {
+  it('has exactly timm\'s state_dict names and shapes, and the same outputs within 1e-5', async () => {
+    const dir = tempDir();
+    const classes = 10;
+    const shapes = JSON.parse(await python(TIMM_REFERENCE, [variant, String(classes), String(h), String(w), String(batch), dir])) as Record<string, number[]>;
+    const model = new addon.Model({ variant, head: 'classification', outputs: classes });
+    const ours = model.stateDictShapes();
+    expect(Object.keys(ours).sort()).toEqual(Object.keys(shapes).sort());
+    for (const [k, s] of Object.entries(shapes)) expect(ours[k], k).toEqual(s);
+
+    const report = await model.loadWeights(join(dir, 'weights.safetensors'), { strict: true });
+    expect(report.missing).toEqual([]);
+    expect(report.loaded.length).toBe(Object.keys(shapes).length);
+    const engine = new addon.Engine(model, { device: 'cpu' });
+    const out = await engine.predict(floats(join(dir, 'x.bin')), { shape: [batch, 3, h, w], batchSize: batch });
+    const expected = floats(join(dir, 'y.bin'));
+    const got = out.logits!.data;
+    expect(got.length).toBe(expected.length);
+    let maxDiff = 0;
+    for (let i = 0; i < got.length; i++) maxDiff = Math.max(maxDiff, Math.abs(got[i]! - expected[i]!));
+    expect(maxDiff).toBeLessThanOrEqual(1e-5);
+  });
+});
+
+describe('weights files', () => {
+  it('round-trips through safetensors and Python reads our file with timm names', async () => {
+    const dir = tempDir();
+    const a = new addon.Model({ variant: 'atto', head: 'localization', seed: 5 });
+    const path = join(dir, 'atto.safetensors');
+    await a.saveWeights(path);
+    const keys = JSON.parse(
+      await python(
+        `import sys, json
+from safetensors import safe_open
+with safe_open(sys.argv[1], 'pt') as f: print(json.dumps({'keys': list(f.keys()), 'meta': f.metadata()}))`,
+        [path],
+      ),
+    ) as { keys: string[]; meta: Record<string, string> };
+    expect(keys.keys).toContain('stages.2.blocks.5.mlp.fc2.weight');
+    expect(keys.keys).toContain('position_head.0.weight');
+    expect(keys.meta['heimdall.variant']).toBe('convnext_atto');
+
+    const b = new addon.Model({ variant: 'atto', head: 'localization', seed: 6 });
+    await b.loadWeights(path, { strict: true });
+    const x = new Float32Array(2 * 3 * 32 * 32).map((_, i) => Math.cos(i));
+    const pa = await new addon.Engine(a, { device: 'cpu' }).predict(x, { shape: [2, 3, 32, 32] });
+    const pb = await new addon.Engine(b, { device: 'cpu' }).predict(x, { shape: [2, 3, 32, 32] });
+    expect(Array.from(pb.positions!.data)).toEqual(Array.from(pa.positions!.data));
+  });
+
+  it('loads a timm backbone as pretrained weights into a localization model, reporting the skipped head', async () => {
+    const dir = tempDir();
+    await python(TIMM_REFERENCE, ['convnext_atto', '1000', '32', '32', '1', dir]);
+    const m = new addon.Model({ variant: 'atto', head: 'localization' });
+    const report = await m.loadWeights(join(dir, 'weights.safetensors'));
+    expect(report.unexpected).toEqual(['head.fc.bias', 'head.fc.weight']);
+    expect(report.missing.some((k) => k.startsWith('position_head.'))).toBe(true);
+    expect(report.loaded).toContain('stem.0.weight');
+  });
+
+  it('refuses weights of another variant and truncated files, naming the file', async () => {
+    const dir = tempDir();
+    const femto = new addon.Model({ variant: 'femto', head: 'localization' });
+    const path = join(dir, 'femto.safetensors');
+    await femto.saveWeights(path);
+    const atto = new addon.Model({ variant: 'atto', head: 'localization' });
+    await expect(atto.loadWeights(path)).rejects.toMatchObject({
+      code: 'HEIMDALL_WEIGHTS_MISMATCH',
+      message: expect.stringMatching(/do not fit the convnext_atto backbone.*stem\.0\.weight: file \[48, 3, 4, 4\] vs model \[40, 3, 4, 4\]/),
+    });
+    const whole = readFileSync(path);
+    const cut = join(dir, 'cut.safetensors');
+    writeFileSync(cut, whole.subarray(0, Math.floor(whole.length / 2)));
+    await expect(femto.loadWeights(cut)).rejects.toMatchObject({
+      code: 'HEIMDALL_BAD_FILE',
+      message: expect.stringMatching(/cut\.safetensors is truncated/),
+    });
+    await expect(femto.loadWeights(join(dir, 'absent.safetensors'))).rejects.toMatchObject({ code: 'HEIMDALL_BAD_FILE' });
+  });
+});
+
+describe('torchInfo', () => {
+  it('reports the libtorch it runs on', async () => {
+    const info = addon.torchInfo();
+    const pyVersion = (await python('import torch; print(torch.__version__.split("+")[0])')).trim();
+    expect(info.libtorch).toBe(pyVersion);
+    expect(info.threads).toBeGreaterThan(0);
+    expect(info.cudaDevices[0]).toBe('cpu');
+    expect(typeof info.cudaBuild).toBe('boolean');
+  });
+});
