@@ -1,0 +1,2 @@
+# The native addon (cmake-js, incremental) and the TypeScript build.
+npm run build
