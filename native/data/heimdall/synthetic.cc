@@ -49,6 +49,15 @@ void SyntheticConfig::validate() const {
   if (wide_fm_probability < 0 || wide_fm_probability > 1) bad("wide_fm_probability must be in [0, 1]");
 }
 
+SyntheticConfig SyntheticConfig::reference_simulator() {
+  SyntheticConfig c;
+  c.clutter_min_db = 5.0;
+  c.clutter_max_db = 15.0;
+  c.shadow_sigma_min_db = 3.0;
+  c.shadow_sigma_max_db = 6.0;
+  return c;
+}
+
 static MelConfig with_rate(MelConfig mel, double rate) {
   mel.sample_rate = rate;
   return mel;

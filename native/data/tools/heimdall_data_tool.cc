@@ -11,7 +11,8 @@
 //   heimdall_data_tool metrics <pred_deg.npy> <target_deg.npy>     haversine error summary (m)
 //   heimdall_data_tool read-npy <file.npy>                         dtype, shape and sum of a .npy file
 // opts: --noise-floor DBM --min-snr DB --min-receivers N --inside-fraction F --no-cache --augment SEED
-//       --no-features (synth-dump: geometry and link budget only)
+//       --no-features (synth-dump: geometry and link budget only) --reference-sim (the reference's loss
+//       ranges) --shadow-min/--shadow-max/--clutter-min/--clutter-max DB
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -45,7 +46,7 @@ Args parse(int argc, char** argv, int from) {
   for (int i = from; i < argc; ++i) {
     std::string s = argv[i];
     if (s.rfind("--", 0) == 0) {
-      if (s == "--no-cache" || s == "--no-features") {
+      if (s == "--no-cache" || s == "--no-features" || s == "--reference-sim") {
         a.opt[s] = "1";
       } else {
         if (i + 1 >= argc) throw Error(kErrInvalidArgument, "option " + s + " needs a value");
@@ -63,7 +64,7 @@ void need(const Args& a, size_t n, const char* usage) {
 }
 
 SyntheticConfig synth_config(const Args& a, int64_t n, uint64_t seed) {
-  SyntheticConfig c;
+  SyntheticConfig c = a.opt.count("--reference-sim") ? SyntheticConfig::reference_simulator() : SyntheticConfig{};
   c.samples = n;
   c.seed = seed;
   if (a.opt.count("--noise-floor")) c.noise_floor_dbm = std::stod(a.opt.at("--noise-floor"));
@@ -71,6 +72,10 @@ SyntheticConfig synth_config(const Args& a, int64_t n, uint64_t seed) {
   if (a.opt.count("--min-receivers")) c.min_receivers = std::stoll(a.opt.at("--min-receivers"));
   if (a.opt.count("--inside-fraction")) c.inside_fraction = std::stod(a.opt.at("--inside-fraction"));
   if (a.opt.count("--no-cache")) c.cache = false;
+  if (a.opt.count("--shadow-min")) c.shadow_sigma_min_db = std::stod(a.opt.at("--shadow-min"));
+  if (a.opt.count("--shadow-max")) c.shadow_sigma_max_db = std::stod(a.opt.at("--shadow-max"));
+  if (a.opt.count("--clutter-min")) c.clutter_min_db = std::stod(a.opt.at("--clutter-min"));
+  if (a.opt.count("--clutter-max")) c.clutter_max_db = std::stod(a.opt.at("--clutter-max"));
   return c;
 }
 
