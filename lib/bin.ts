@@ -1,0 +1,5 @@
+#!/usr/bin/env node
+// The `heimdall-torch` command.
+import { main } from './cli.js';
+
+void main();

@@ -1,0 +1,87 @@
+// ConvNeXt models for the Trainer: a thin typed facade over the native Model (native/model).
+import { native, type HeadKind, type NativeModel, type NativeModelOptions, type WeightsReport } from './native.js';
+
+export interface ConvNeXtOptions {
+  /** Input channels (Heimdall: one per receiver, 7; images: 3). */
+  inChans?: number;
+  /** Stochastic depth rate, linear over the blocks. */
+  dropPathRate?: number;
+  /** Layer scale γ init (timm: 1e-6). */
+  layerScaleInit?: number;
+  /** Train the head only. */
+  freezeBackbone?: boolean;
+  /** A safetensors file with timm-named weights: the backbone must fit; the head may be absent. */
+  pretrained?: string;
+  /** Seeds the weight initialisation. */
+  seed?: number;
+  /** Localization: uncertainty clamp [sigmaMin, sigmaMax] (reference: 0.01 … 1.0). */
+  sigmaMin?: number;
+  sigmaMax?: number;
+}
+
+export class ConvNeXt {
+  readonly native: NativeModel;
+  readonly options: NativeModelOptions & { pretrained?: string };
+  private pretrainedLoaded: Promise<WeightsReport | null>;
+
+  private constructor(options: NativeModelOptions & { pretrained?: string }) {
+    const { pretrained, ...rest } = options;
+    this.options = options;
+    this.native = new (native().Model)(rest);
+    this.pretrainedLoaded = pretrained ? this.native.loadWeights(pretrained, { strict: false }) : Promise.resolve(null);
+    this.pretrainedLoaded.catch(() => undefined); // surfaced by ready()
+  }
+
+  /** Backbone + position and uncertainty heads (Gaussian NLL), the Heimdall model. */
+  static localization(variant = 'convnext_atto', options: ConvNeXtOptions = {}): ConvNeXt {
+    return new ConvNeXt({ ...options, variant, head: 'localization' });
+  }
+  static classification(variant: string, classes: number, options: ConvNeXtOptions = {}): ConvNeXt {
+    return new ConvNeXt({ ...options, variant, head: 'classification', outputs: classes });
+  }
+  static regression(variant: string, outputs: number, options: ConvNeXtOptions = {}): ConvNeXt {
+    return new ConvNeXt({ ...options, variant, head: 'regression', outputs });
+  }
+  /** The valid variant names. */
+  static variants(): string[] {
+    return native().variants.map((v) => v.name);
+  }
+
+  /** Resolves once pretrained weights (if any) are loaded; rejects with the loader's error. */
+  ready(): Promise<WeightsReport | null> {
+    return this.pretrainedLoaded;
+  }
+  get variant(): string {
+    return this.native.variant;
+  }
+  get head(): HeadKind {
+    return this.native.head;
+  }
+  get inChans(): number {
+    return this.native.inChans;
+  }
+  get outputNames(): string[] {
+    return this.native.outputNames;
+  }
+  numParameters(trainableOnly = false): number {
+    return this.native.numParameters(trainableOnly);
+  }
+  loadWeights(path: string, options?: { strict?: boolean }): Promise<WeightsReport> {
+    return this.native.loadWeights(path, options);
+  }
+  saveWeights(path: string): Promise<void> {
+    return this.native.saveWeights(path);
+  }
+  /** Hyperparameters as logged to MLflow. */
+  hyperparameters(): Record<string, unknown> {
+    return {
+      variant: this.variant,
+      head: this.head,
+      in_chans: this.inChans,
+      drop_path_rate: this.options.dropPathRate ?? 0,
+      freeze_backbone: this.options.freezeBackbone ?? false,
+      pretrained: this.options.pretrained ?? null,
+      parameters: this.numParameters(),
+    };
+  }
+}

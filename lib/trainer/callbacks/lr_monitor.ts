@@ -1,0 +1,32 @@
+// LearningRateMonitor: logs the learning rate (`lr-AdamW` / `lr-SGD`, as Lightning names it).
+import { Callback, type TrainBatch } from '../callback.js';
+import type { Trainer } from '../trainer.js';
+
+export class LearningRateMonitor extends Callback {
+  readonly loggingInterval: 'epoch' | 'step';
+  /** Every logged value, as [step, lr]. */
+  readonly history: Array<[number, number]> = [];
+
+  constructor(options: { loggingInterval?: 'epoch' | 'step' } = {}) {
+    super();
+    this.loggingInterval = options.loggingInterval ?? 'epoch';
+  }
+
+  private key(trainer: Trainer): string {
+    return trainer.config.optimizer.name === 'sgd' ? 'lr-SGD' : 'lr-AdamW';
+  }
+
+  override onTrainEpochStart(trainer: Trainer): void {
+    if (this.loggingInterval !== 'epoch' || trainer.lr === undefined) return;
+    this.record(trainer, trainer.lr, trainer.globalStep);
+  }
+
+  override onTrainBatchEnd(trainer: Trainer, batch: TrainBatch): void {
+    if (this.loggingInterval === 'step') this.record(trainer, batch.lr, batch.step);
+  }
+
+  private record(trainer: Trainer, lr: number, step: number): void {
+    this.history.push([step, lr]);
+    trainer.logMetrics({ [this.key(trainer)]: lr }, step);
+  }
+}

@@ -1,0 +1,73 @@
+// What the Trainer trains on: a data module that yields native data sets for the splits, batched,
+// shuffled and prefetched natively (no return to JavaScript per batch).
+import { native, type NativeDataset, type PositionScale } from '../native.js';
+
+export interface DataSplits {
+  train: NativeDataset;
+  val?: NativeDataset;
+  test?: NativeDataset;
+}
+
+export interface DataModule {
+  /** Samples per batch. */
+  readonly batchSize: number;
+  /** Builds (or returns the cached) splits. */
+  setup(): DataSplits | Promise<DataSplits>;
+  /** For localization data with normalised targets: how to map them back to degrees (metrics in metres). */
+  readonly positionScale?: PositionScale;
+  /** Logged as parameters (`data/...`). */
+  hyperparameters?(): Record<string, unknown>;
+  describe(): string;
+}
+
+export interface TensorDataOptions {
+  /** Samples per batch (default 32). */
+  batchSize?: number;
+  /** Split as the reference service did (test 10 %, val 20 % of the rest), seeded. Default true. */
+  split?: boolean;
+  seed?: number;
+  positionScale?: PositionScale;
+}
+
+/**
+ * In-memory data from typed arrays: inputs [N, C, H, W] (Float32Array) and targets — [N, k] floats for
+ * localization/regression, or [N] class indices (Int32Array) for classification. One copy into a tensor.
+ */
+export class TensorDataModule implements DataModule {
+  readonly batchSize: number;
+  private splits?: DataSplits;
+  private readonly n: number;
+
+  constructor(
+    private readonly inputs: Float32Array,
+    private readonly shape: [number, number, number, number],
+    private readonly targets: Float32Array | Int32Array,
+    private readonly targetShape: number[],
+    private readonly options: TensorDataOptions = {},
+  ) {
+    this.batchSize = options.batchSize ?? 32;
+    this.n = shape[0];
+  }
+
+  setup(): DataSplits {
+    if (this.splits) return this.splits;
+    const addon = native();
+    const all = addon.tensorDataset(this.inputs, this.shape, this.targets, this.targetShape);
+    if (this.options.split === false) {
+      this.splits = { train: all };
+    } else {
+      const s = addon.referenceSplit(this.n, this.options.seed ?? 42);
+      this.splits = { train: addon.subset(all, s.train), val: addon.subset(all, s.val), test: addon.subset(all, s.test) };
+    }
+    return this.splits;
+  }
+  get positionScale(): PositionScale | undefined {
+    return this.options.positionScale;
+  }
+  hyperparameters(): Record<string, unknown> {
+    return { source: 'tensors', samples: this.n, input_shape: this.shape.slice(1), batch_size: this.batchSize };
+  }
+  describe(): string {
+    return `${this.n} in-memory samples of shape [${this.shape.slice(1).join(', ')}]`;
+  }
+}

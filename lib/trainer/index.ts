@@ -1,0 +1,15 @@
+export { Trainer, InterruptedError } from './trainer.js';
+export type { TrainerOptions, FitHistory, FitOptions, EpochRecord } from './trainer.js';
+export { Callback } from './callback.js';
+export type { Metrics, TrainBatch } from './callback.js';
+export { ModelCheckpoint, formatFilename, pathSafe } from './callbacks/model_checkpoint.js';
+export type { ModelCheckpointOptions } from './callbacks/model_checkpoint.js';
+export { EarlyStopping } from './callbacks/early_stopping.js';
+export type { EarlyStoppingOptions } from './callbacks/early_stopping.js';
+export { LearningRateMonitor } from './callbacks/lr_monitor.js';
+export { ProgressBar } from './callbacks/progress_bar.js';
+export { MLflowLogger } from './callbacks/mlflow_logger.js';
+export type { MLflowLoggerOptions } from './callbacks/mlflow_logger.js';
+export { TensorDataModule } from './data.js';
+export type { DataModule, DataSplits, TensorDataOptions } from './data.js';
+export { trainerOptionsSchema, parseTrainerOptions } from './options.js';

@@ -1,0 +1,331 @@
+// The Trainer: Lightning's loop shape over the native engine. One native call trains one epoch off the
+// JavaScript thread; callbacks run between epochs and as batch events arrive.
+import { mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { MLflowTracker } from '../tracking/index.js';
+import type { ConvNeXt } from '../model.js';
+import { native, type NativeEngine, type NativeEngineOptions, type PredictOutput } from '../native.js';
+import { Callback, prefixed, toTrainBatch, type Metrics } from './callback.js';
+import { MLflowLogger } from './callbacks/mlflow_logger.js';
+import { ProgressBar } from './callbacks/progress_bar.js';
+import type { DataModule, DataSplits } from './data.js';
+import { parseTrainerOptions, type TrainerConfig, type TrainerConfigInput } from './options.js';
+
+export interface TrainerOptions extends TrainerConfigInput {
+  callbacks?: Callback[];
+  /** An MLflowLogger, or an MLflowTracker to log through (one run per fit), or false. */
+  logger?: MLflowLogger | MLflowTracker | false;
+}
+
+export interface EpochRecord {
+  epoch: number;
+  train: Metrics;
+  val?: Metrics;
+  seconds: number;
+  samplesPerSec: number;
+}
+
+export interface FitHistory {
+  epochs: EpochRecord[];
+  /** Why fit ended. */
+  reason: 'max_epochs' | 'stopped' | 'interrupted';
+  /** Optimizer steps taken. */
+  globalStep: number;
+  seconds: number;
+  /** The interrupt checkpoint, when interrupted. */
+  interruptCheckpoint?: string;
+}
+
+export interface FitOptions {
+  /** Resume from this checkpoint: model, optimizer, schedule, callbacks and the same MLflow run. */
+  ckptPath?: string;
+}
+
+export class InterruptedError extends Error {
+  constructor(readonly signal: string) {
+    super(`training interrupted by ${signal}`);
+    this.name = 'InterruptedError';
+  }
+}
+
+export class Trainer {
+  readonly config: TrainerConfig;
+  readonly callbacks: Callback[];
+  readonly logger?: MLflowLogger;
+  /** Set by a callback (EarlyStopping) to end fit after the current epoch. */
+  shouldStop = false;
+  /** Metrics of the latest epoch (`train/…`, `val/…`), as callbacks read them. */
+  callbackMetrics: Metrics = {};
+  currentEpoch = 0;
+  globalStep = 0;
+  model?: ConvNeXt;
+  datamodule?: DataModule;
+  private engine?: NativeEngine;
+  private splits?: DataSplits;
+  private interrupted: string | null = null;
+
+  constructor(options: TrainerOptions = {}) {
+    const { callbacks = [], logger, ...rest } = options;
+    this.config = parseTrainerOptions(rest);
+    const all = [...callbacks];
+    if (logger instanceof MLflowTracker) this.logger = new MLflowLogger({ tracker: logger });
+    else if (logger) this.logger = logger;
+    if (this.logger && !all.includes(this.logger)) all.push(this.logger);
+    const progress = this.config.enableProgressBar ?? (Boolean(process.stdout.isTTY) && !process.env.CI);
+    if (progress && !all.some((c) => c instanceof ProgressBar)) all.push(new ProgressBar());
+    const keys = new Set<string>();
+    for (const c of all) {
+      if (keys.has(c.stateKey)) throw new Error(`two callbacks share the state key "${c.stateKey}": give one a distinct stateKey`);
+      keys.add(c.stateKey);
+    }
+    this.callbacks = all;
+  }
+
+  /** The folder for checkpoints and outputs. */
+  get rootDir(): string {
+    return resolve(this.config.defaultRootDir);
+  }
+  get device(): string | undefined {
+    return this.engine?.device;
+  }
+  get lr(): number | undefined {
+    return this.engine?.lr;
+  }
+
+  /** Logs metrics through the logger (if any) at the current global step. */
+  logMetrics(metrics: Metrics, step = this.globalStep): void {
+    this.logger?.logMetrics(metrics, step);
+  }
+
+  /** Asks fit to stop at the next batch boundary (used for Ctrl-C). */
+  stop(reason = 'stop()'): void {
+    this.interrupted ??= reason;
+    this.engine?.requestStop();
+  }
+
+  async fit(model: ConvNeXt, data: DataModule, options: FitOptions = {}): Promise<FitHistory> {
+    const t0 = Date.now();
+    this.model = model;
+    this.datamodule = data;
+    this.shouldStop = false;
+    this.interrupted = null;
+    const history: FitHistory = { epochs: [], reason: 'max_epochs', globalStep: 0, seconds: 0 };
+    const removeSignals = this.config.handleSignals ? this.installSignalHandlers() : () => undefined;
+    try {
+      await model.ready();
+      this.splits = await data.setup();
+      this.engine = new (native().Engine)(model.native, this.engineOptions(data));
+      if (options.ckptPath) await this.restore(options.ckptPath);
+      this.syncCounters();
+      await this.call('onFitStart');
+      await this.call('onTrainStart');
+      const { maxEpochs } = this.config;
+      while (this.engine.epoch < maxEpochs && !this.shouldStop) {
+        const record = await this.runEpoch(maxEpochs);
+        if (record) history.epochs.push(record);
+        if (this.interrupted) break;
+      }
+      if (this.interrupted) {
+        history.reason = 'interrupted';
+        const path = join(this.rootDir, 'checkpoints', 'interrupted.safetensors');
+        mkdirSync(join(this.rootDir, 'checkpoints'), { recursive: true });
+        await this.saveCheckpoint(path);
+        history.interruptCheckpoint = path;
+        await this.call('onInterrupt', path);
+      } else {
+        if (this.shouldStop) history.reason = 'stopped';
+        await this.call('onTrainEnd');
+        await this.call('onFitEnd');
+      }
+      history.globalStep = this.globalStep;
+      history.seconds = (Date.now() - t0) / 1000;
+      return history;
+    } catch (err) {
+      const error = err instanceof Error ? err : new Error(String(err));
+      for (const c of this.callbacks) {
+        try {
+          await c.onException?.(this, error);
+        } catch {
+          /* the original error matters more */
+        }
+      }
+      throw error;
+    } finally {
+      removeSignals();
+    }
+  }
+
+  /** Evaluates the validation split (or `data`'s) with the current weights. */
+  async validate(data?: DataModule): Promise<Metrics> {
+    const engine = this.requireEngine();
+    const splits = data ? await data.setup() : this.splits;
+    if (!splits?.val) throw new Error('validate(): the data module has no validation split');
+    const r = await engine.evaluate(splits.val, { batchSize: (data ?? this.datamodule)!.batchSize });
+    return prefixed('val', r.metrics);
+  }
+
+  /**
+   * Evaluates the test split. `ckptPath: 'best'` first loads the best checkpoint of the ModelCheckpoint
+   * callback (as Lightning does). Logs `test/…` metrics and the reference's `final_test_loss`/`final_test_mae`.
+   */
+  async test(options: { data?: DataModule; ckptPath?: 'best' | 'last' | string } = {}): Promise<Metrics> {
+    const engine = this.requireEngine();
+    const data = options.data ?? this.datamodule;
+    const splits = options.data ? await options.data.setup() : this.splits;
+    if (!data || !splits?.test) throw new Error('test(): the data module has no test split');
+    if (options.ckptPath) {
+      const path = this.resolveCheckpoint(options.ckptPath);
+      if (path) await engine.loadCheckpoint(path);
+    }
+    const r = await engine.evaluate(splits.test, { batchSize: data.batchSize });
+    const metrics = prefixed('test', r.metrics);
+    await this.call('onTestEnd', metrics);
+    return metrics;
+  }
+
+  /** Outputs for a data set or for a batch of inputs [B, C, H, W]. */
+  async predict(input: DataModule | Float32Array, shape?: number[]): Promise<Record<string, PredictOutput>> {
+    const engine = this.requireEngine();
+    if (input instanceof Float32Array) {
+      if (!shape) throw new Error('predict(Float32Array) needs the shape [batch, C, H, W]');
+      return engine.predict(input, { shape, batchSize: 64 });
+    }
+    const splits = await input.setup();
+    return engine.predict(splits.test ?? splits.val ?? splits.train, { batchSize: input.batchSize });
+  }
+
+  /** Writes a full training checkpoint (weights, optimizer, schedule, RNG, callbacks, MLflow run). */
+  async saveCheckpoint(path: string): Promise<void> {
+    const engine = this.requireEngine();
+    const callbacks: Record<string, unknown> = {};
+    for (const c of this.callbacks) if (c.stateDict) callbacks[c.stateKey] = c.stateDict();
+    const user = { trainer: { epoch: engine.epoch, globalStep: engine.step }, callbacks };
+    await engine.saveCheckpoint(path, JSON.stringify(user));
+  }
+
+  // ---------------------------------------------------------------------------------------------------
+  private engineOptions(data: DataModule): NativeEngineOptions {
+    const c = this.config;
+    return {
+      device: c.device,
+      precision: c.precision,
+      optimizer: c.optimizer,
+      schedule: { name: c.schedule.name, warmupSteps: c.schedule.warmupSteps, minLr: c.schedule.minLr },
+      gradClipNorm: c.gradClipNorm,
+      accumulate: c.accumulateGradBatches,
+      channelsLast: c.channelsLast ?? c.device.startsWith('cuda'),
+      seed: c.seed,
+      threads: c.threads,
+      positionScale: data.positionScale,
+    };
+  }
+
+  private async restore(path: string): Promise<void> {
+    const user = JSON.parse(await this.engine!.loadCheckpoint(path)) as { callbacks?: Record<string, Record<string, unknown>> };
+    for (const c of this.callbacks) {
+      const state = user.callbacks?.[c.stateKey];
+      if (state && c.loadStateDict) c.loadStateDict(state);
+    }
+  }
+
+  private syncCounters(): void {
+    this.currentEpoch = this.engine!.epoch;
+    this.globalStep = this.engine!.step;
+  }
+
+  private async runEpoch(maxEpochs: number): Promise<EpochRecord | null> {
+    const engine = this.engine!;
+    const splits = this.splits!;
+    const epoch = engine.epoch;
+    this.currentEpoch = epoch;
+    await this.call('onTrainEpochStart', epoch);
+    // Batch hooks are chained so they run in order, without holding up the native loop.
+    let chain: Promise<void> = Promise.resolve();
+    let hookError: unknown = null;
+    const enqueue = (fn: () => Promise<void>) => {
+      chain = chain.then(fn).catch((e) => {
+        hookError ??= e;
+        engine.requestStop();
+      });
+    };
+    const batchSize = this.datamodule!.batchSize;
+    const batches = this.trainBatches;
+    enqueue(() => this.call('onTrainBatchStart', epoch, 0));
+    const result = await engine.trainEpoch(splits.train, { batchSize, maxEpochs }, (ev) => {
+      const batch = toTrainBatch(ev);
+      this.globalStep = ev.step;
+      enqueue(async () => {
+        await this.call('onTrainBatchEnd', batch);
+        if (batch.batch + 1 < batches) await this.call('onTrainBatchStart', epoch, batch.batch + 1);
+      });
+    });
+    await chain;
+    if (hookError) throw hookError;
+    this.globalStep = engine.step;
+    if (result.stopped) {
+      if (!this.interrupted) this.interrupted = 'stop request';
+      return null;
+    }
+    const train = prefixed('train', result.metrics);
+    let val: Metrics | undefined;
+    if (splits.val && (epoch + 1) % this.config.checkValEveryNEpoch === 0) {
+      await this.call('onValidationStart');
+      const r = await engine.evaluate(splits.val, { batchSize: this.datamodule!.batchSize });
+      val = prefixed('val', r.metrics);
+      this.callbackMetrics = { ...train, ...val };
+      await this.call('onValidationEpochEnd', val);
+    } else {
+      this.callbackMetrics = { ...train };
+    }
+    this.currentEpoch = engine.epoch; // completed epochs
+    await this.call('onTrainEpochEnd', { ...train, ...(val ?? {}) });
+    return { epoch, train, val, seconds: result.seconds, samplesPerSec: result.samplesPerSec };
+  }
+
+  private async call<K extends keyof Callback>(hook: K, ...args: unknown[]): Promise<void> {
+    for (const c of this.callbacks) {
+      const fn = c[hook] as ((this: Callback, t: Trainer, ...a: unknown[]) => unknown) | undefined;
+      if (typeof fn === 'function') await fn.call(c, this, ...args);
+    }
+  }
+
+  private requireEngine(): NativeEngine {
+    if (!this.engine) throw new Error('call fit() first (the Trainer has no trained model yet)');
+    return this.engine;
+  }
+
+  private resolveCheckpoint(which: string): string | null {
+    if (which !== 'best' && which !== 'last') return which;
+    const ckpt = this.callbacks.find((c) => 'bestModelPath' in c) as { bestModelPath?: string; lastModelPath?: string } | undefined;
+    const path = which === 'best' ? ckpt?.bestModelPath : ckpt?.lastModelPath;
+    if (!path) throw new Error(`test({ ckptPath: '${which}' }) needs a ModelCheckpoint callback that saved a ${which} checkpoint`);
+    return path;
+  }
+
+  private installSignalHandlers(): () => void {
+    const handler = (signal: NodeJS.Signals) => {
+      if (this.interrupted) {
+        process.stderr.write(`\nheimdall-torch: second ${signal}, exiting now\n`);
+        process.exit(signal === 'SIGINT' ? 130 : 143);
+      }
+      process.stderr.write(`\nheimdall-torch: ${signal}: stopping at the next batch boundary and saving a checkpoint…\n`);
+      this.stop(signal);
+    };
+    process.on('SIGINT', handler);
+    process.on('SIGTERM', handler);
+    return () => {
+      process.off('SIGINT', handler);
+      process.off('SIGTERM', handler);
+    };
+  }
+
+  /** Batches per training epoch. */
+  get trainBatches(): number {
+    return this.splits && this.datamodule ? Math.ceil(this.splits.train.size / this.datamodule.batchSize) : 0;
+  }
+
+  /** The signal that interrupted the last fit, if any. */
+  get interruptedBy(): string | null {
+    return this.interrupted;
+  }
+}
