@@ -1,0 +1,313 @@
+#!/usr/bin/env bash
+# One-command CUDA check for a GPU machine that has PyTorch (python3 -c 'import torch') but no Node and no
+# network: builds the addon against that machine's torch, runs a CUDA subset (bf16 autocast + channels_last
+# fit, checkpoint round trip, fp16 with the grad scaler, device errors), then the training-throughput
+# benchmark on CUDA against PyTorch eager with the same AMP settings, and prints one table. ~3–6 minutes.
+#
+# 1. Prepare, on a machine with Node ≥ 20 and this repo's node_modules (npm ci) — writes the ignored folder
+#    .cache/cuda-check/ (~30 MB):
+#        bash benchmarks/cuda_check.sh --prepare
+#    which is, by hand:
+#        mkdir -p .cache/cuda-check && xz -T2 -9 -c "$(command -v node)" > .cache/cuda-check/node.xz
+#        + an xz tarball of the node_modules packages the check needs (cmake-js, node-addon-api,
+#          node-api-headers, tsx and their dependencies): .cache/cuda-check/node_modules.tar.xz
+# 2. Run, on the GPU machine, from a copy of the repo that has .cache/cuda-check/:
+#        bash benchmarks/cuda_check.sh
+#    With the workplace's device tool: run(command="bash benchmarks/cuda_check.sh", carry=[".cache/cuda-check"]).
+#
+# Options: --prepare | --cpu (dry run without a GPU: CPU device, fp32/bf16, no fp16, a 1-config benchmark)
+#          --skip-build (use an addon already built in $HEIMDALL_CUDA_BUILD) | --configure-only
+#          --no-bench | --bench-args "…" (passed to train_throughput.ts)
+# Env: HEIMDALL_CUDA_CACHE (.cache/cuda-check), HEIMDALL_CUDA_BUILD (build-cuda), PYTHON (python3), OUT
+#      (where logs and the summary go, if set: the device tool's $OUT).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+CACHE="${HEIMDALL_CUDA_CACHE:-$ROOT/.cache/cuda-check}"
+BUILD="${HEIMDALL_CUDA_BUILD:-build-cuda}"
+PYTHON="${PYTHON:-python3}"
+LOGDIR="${OUT:-$ROOT/$BUILD/logs}"
+
+MODE=run CPU=0 SKIP_BUILD=0 CONFIGURE_ONLY=0 BENCH=1 BENCH_ARGS=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --prepare) MODE=prepare ;;
+    --cpu) CPU=1 ;;
+    --skip-build) SKIP_BUILD=1 ;;
+    --configure-only) CONFIGURE_ONLY=1 ;;
+    --no-bench) BENCH=0 ;;
+    --bench-args) BENCH_ARGS="$2"; shift ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+    *) echo "cuda_check: unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+NM_PACKAGES="cmake-js node-addon-api node-api-headers tsx"
+
+# ---- prepare (here) ------------------------------------------------------------------------------------
+if [ "$MODE" = prepare ]; then
+  command -v node >/dev/null || { echo "cuda_check --prepare: needs node on PATH" >&2; exit 1; }
+  for p in $NM_PACKAGES; do
+    [ -f "node_modules/$p/package.json" ] || { echo "cuda_check --prepare: node_modules/$p missing: run npm ci first" >&2; exit 1; }
+  done
+  mkdir -p "$CACHE"
+  echo "node $(node --version) → $CACHE/node.xz"
+  xz -T2 -9 -c "$(command -v node)" > "$CACHE/node.xz.tmp" && mv "$CACHE/node.xz.tmp" "$CACHE/node.xz"
+  # The dependency closure of the packages the check needs, resolved the way Node resolves them.
+  node - "$NM_PACKAGES" > "$CACHE/node_modules.list" <<'EOF'
+const { existsSync, readFileSync, realpathSync } = require('node:fs');
+const { dirname, join, relative } = require('node:path');
+const root = process.cwd();
+const seen = new Set();
+function find(name, from) {
+  for (let dir = from; ; dir = dirname(dir)) {
+    const p = join(dir, 'node_modules', name);
+    if (existsSync(join(p, 'package.json'))) return p;
+    if (dir === dirname(dir)) return null;
+  }
+}
+function walk(dir) {
+  const real = realpathSync(dir);
+  if (seen.has(real)) return;
+  seen.add(real);
+  const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8'));
+  const deps = { ...pkg.dependencies, ...pkg.optionalDependencies };
+  for (const d of Object.keys(deps)) {
+    const p = find(d, dir);
+    if (p) walk(p);
+    else if (!(pkg.optionalDependencies || {})[d]) console.error(`warning: ${d} (needed by ${pkg.name}) not found`);
+  }
+}
+for (const name of process.argv[2].split(' ')) walk(join(root, 'node_modules', name));
+for (const p of [...seen].sort()) console.log(relative(root, p));
+EOF
+  # .bin links are recreated on the other side; the packages travel as files.
+  tar -cf - -T "$CACHE/node_modules.list" | xz -T2 -9 > "$CACHE/node_modules.tar.xz.tmp"
+  mv "$CACHE/node_modules.tar.xz.tmp" "$CACHE/node_modules.tar.xz"
+  echo "$(wc -l < "$CACHE/node_modules.list") packages → $CACHE/node_modules.tar.xz"
+  du -sh "$CACHE"/node.xz "$CACHE"/node_modules.tar.xz
+  exit 0
+fi
+
+# ---- run (on the GPU machine) -------------------------------------------------------------------------
+mkdir -p "$LOGDIR"
+T0=$(date +%s)
+declare -a ROWS=()
+row() { ROWS+=("$(printf '| %-44s | %-6s | %s |' "$1" "$2" "$3")"); echo ">> $1: $2 $3"; }
+summary() {
+  echo
+  echo "==== heimdall-torch CUDA check ($(( $(date +%s) - T0 )) s) ===="
+  printf '| %-44s | %-6s | %s |\n' check result detail
+  printf '|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..46})" "--------" "--------"
+  for r in "${ROWS[@]}"; do echo "$r"; done
+  if [ -f "$LOGDIR/throughput.txt" ]; then echo; sed -n '/^Training-step throughput/,$p' "$LOGDIR/throughput.txt"; fi
+} 
+trap summary EXIT
+
+unxz_to() {  # unxz_to FILE.xz DEST: xz if there is one, else Python's lzma
+  if command -v xz >/dev/null; then xz -dc "$1" > "$2"; else "$PYTHON" -c 'import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2],"wb"))' "$1" "$2"; fi
+}
+
+# Node: the one on PATH if it is ≥ 20, else the carried binary.
+NODE_OK=0
+if command -v node >/dev/null && node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' 2>/dev/null; then NODE_OK=1; fi
+if [ $NODE_OK = 0 ]; then
+  [ -f "$CACHE/node.xz" ] || { row "node" FAIL "no node ≥ 20 on PATH and no $CACHE/node.xz (run --prepare where Node is)"; exit 1; }
+  mkdir -p "$ROOT/.cache/node-bin"
+  unxz_to "$CACHE/node.xz" "$ROOT/.cache/node-bin/node"
+  chmod +x "$ROOT/.cache/node-bin/node"
+  export PATH="$ROOT/.cache/node-bin:$PATH"
+fi
+row "node" ok "$(node --version) ($(command -v node))"
+
+# node_modules: the checkout's if it has what we need, else the carried tarball.
+NEED_NM=0
+for p in $NM_PACKAGES; do [ -f "node_modules/$p/package.json" ] || NEED_NM=1; done
+if [ $NEED_NM = 1 ]; then
+  [ -f "$CACHE/node_modules.tar.xz" ] || { row "node_modules" FAIL "missing and no $CACHE/node_modules.tar.xz"; exit 1; }
+  if command -v xz >/dev/null; then xz -dc "$CACHE/node_modules.tar.xz" | tar -xf -; else
+    "$PYTHON" -c 'import tarfile,sys; tarfile.open(sys.argv[1]).extractall(".")' "$CACHE/node_modules.tar.xz"; fi
+  row "node_modules" ok "unpacked $(wc -l < "$CACHE/node_modules.list" 2>/dev/null || echo '?') packages from the cache"
+else
+  row "node_modules" ok "from the checkout"
+fi
+
+TORCH_INFO=$("$PYTHON" -c 'import torch; print(torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else "")' 2>&1) \
+  || { row "python torch" FAIL "$TORCH_INFO"; exit 1; }
+row "python torch" ok "$TORCH_INFO"
+if [ $CPU = 0 ] && ! "$PYTHON" -c 'import torch,sys; sys.exit(0 if torch.cuda.is_available() else 1)'; then
+  row "CUDA device" FAIL "torch sees no GPU (use --cpu for a dry run)"; exit 1
+fi
+
+# Build against this machine's torch: FindLibtorch takes .venv's torch when the checkout has one, else
+# python3's; LIBTORCH=… overrides. cmake-js builds offline (package.json binary.napi_versions).
+ADDON="$ROOT/$BUILD/Release/heimdall_torch.node"
+if [ $SKIP_BUILD = 0 ]; then
+  if [ -z "${LIBTORCH:-}" ] && [ ! -x "$ROOT/.venv/bin/python" ]; then
+    # FindLibtorch asks `python3`; make sure that is $PYTHON.
+    mkdir -p "$ROOT/.cache/py-bin" && ln -sf "$(command -v "$PYTHON")" "$ROOT/.cache/py-bin/python3" && export PATH="$ROOT/.cache/py-bin:$PATH"
+  fi
+  GEN=()
+  if ! command -v make >/dev/null && command -v ninja >/dev/null; then GEN=(-G Ninja); fi
+  export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}"
+  B0=$(date +%s)
+  if [ $CONFIGURE_ONLY = 1 ]; then
+    if node node_modules/cmake-js/bin/cmake-js configure --out "$BUILD" "${GEN[@]}" > "$LOGDIR/build.log" 2>&1; then
+      row "addon configure (cmake-js)" ok "$(grep -o 'libtorch from.*' "$LOGDIR/build.log" | head -1)"
+    else
+      row "addon configure (cmake-js)" FAIL "see $LOGDIR/build.log"; tail -30 "$LOGDIR/build.log"; exit 1
+    fi
+    exit 0
+  fi
+  if node node_modules/cmake-js/bin/cmake-js compile --out "$BUILD" "${GEN[@]}" > "$LOGDIR/build.log" 2>&1; then
+    row "addon build (cmake-js)" ok "$(( $(date +%s) - B0 )) s; $(grep -o 'libtorch from.*' "$LOGDIR/build.log" | head -1)"
+  else
+    row "addon build (cmake-js)" FAIL "see $LOGDIR/build.log"; tail -40 "$LOGDIR/build.log"; exit 1
+  fi
+fi
+[ -f "$ADDON" ] || { row "addon" FAIL "$ADDON not found"; exit 1; }
+export HEIMDALL_TORCH_ADDON="$ADDON"
+
+# ---- the CUDA subset: plain Node over the built addon (no test runner needed) ----------------------------
+SUBSET="$ROOT/$BUILD/cuda_subset.mjs"
+cat > "$SUBSET" <<'EOF'
+import { createRequire } from 'node:module';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+const require = createRequire(import.meta.url);
+const addon = require(process.env.HEIMDALL_TORCH_ADDON);
+const cpuOnly = process.env.CUDA_CHECK_CPU === '1';
+const device = cpuOnly ? 'cpu' : 'cuda';
+const results = [];
+async function check(name, fn) {
+  const t0 = performance.now();
+  try {
+    const detail = await fn();
+    results.push({ name, ok: true, detail: `${detail ?? ''} (${((performance.now() - t0) / 1000).toFixed(1)} s)` });
+  } catch (e) {
+    results.push({ name, ok: false, detail: String(e && e.stack || e).split('\n').slice(0, 3).join(' ⏎ ') });
+  }
+}
+const assert = (c, msg) => { if (!c) throw new Error(msg); };
+// A learnable task: the target is the centre of a bright blob (normalised to [-1, 1]).
+function blobs(n, seed, h = 64, w = 64) {
+  let s = seed >>> 0;
+  const r = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 4294967296);
+  const x = new Float32Array(n * 3 * h * w), y = new Float32Array(n * 2);
+  for (let i = 0; i < n; i++) {
+    const cy = 6 + r() * (h - 12), cx = 6 + r() * (w - 12);
+    y[2 * i] = (cy - h / 2) / (h / 2); y[2 * i + 1] = (cx - w / 2) / (w / 2);
+    for (let c = 0; c < 3; c++) for (let yy = 0; yy < h; yy++) for (let xx = 0; xx < w; xx++)
+      x[((i * 3 + c) * h + yy) * w + xx] = 2 * Math.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 12) + 0.1 * (r() - 0.5);
+  }
+  return addon.tensorDataset(x, [n, 3, h, w], y, [n, 2]);
+}
+const info = addon.torchInfo();
+await check('torchInfo', async () => {
+  if (!cpuOnly) assert(info.cudaAvailable && info.cudaDeviceCount > 0, `CUDA not available: ${JSON.stringify(info)}`);
+  return `libtorch ${info.libtorch}, CUDA ${info.cudaRuntime}, cuDNN ${info.cudnn}, ${JSON.stringify(info.cudaDevices)}`;
+});
+const train = blobs(cpuOnly ? 256 : 512, 1), val = blobs(128, 2);
+const dir = mkdtempSync(join(tmpdir(), 'heimdall-cuda-'));
+const precision = cpuOnly ? '32' : 'bf16-mixed';
+let engine, model;
+await check(`fit ${device} ${precision} channels_last (atto, loss falls)`, async () => {
+  model = new addon.Model({ variant: 'atto', head: 'localization', seed: 3 });
+  engine = new addon.Engine(model, { device, precision, channelsLast: true, seed: 3, optimizer: { name: 'adamw', lr: 3e-3 }, schedule: { warmupSteps: 10 } });
+  assert(engine.device.startsWith(device), `engine.device ${engine.device}`);
+  const before = await engine.evaluate(val, { batchSize: 64 });
+  let last;
+  for (let e = 0; e < 6; e++) last = await engine.trainEpoch(train, { batchSize: 32, maxEpochs: 6 });
+  const after = await engine.evaluate(val, { batchSize: 64 });
+  assert(Number.isFinite(after.metrics.loss), 'non-finite loss');
+  assert(after.metrics.mae < before.metrics.mae / 2, `val MAE ${before.metrics.mae.toFixed(3)} → ${after.metrics.mae.toFixed(3)} (want ÷2)`);
+  return `val MAE ${before.metrics.mae.toFixed(3)} → ${after.metrics.mae.toFixed(3)}, ${last.samplesPerSec.toFixed(0)} img/s`;
+});
+await check('checkpoint round trip (save → load → same outputs, same next epoch)', async () => {
+  assert(engine, 'no engine from the fit');
+  const ckpt = join(dir, 'ckpt.safetensors');
+  await engine.saveCheckpoint(ckpt, JSON.stringify({ k: 1 }));
+  const m2 = new addon.Model({ variant: 'atto', head: 'localization', seed: 99 });
+  const e2 = new addon.Engine(m2, { device, precision, channelsLast: true, seed: 3, optimizer: { name: 'adamw', lr: 3e-3 }, schedule: { warmupSteps: 10 } });
+  const user = await e2.loadCheckpoint(ckpt);
+  assert(JSON.parse(user).k === 1, 'user state lost');
+  assert(e2.step === engine.step && e2.epoch === engine.epoch, `counters ${e2.epoch}/${e2.step} vs ${engine.epoch}/${engine.step}`);
+  const a = await engine.predict(val), b = await e2.predict(val);
+  let d = 0;
+  for (const k of Object.keys(a)) for (let i = 0; i < a[k].data.length; i++) d = Math.max(d, Math.abs(a[k].data[i] - b[k].data[i]));
+  assert(d <= 1e-5, `outputs differ by ${d}`);
+  const la = [], lb = [];
+  await engine.trainEpoch(train, { batchSize: 32, maxEpochs: 7 }, (e) => la.push(e.metrics.loss));
+  await e2.trainEpoch(train, { batchSize: 32, maxEpochs: 7 }, (e) => lb.push(e.metrics.loss));
+  const dl = Math.max(...la.map((l, i) => Math.abs(l - lb[i])));
+  assert(la.length === lb.length && dl <= 1e-2, `resumed epoch losses differ by ${dl}`);  // cuDNN/atomics: not bitwise
+  return `max output diff ${d.toExponential(1)}, resumed-epoch loss diff ${dl.toExponential(1)}`;
+});
+if (!cpuOnly) {
+  await check('fp16 (16-mixed) with grad scaler: finite, loss falls, scaler state checkpointed', async () => {
+    const m = new addon.Model({ variant: 'atto', head: 'localization', seed: 5 });
+    const e = new addon.Engine(m, { device, precision: '16-mixed', channelsLast: true, seed: 5, optimizer: { name: 'adamw', lr: 3e-3 }, schedule: { warmupSteps: 10 } });
+    const before = await e.evaluate(val, { batchSize: 64 });
+    for (let i = 0; i < 6; i++) await e.trainEpoch(train, { batchSize: 32, maxEpochs: 6 });
+    const after = await e.evaluate(val, { batchSize: 64 });
+    assert(Number.isFinite(after.metrics.loss) && after.metrics.mae < before.metrics.mae / 2, `val MAE ${before.metrics.mae} → ${after.metrics.mae}`);
+    const ckpt = join(dir, 'fp16.safetensors');
+    await e.saveCheckpoint(ckpt);
+    const e2 = new addon.Engine(new addon.Model({ variant: 'atto', head: 'localization', seed: 6 }), { device, precision: '16-mixed', seed: 5 });
+    await e2.loadCheckpoint(ckpt);
+    return `val MAE ${before.metrics.mae.toFixed(3)} → ${after.metrics.mae.toFixed(3)}; checkpoint reloads`;
+  });
+  await check('device errors (cuda:99, fp16 on cpu)', async () => {
+    const m = new addon.Model({ variant: 'atto' });
+    let code;
+    try { new addon.Engine(m, { device: 'cuda:99' }); } catch (e) { code = e.code; }
+    assert(code === 'HEIMDALL_DEVICE_UNAVAILABLE', `cuda:99 gave ${code}`);
+    code = undefined;
+    try { new addon.Engine(m, { device: 'cpu', precision: '16-mixed' }); } catch (e) { code = e.code; }
+    assert(code === 'HEIMDALL_INVALID_ARGUMENT', `fp16 on cpu gave ${code}`);
+    return 'clear errors';
+  });
+  await check('tiny 224×224 bf16 channels_last: one epoch', async () => {
+    const m = new addon.Model({ variant: 'tiny', head: 'classification', outputs: 10, seed: 1 });
+    const e = new addon.Engine(m, { device, precision: 'bf16-mixed', channelsLast: true, optimizer: { name: 'adamw', lr: 1e-3 } });
+    const n = 64, x = new Float32Array(n * 3 * 224 * 224).fill(0.5).map((v, i) => v + Math.sin(i) * 0.1);
+    const y = new Int32Array(n).map((_, i) => i % 10);
+    const r = await e.trainEpoch(addon.tensorDataset(x, [n, 3, 224, 224], y, [n]), { batchSize: 16, maxEpochs: 1 });
+    assert(Number.isFinite(r.metrics.loss), 'non-finite loss');
+    return `${r.samplesPerSec.toFixed(0)} img/s (incl. first-batch cuDNN setup)`;
+  });
+}
+rmSync(dir, { recursive: true, force: true });
+for (const r of results) console.log(['ROW', r.name, r.ok ? 'ok' : 'FAIL', r.detail.replace(/[\t\n]/g, ' ')].join('\t'));
+const failed = results.filter((r) => !r.ok).length;
+console.log(`${results.length - failed} passed, ${failed} failed`);
+process.exit(failed ? 1 : 0);
+EOF
+SUBSET_RC=0
+CUDA_CHECK_CPU=$CPU node "$SUBSET" > "$LOGDIR/subset.log" 2>&1 || SUBSET_RC=$?
+while IFS=$'\t' read -r tag name res detail; do
+  if [ "$tag" = ROW ]; then row "$name" "$res" "$detail"; fi
+done < "$LOGDIR/subset.log"
+if ! grep -q '^ROW' "$LOGDIR/subset.log"; then row "CUDA subset" FAIL "crashed (rc $SUBSET_RC): $(tail -3 "$LOGDIR/subset.log" | tr '\n' ' ')"; fi
+grep -E '^[0-9]+ passed, [0-9]+ failed' "$LOGDIR/subset.log" || true
+
+# ---- throughput: heimdall-torch vs PyTorch eager, same AMP settings ---------------------------------------
+if [ $BENCH = 1 ]; then
+  if [ $CPU = 1 ]; then
+    DEFAULT_BENCH="--device cpu --only atto:128x32:8 --reps 1 --steps 3"
+  else
+    DEFAULT_BENCH="--device cuda --precision bf16-mixed --channels-last --reps 5 --warmup 2"
+  fi
+  B0=$(date +%s)
+  # shellcheck disable=SC2086
+  if node --import tsx benchmarks/train_throughput.ts --python "$PYTHON" $DEFAULT_BENCH $BENCH_ARGS \
+      --json "$LOGDIR/throughput.json" > "$LOGDIR/throughput.txt" 2>&1; then
+    row "throughput benchmark" ok "$(( $(date +%s) - B0 )) s; table below, JSON in $LOGDIR/throughput.json"
+  else
+    row "throughput benchmark" FAIL "see $LOGDIR/throughput.txt"; tail -20 "$LOGDIR/throughput.txt"
+  fi
+fi
+[ $SUBSET_RC = 0 ]
