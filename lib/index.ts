@@ -1,0 +1,15 @@
+// heimdall-torch: train and track ConvNeXt models from Node.js.
+export { ConvNeXt } from './model.js';
+export type { ConvNeXtOptions } from './model.js';
+export * from './trainer/index.js';
+export { HeimdallDataModule, computeFeatures } from './data/heimdall.js';
+export type { SyntheticOptions, DirectoryOptions, HeimdallDataInfo, FeatureConfig, Receiver } from './data/heimdall.js';
+export * from './tracking/index.js';
+export { torchInfo, native } from './native.js';
+export type {
+  TorchInfo, NativeErrorCode, BatchEvent, EpochResult, WeightsReport, PositionScale, Precision, OptimizerOptions, ScheduleOptions,
+} from './native.js';
+export { haversineM, summarize } from './geo.js';
+export type { ErrorSummary } from './geo.js';
+export { exportOnnx, validateWithOnnxRuntime, formatOnnxReport, OnnxExportError } from './onnx/export.js';
+export type { ExportOnnxOptions, OnnxExportReport, OnnxValidation } from './onnx/export.js';

@@ -1,0 +1,132 @@
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { python, repoRoot } from '../helpers/python.js';
+import { tempDir } from '../helpers/tmp.js';
+
+interface Result {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the CLI from source (tsx) in `cwd`; `onStdout` may act on the running process. */
+function cli(args: string[], cwd: string, env: Record<string, string> = {}, onSpawn?: (p: ReturnType<typeof spawn>) => void): Promise<Result> {
+  return new Promise((resolve, reject) => {
+    const tsx = pathToFileURL(join(repoRoot, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;
+    const p = spawn(process.execPath, ['--import', tsx, join(repoRoot, 'lib', 'bin.ts'), ...args], {
+      cwd,
+      env: { ...process.env, MLFLOW_TRACKING_URI: '', ...env, CI: 'true' },
+    });
+    let stdout = '', stderr = '';
+    p.stdout.on('data', (d) => (stdout += d));
+    p.stderr.on('data', (d) => (stderr += d));
+    p.on('error', reject);
+    p.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+    onSpawn?.(p);
+  });
+}
+
+const READ_RUN = `
+import sys, json, mlflow
+c = mlflow.MlflowClient(sys.argv[1])
+exp = c.get_experiment_by_name('heimdall-localization')
+runs = c.search_runs([exp.experiment_id])
+out = []
+for r in runs:
+    hist = c.get_metric_history(r.info.run_id, 'train/loss')
+    arts = [a.path for a in c.list_artifacts(r.info.run_id, 'checkpoints')]
+    arts += [a.path for d in ('checkpoints/best', 'checkpoints/last') for a in c.list_artifacts(r.info.run_id, d)]
+    out.append({'id': r.info.run_id, 'name': r.info.run_name, 'status': r.info.status, 'params': r.data.params,
+                'metrics': r.data.metrics, 'tags': r.data.tags, 'train_loss_steps': [m.step for m in hist], 'artifacts': arts})
+print(json.dumps(out))
+`;
+
+describe('heimdall-torch train (CLI)', () => {
+  it('trains on synthetic data into ./mlflow.db: one FINISHED run that Python MLflow reads back', async () => {
+    const dir = tempDir();
+    const r = await cli(['train', '--backbone', 'CONVNEXT_ATTO', '--epochs', '2', '--samples', '150', '--batch-size', '16', '--run-name', 'cli-e2e'], dir);
+    expect(r.stderr).not.toMatch(/Error/);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/centroid baseline/);
+    expect(existsSync(join(dir, 'mlflow.db'))).toBe(true);
+    const runs = JSON.parse(await python(READ_RUN, [`sqlite:///${join(dir, 'mlflow.db')}`])) as Array<Record<string, any>>;
+    expect(runs.length).toBe(1);
+    const run = runs[0]!;
+    expect(run.name).toBe('cli-e2e');
+    expect(run.status).toBe('FINISHED');
+    expect(run.params['optimizer/lr']).toBe('0.001');
+    expect(run.params['model/variant']).toBe('convnext_atto');
+    expect(run.params['data/batch_size']).toBe('16');
+    expect(run.tags.phase).toBe('training');
+    // 150 samples → 15 test, 27 val, 108 train → 7 batches × 2 epochs
+    expect(run.train_loss_steps).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]);
+    expect(run.metrics['val/position_error_m']).toBeGreaterThan(0);
+    expect(run.metrics.final_test_loss).toBeTypeOf('number');
+    expect(run.metrics['lr-AdamW']).toBeGreaterThan(0);
+    expect(run.artifacts.some((a: string) => a.startsWith('checkpoints/best/epoch='))).toBe(true);
+    expect(run.artifacts).toContain('checkpoints/last/last.safetensors');
+  });
+
+  it('Ctrl-C mid-fit: stops at a batch boundary, writes a checkpoint, ends the run KILLED, exits 130', async () => {
+    const dir = tempDir();
+    let sent = false;
+    const r = await cli(['train', '--backbone', 'atto', '--epochs', '50', '--samples', '200', '--batch-size', '8', '--patience', '50'], dir, {}, (p) => {
+      const poll = setInterval(() => {
+        if (!sent && existsSync(join(dir, 'outputs', 'checkpoints', 'last.safetensors'))) {
+          sent = true;
+          p.kill('SIGINT');
+        }
+      }, 100);
+      p.on('close', () => clearInterval(poll));
+    });
+    expect(sent).toBe(true);
+    expect(r.code).toBe(130);
+    expect(r.stdout).toMatch(/interrupted: checkpoint .*interrupted\.safetensors/);
+    expect(existsSync(join(dir, 'outputs', 'checkpoints', 'interrupted.safetensors'))).toBe(true);
+    const runs = JSON.parse(await python(READ_RUN, [`sqlite:///${join(dir, 'mlflow.db')}`])) as Array<Record<string, any>>;
+    expect(runs.map((x) => x.status)).toEqual(['KILLED']);
+    expect(runs[0]!.tags['heimdall.interrupted_by']).toBe('SIGINT');
+    expect(runs[0]!.artifacts).toContain('checkpoints/interrupted.safetensors');
+
+    // --resume continues the same MLflow run to the end.
+    const resumed = await cli(['train', '--backbone', 'atto', '--epochs', '2', '--samples', '200', '--batch-size', '8', '--resume', join(dir, 'outputs', 'checkpoints', 'interrupted.safetensors')], dir);
+    expect(resumed.code).toBe(0);
+    const after = JSON.parse(await python(READ_RUN, [`sqlite:///${join(dir, 'mlflow.db')}`])) as Array<Record<string, any>>;
+    expect(after.length).toBe(1);
+    expect(after[0]!.id).toBe(runs[0]!.id);
+    expect(after[0]!.status).toBe('FINISHED');
+  });
+
+  it('names the flag or file at fault, with exit code 2', async () => {
+    const dir = tempDir();
+    const missing = await cli(['train', '--data-dir', join(dir, 'nope'), '--epochs', '1'], dir);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/--data-dir: .*nope is not a directory/);
+
+    const cfg = join(dir, 'bad.json');
+    writeFileSync(cfg, '{"epochs": "many", "lerningRate": 1}');
+    const bad = await cli(['train', '--config', cfg, '--backbone', 'CONVNEXT_HUGE'], dir);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--backbone: unknown backbone "CONVNEXT_HUGE"; valid: CONVNEXT_ATTO/);
+    expect(bad.stderr).toMatch(/--epochs: /);
+    expect(bad.stderr).toMatch(/unknown option\(s\) lerningRate/);
+
+    const empty = join(dir, 'empty');
+    mkdirSync(empty);
+    const noData = await cli(['train', '--data-dir', empty, '--epochs', '1', '--backbone', 'atto'], dir);
+    expect(noData.code).not.toBe(0);
+    expect(noData.stderr).toMatch(/empty/);
+    expect(existsSync(join(dir, 'mlflow.db'))).toBe(false);
+  });
+
+  it('info prints the libtorch version and devices', async () => {
+    const r = await cli(['info'], tempDir());
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/libtorch\s+2\.\d+\.\d+/);
+    expect(r.stdout).toMatch(/devices\s+cpu/);
+  });
+});

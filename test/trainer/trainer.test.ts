@@ -1,0 +1,144 @@
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConvNeXt } from '../../lib/model.js';
+import { Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint, TensorDataModule, Trainer, formatFilename, type Metrics, type TrainBatch } from '../../lib/trainer/index.js';
+import { blobs } from '../native/fixtures.js';
+import { tempDir } from '../helpers/tmp.js';
+
+function blobData(n = 120, seed = 1, batchSize = 16): TensorDataModule {
+  const { inputs, targets } = blobs(n, seed);
+  return new TensorDataModule(inputs, [n, 3, 32, 32], targets, [n, 2], { batchSize, seed: 3 });
+}
+
+const base = { device: 'cpu', threads: 2, enableProgressBar: false, handleSignals: false, optimizer: { name: 'adamw' as const, lr: 2e-3, weightDecay: 1e-5 } };
+
+class Recorder extends Callback {
+  readonly calls: string[] = [];
+  private state = { fits: 0 };
+  override onFitStart() { this.calls.push('onFitStart'); this.state.fits++; }
+  override onTrainStart() { this.calls.push('onTrainStart'); }
+  override onTrainEpochStart(_t: Trainer, e: number) { this.calls.push(`onTrainEpochStart:${e}`); }
+  override async onTrainBatchStart(_t: Trainer, e: number, b: number) { await new Promise((r) => setTimeout(r, 1)); this.calls.push(`onTrainBatchStart:${e}.${b}`); }
+  override onTrainBatchEnd(_t: Trainer, b: TrainBatch) { this.calls.push(`onTrainBatchEnd:${b.epoch}.${b.batch}`); }
+  override onValidationStart() { this.calls.push('onValidationStart'); }
+  override onValidationEpochEnd(_t: Trainer, m: Metrics) { this.calls.push(`onValidationEpochEnd:${'val/loss' in m}`); }
+  override onTrainEpochEnd(_t: Trainer, m: Metrics) { this.calls.push(`onTrainEpochEnd:${'train/loss' in m && 'val/loss' in m}`); }
+  override onTrainEnd() { this.calls.push('onTrainEnd'); }
+  override onFitEnd() { this.calls.push('onFitEnd'); }
+  override stateDict() { return { ...this.state }; }
+  override loadStateDict(s: Record<string, unknown>) { this.state = { fits: Number(s.fits) }; }
+  get fits() { return this.state.fits; }
+}
+
+describe('Trainer', () => {
+  it('calls hooks in Lightning\'s order, every batch in order, awaiting async hooks', async () => {
+    const rec = new Recorder();
+    const dir = tempDir();
+    const data = blobData(60, 1, 16); // split 60 → 43 train (3 batches), 11 val, 6 test
+    const trainer = new Trainer({ ...base, maxEpochs: 2, defaultRootDir: dir, callbacks: [rec] });
+    const history = await trainer.fit(ConvNeXt.localization('atto', { seed: 1 }), data);
+    const batches = (e: number) => [0, 1, 2].flatMap((b) => [`onTrainBatchStart:${e}.${b}`, `onTrainBatchEnd:${e}.${b}`]);
+    expect(rec.calls).toEqual([
+      'onFitStart', 'onTrainStart',
+      'onTrainEpochStart:0', ...batches(0), 'onValidationStart', 'onValidationEpochEnd:true', 'onTrainEpochEnd:true',
+      'onTrainEpochStart:1', ...batches(1), 'onValidationStart', 'onValidationEpochEnd:true', 'onTrainEpochEnd:true',
+      'onTrainEnd', 'onFitEnd',
+    ]);
+    expect(history.reason).toBe('max_epochs');
+    expect(history.epochs.map((e) => e.epoch)).toEqual([0, 1]);
+    expect(history.globalStep).toBe(6);
+    expect(history.epochs[1]!.val!['val/loss']).toBeTypeOf('number');
+  });
+
+  it('ModelCheckpoint keeps the top-k by val/loss on disk, plus last, with path-safe names', async () => {
+    const dir = tempDir();
+    const ckpt = new ModelCheckpoint({ saveTopK: 2 });
+    const trainer = new Trainer({ ...base, maxEpochs: 4, defaultRootDir: dir, callbacks: [ckpt] });
+    const history = await trainer.fit(ConvNeXt.localization('atto', { seed: 2 }), blobData(80, 2));
+    const files = readdirSync(join(dir, 'checkpoints')).sort();
+    expect(files).toContain('last.safetensors');
+    expect(files.length).toBe(3);
+    const losses = history.epochs.map((e) => ({ epoch: e.epoch, loss: e.val!['val/loss']! })).sort((a, b) => a.loss - b.loss);
+    const expected = losses.slice(0, 2).map((l) => `epoch=${l.epoch}-val_loss=${l.loss.toFixed(4)}.safetensors`).sort();
+    expect(files.filter((f) => f !== 'last.safetensors').sort()).toEqual(expected);
+    expect(ckpt.bestModelScore).toBeCloseTo(losses[0]!.loss, 10);
+    expect(ckpt.bestModelPath).toBe(join(dir, 'checkpoints', expected.find((f) => f.startsWith(`epoch=${losses[0]!.epoch}-`))!));
+  });
+
+  it('formats checkpoint names from templates', () => {
+    expect(formatFilename('{epoch}-{val/loss:.3f}-{val/position_error_m:.0f}', 7, { 'val/loss': 0.12345, 'val/position_error_m': 1234.6 })).toBe(
+      'epoch=7-val_loss=0.123-val_position_error_m=1235',
+    );
+  });
+
+  it('EarlyStopping ends fit when val/loss stops improving by minDelta', async () => {
+    const stopper = new EarlyStopping({ patience: 1, minDelta: 1e9 });
+    const trainer = new Trainer({ ...base, maxEpochs: 10, defaultRootDir: tempDir(), callbacks: [stopper] });
+    const history = await trainer.fit(ConvNeXt.localization('atto'), blobData(60));
+    expect(history.reason).toBe('stopped');
+    expect(history.epochs.length).toBe(2);
+    expect(stopper.stoppedEpoch).toBe(1); // the 0-based epoch in which it stopped, as Lightning counts
+    expect(stopper.reason).toMatch(/did not improve for 1 validations/);
+  });
+
+  it('EarlyStopping names a monitored metric that does not exist', async () => {
+    const trainer = new Trainer({ ...base, maxEpochs: 2, defaultRootDir: tempDir(), callbacks: [new EarlyStopping({ monitor: 'val/acc' })] });
+    await expect(trainer.fit(ConvNeXt.localization('atto'), blobData(40))).rejects.toThrow(/"val\/acc" is not among the validation metrics/);
+  });
+
+  it('LearningRateMonitor records the cosine-decayed rate per epoch', async () => {
+    const lr = new LearningRateMonitor();
+    const trainer = new Trainer({ ...base, maxEpochs: 3, defaultRootDir: tempDir(), callbacks: [lr], schedule: { name: 'cosine', minLr: 1e-5 } });
+    await trainer.fit(ConvNeXt.localization('atto'), blobData(60));
+    expect(lr.history.map(([s]) => s)).toEqual([0, 3, 6]);
+    expect(lr.history[0]![1]).toBeCloseTo(2e-3, 12);
+    expect(lr.history[1]![1]).toBeLessThan(2e-3);
+    expect(lr.history[2]![1]).toBeLessThan(lr.history[1]![1]);
+  });
+
+  it('resumes model, optimizer, schedule and callbacks: fit(2) equals fit(1) + stop + fit(ckptPath)', async () => {
+    const mk = () => ConvNeXt.localization('atto', { seed: 4, dropPathRate: 0.05 });
+    const straight = new Trainer({ ...base, maxEpochs: 2, defaultRootDir: tempDir() });
+    await straight.fit(mk(), blobData(60, 7));
+
+    class StopAfterFirstEpoch extends Callback {
+      override onTrainEpochEnd(t: Trainer) { t.stop('test'); }
+    }
+    const rootA = tempDir();
+    const recA = new Recorder();
+    const first = new Trainer({ ...base, maxEpochs: 2, defaultRootDir: rootA, callbacks: [recA, new StopAfterFirstEpoch()] });
+    const h1 = await first.fit(mk(), blobData(60, 7));
+    expect(h1.reason).toBe('interrupted');
+    expect(h1.epochs.length).toBe(1);
+    expect(existsSync(h1.interruptCheckpoint!)).toBe(true);
+
+    const recB = new Recorder();
+    const resumed = new Trainer({ ...base, maxEpochs: 2, defaultRootDir: tempDir(), callbacks: [recB] });
+    const h2 = await resumed.fit(ConvNeXt.localization('atto', { seed: 99, dropPathRate: 0.05 }), blobData(60, 7), { ckptPath: h1.interruptCheckpoint });
+    expect(recB.fits).toBe(2); // state restored from the checkpoint, then this fit
+    expect(h2.epochs.map((e) => e.epoch)).toEqual([1]);
+    const probe = new Float32Array(4 * 3 * 32 * 32).map((_, i) => Math.sin(i / 7));
+    const a = await straight.predict(probe, [4, 3, 32, 32]);
+    const b = await resumed.predict(probe, [4, 3, 32, 32]);
+    const pa = a.positions!.data, pb = b.positions!.data;
+    for (let i = 0; i < pa.length; i++) expect(Math.abs(pa[i]! - pb[i]!)).toBeLessThanOrEqual(1e-6);
+  });
+
+  it('validates its options and lists every problem at once', () => {
+    expect(() => new Trainer({ maxEpochs: 0, device: 'tpu', optimizer: { name: 'adamw', lr: -1 } } as never)).toThrow(
+      /maxEpochs[\s\S]*device: must be auto, cpu, cuda or cuda:N[\s\S]*optimizer.lr/,
+    );
+  });
+
+  it('a throwing batch hook stops the epoch and fit rejects with that error', async () => {
+    class Boom extends Callback {
+      override onTrainBatchEnd(_t: Trainer, b: TrainBatch) { if (b.batch === 1) throw new Error('hook failed'); }
+    }
+    const seen: Error[] = [];
+    class Watch extends Callback { override onException(_t: Trainer, e: Error) { seen.push(e); } }
+    const trainer = new Trainer({ ...base, maxEpochs: 2, defaultRootDir: tempDir(), callbacks: [new Boom(), new Watch()] });
+    await expect(trainer.fit(ConvNeXt.localization('atto'), blobData(60))).rejects.toThrow('hook failed');
+    expect(seen.map((e) => e.message)).toEqual(['hook failed']);
+  });
+});
