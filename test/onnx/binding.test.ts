@@ -2,7 +2,7 @@
 // weights file and from a training checkpoint, validated in onnxruntime-node against libtorch, and checked again by
 // Python (onnx.checker full check, ONNX Runtime, timm). Needs the built addon: `npm run build:native`
 // (or HEIMDALL_TORCH_ADDON=<path to heimdall_torch.node>).
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -86,6 +86,24 @@ describe('exportOnnx through the addon', () => {
     expect(report.externalTensors).toBeGreaterThan(50);
     expect(report.validation!.passed).toBe(true);
   });
+
+  it('every variant atto … large: ONNX Runtime matches libtorch (random weights, layer scale 0.5, batches 1 and 3)', async () => {
+    const dir = tempDir();
+    const lines: string[] = [];
+    for (const variant of ['atto', 'femto', 'pico', 'nano', 'tiny', 'small', 'base', 'large']) {
+      const model = new addon.Model({ variant, head: 'localization', layerScaleInit: 0.5, seed: 3 });
+      const out = join(dir, `${variant}.onnx`);
+      const r = await exportOnnx(model, out, { inputShape: [3, 64, 32], validate: { batchSizes: [1, 3] } });
+      const v = r.validation!;
+      lines.push(`${variant}: ${r.parameters} weights, ${(r.modelBytes / 1e6).toFixed(1)} MB, export ${r.exportSeconds.toFixed(2)} s, ` +
+        `max |Δ| ${v.maxAbs.toExponential(2)}, mean |Δ| ${v.meanAbs.toExponential(2)}`);
+      expect(v.passed, lines[lines.length - 1]).toBe(true);
+      expect(r.modelBytes).toBeGreaterThanOrEqual(r.parameters * 4);
+      expect(r.modelBytes).toBeLessThan(r.parameters * 4 * 1.01 + 1e6);
+      rmSync(out);
+    }
+    console.log(lines.join('\n'));
+  }, 900_000);
 
   it('bad input: another variant, a truncated file, bad options → one clear error with a code', async () => {
     const model = new addon.Model({ variant: 'convnext_atto', head: 'localization' });
