@@ -10,7 +10,7 @@
 
 namespace heimdall {
 
-uint64_t mix_seed(uint64_t a, uint64_t b) {
+uint64_t stream_seed(uint64_t a, uint64_t b) {
   uint64_t z = a + 0x9E3779B97F4A7C15ull * (b + 1);
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
@@ -57,7 +57,7 @@ void augment_features(at::Tensor& batch, const AugmentConfig& config, uint64_t s
   if (batch.dim() < 2) return;
   const int64_t b = batch.size(0), t = batch.size(-1);
   for (int64_t k = 0; k < b; ++k) {
-    Rng rng(mix_seed(seed, static_cast<uint64_t>(k)));
+    Rng rng(stream_seed(seed, static_cast<uint64_t>(k)));
     at::Tensor x = batch[k];
     if (rng.uniform() < config.noise_probability && config.noise_std > 0) {
       auto gen = at::make_generator<at::CPUGeneratorImpl>(rng.next());

@@ -28,7 +28,7 @@ struct AugmentConfig {
 void augment_features(at::Tensor& batch, const AugmentConfig& config, uint64_t seed);
 
 // Deterministic 64-bit mixing (splitmix64 finaliser) to derive independent streams from (seed, index, ...).
-uint64_t mix_seed(uint64_t a, uint64_t b);
+uint64_t stream_seed(uint64_t a, uint64_t b);
 
 // A small deterministic generator (xoshiro256**) for scalar draws.
 class Rng {

@@ -84,10 +84,10 @@ SyntheticRfDataset::SyntheticRfDataset(SyntheticConfig config)
 
 SyntheticTransmission SyntheticRfDataset::draw(int64_t i) const {
   const int64_t max_attempts = 10000;
-  const uint64_t base = mix_seed(config_.seed, static_cast<uint64_t>(i));
+  const uint64_t base = stream_seed(config_.seed, static_cast<uint64_t>(i));
   for (int64_t attempt = 0; attempt < max_attempts; ++attempt) {
     SyntheticTransmission tx;
-    tx.stream = mix_seed(base, static_cast<uint64_t>(attempt));
+    tx.stream = stream_seed(base, static_cast<uint64_t>(attempt));
     tx.attempts = attempt + 1;
     Rng rng(tx.stream);
     tx.inside_box = rng.uniform() < config_.inside_fraction;
@@ -136,7 +136,7 @@ at::Tensor SyntheticRfDataset::iq(int64_t i) const {
   const int64_t r_count = static_cast<int64_t>(config_.receivers.size());
   const int64_t s = config_.iq_samples;
   const double fs = config_.sample_rate;
-  Rng rng(mix_seed(tx.stream, 1));
+  Rng rng(stream_seed(tx.stream, 1));
 
   // The transmitted FM signal: a 3-tone message m(t) ∈ [−1, 1] (tones 300–3000 Hz), instantaneous frequency
   // f(t) = dev·m(t), phase φ(t) = 2π·dev·∫m (the analytic integral). Tones advance by phasor rotation,
@@ -179,7 +179,7 @@ at::Tensor SyntheticRfDataset::iq(int64_t i) const {
   at::Tensor carrier = at::view_as_real(at::polar(at::ones({s}, at::kFloat), phi)).contiguous();  // e^{jφ}, [S, 2]
   const float* car = carrier.data_ptr<float>();
 
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(mix_seed(tx.stream, 2));
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(stream_seed(tx.stream, 2));
   const double noise_sigma = std::sqrt(std::pow(10.0, config_.noise_floor_dbm / 10.0) / 2);
   at::Tensor out = at::randn({r_count, s, 2}, gen, at::TensorOptions().dtype(at::kFloat)).mul_(noise_sigma);
   float* o = out.data_ptr<float>();

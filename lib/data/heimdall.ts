@@ -1,0 +1,176 @@
+// The Heimdall RF localisation data (native/data/heimdall through native/napi/data_binding.cc): the
+// synthetic data set (the embedded default), the on-disk `<id>_iq.npy` + `<id>_label.npy` directory, the
+// reference split, and the metadata metrics and ONNX export need (target normalisation, feature constants,
+// receivers). Every data set is a NativeDataset: the engine batches, shuffles and prefetches it natively.
+import { z } from 'zod';
+import { native, type NativeDataset, type PositionScale } from '../native.js';
+
+const range = z.tuple([z.number().min(0), z.number().min(0)]).refine(([lo, hi]) => lo <= hi, 'min must not exceed max');
+
+export const augmentOptionsSchema = z.object({
+  noiseProbability: z.number().min(0).max(1).default(0.3),
+  /** In normalised feature units (1 unit = 20 dB). */
+  noiseStd: z.number().min(0).default(0.05),
+  shiftProbability: z.number().min(0).max(1).default(0.3),
+  maxShift: z.number().int().min(0).default(2),
+});
+
+export const syntheticOptionsSchema = z.object({
+  samples: z.number().int().min(3).default(2000),
+  seed: z.number().int().min(0).default(0),
+  /** 'default' (shadowing σ 1–2 dB, clutter 8–12 dB: learnable) or 'reference' (3–6 dB, 5–15 dB, as the reference simulator). */
+  preset: z.enum(['default', 'reference']).default('default'),
+  marginDeg: z.number().min(0).optional(),
+  insideFraction: z.number().min(0).max(1).optional(),
+  noiseFloorDbm: z.number().optional(),
+  minSnrDb: z.number().optional(),
+  minReceivers: z.number().int().min(0).max(7).optional(),
+  txPowerDbm: z.number().optional(),
+  wideFmProbability: z.number().min(0).max(1).optional(),
+  shadowingDb: range.optional(),
+  clutterDb: range.optional(),
+  /** Keep generated features in memory (filled on first use, or all at once with materialize()). */
+  cache: z.boolean().default(true),
+  augment: augmentOptionsSchema.partial().optional(),
+});
+export type SyntheticOptions = z.input<typeof syntheticOptionsSchema>;
+
+export const directoryOptionsSchema = z.object({
+  cache: z.boolean().default(true),
+  augment: augmentOptionsSchema.partial().optional(),
+});
+export type DirectoryOptions = z.input<typeof directoryOptionsSchema>;
+
+export interface FeatureConfig {
+  sampleRate: number;
+  nFft: number;
+  hop: number;
+  nMels: number;
+  frames: number;
+  melScale: 'htk';
+  amin: number;
+  /** x = (max(10·log10(max(mel, amin)), floorDb) − refDb) / scaleDb */
+  floorDb: number;
+  refDb: number;
+  scaleDb: number;
+}
+
+export interface Receiver {
+  name: string;
+  lat: number;
+  lon: number;
+  alt: number;
+}
+
+export interface HeimdallDataInfo {
+  /** deg = center + normalised × scale (targets are normalised positions [lat, lon]). */
+  positionScale: PositionScale;
+  features: FeatureConfig;
+  receivers: Receiver[];
+  /** The same as JSON, for ONNX metadata_props / MLflow params. */
+  metadataJson: string;
+}
+
+export interface Splits {
+  train: NativeDataset;
+  val: NativeDataset;
+  test: NativeDataset;
+}
+
+interface DataAddon {
+  heimdallSynthetic(options: object): NativeDataset;
+  heimdallDirectory(path: string, options: object): Promise<NativeDataset>;
+  heimdallMaterialize(data: NativeDataset): Promise<void>;
+  heimdallInfo(data: NativeDataset): HeimdallDataInfo | null;
+  writeSynthetic(dir: string, samples: number, options: object): Promise<{ written: number }>;
+  computeFeatures(iq: Float32Array, shape: number[], sampleRate: number, options?: { complex?: boolean }): { data: Float32Array; shape: number[] };
+}
+
+function addon(): DataAddon {
+  const a = native();
+  if (typeof a.heimdallSynthetic !== 'function') {
+    throw new Error('heimdall-torch: this build of the native addon lacks the Heimdall data functions (native/napi/data_binding.cc); rebuild with `npm run build:native`.');
+  }
+  return a as unknown as DataAddon;
+}
+
+function parse<T extends z.ZodTypeAny>(schema: T, value: unknown, what: string): z.output<T> {
+  const r = schema.safeParse(value ?? {});
+  if (!r.success) {
+    const issues = r.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
+    const err = new Error(`invalid ${what}: ${issues}`) as Error & { code: string };
+    err.code = 'HEIMDALL_INVALID_ARGUMENT';
+    throw err;
+  }
+  return r.data;
+}
+
+/** A Heimdall data set with its split and metadata. */
+export class HeimdallDataModule {
+  readonly info: HeimdallDataInfo;
+
+  private constructor(readonly dataset: NativeDataset) {
+    const info = addon().heimdallInfo(dataset);
+    if (!info) throw new Error('heimdall-torch: not a Heimdall data set: ' + dataset.describe());
+    this.info = info;
+  }
+
+  /** The synthetic RF data set (the embedded default): 7 receivers × 128 mel bands × 32 frames per sample. */
+  static synthetic(options: SyntheticOptions = {}): HeimdallDataModule {
+    const o = parse(syntheticOptionsSchema, options, 'synthetic data options');
+    return new HeimdallDataModule(addon().heimdallSynthetic(o));
+  }
+
+  /** A directory of `<id>_iq.npy` + `<id>_label.npy` (+ optional manifest.json). Every file's header is checked. */
+  static async fromDirectory(dir: string, options: DirectoryOptions = {}): Promise<HeimdallDataModule> {
+    const o = parse(directoryOptionsSchema, options, 'data directory options');
+    return new HeimdallDataModule(await addon().heimdallDirectory(dir, o));
+  }
+
+  /** Writes `samples` synthetic samples in the on-disk format. */
+  static async writeSynthetic(dir: string, samples: number, options: Omit<SyntheticOptions, 'samples' | 'cache'> = {}): Promise<number> {
+    const o = parse(syntheticOptionsSchema.omit({ samples: true, cache: true }), options, 'synthetic data options');
+    return (await addon().writeSynthetic(dir, samples, o)).written;
+  }
+
+  get size(): number {
+    return this.dataset.size;
+  }
+  get inputShape(): number[] {
+    return this.dataset.inputShape;
+  }
+  get positionScale(): PositionScale {
+    return this.info.positionScale;
+  }
+
+  /** The reference service's split after a seeded shuffle: test = max(1, ⌊0.1·N⌋), val = max(1, ⌊0.2·(N − test)⌋). */
+  split(seed = 0): Splits {
+    const a = native();
+    const s = a.referenceSplit(this.dataset.size, seed);
+    return { train: a.subset(this.dataset, s.train), val: a.subset(this.dataset, s.val), test: a.subset(this.dataset, s.test) };
+  }
+
+  /** Computes every sample's features now (on worker threads) instead of on first use. */
+  async materialize(): Promise<void> {
+    await addon().heimdallMaterialize(this.dataset);
+  }
+
+  /** Converts normalised [lat, lon] pairs (model outputs / targets) to degrees. */
+  toDegrees(normalized: ArrayLike<number>): Float64Array {
+    const s = this.info.positionScale;
+    const out = new Float64Array(normalized.length);
+    for (let i = 0; i + 1 < normalized.length; i += 2) {
+      out[i] = s.latCenter + normalized[i] * s.latScale;
+      out[i + 1] = s.lonCenter + normalized[i + 1] * s.lonScale;
+    }
+    return out;
+  }
+}
+
+/**
+ * Mel features of IQ, exactly as the data sets compute them. `iq` holds interleaved (re, im) float32 pairs
+ * of `shape` = [..., samples] (or, with `complex: false`, the magnitude itself); returns [..., 128, 32].
+ */
+export function computeFeatures(iq: Float32Array, shape: number[], sampleRate: number, options: { complex?: boolean } = {}): { data: Float32Array; shape: number[] } {
+  return addon().computeFeatures(iq, shape, sampleRate, options);
+}
