@@ -97,7 +97,10 @@ let handlersInstalled = false;
 function installProcessHandlers(): void {
   if (handlersInstalled) return;
   handlersInstalled = true;
+  let stopping = false;
   const onSignal = (signal: NodeJS.Signals, code: number) => {
+    if (stopping) process.exit(code); // a second Ctrl-C does not wait for the flush
+    stopping = true;
     process.stderr.write(`\nheimdall-torch: ${signal}: flushing the MLflow tracker and ending the run KILLED\n`);
     const all = [...live].filter((t) => t.handlesSignals);
     Promise.allSettled(all.map((t) => t.close({ status: 'KILLED', timeoutMs: Math.min(t.config.closeTimeoutS * 1000, 15_000) })))

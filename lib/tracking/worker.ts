@@ -2,14 +2,13 @@
 // into MLflow's limits, retries with backoff, spools to disk while the backend is down, answers requests.
 import { parentPort, workerData } from 'node:worker_threads';
 import type { TrackerConfig } from '../config.js';
-import { redact } from '../config.js';
 import { artifactRepositoryFor, type ArtifactRepository, type UploadedArtifact } from './artifacts.js';
 import { isRetryable, MlflowError, toSafeError } from './errors.js';
 import { backoffMs } from './rest/http.js';
 import { wireToMetrics, type WireMetrics } from './columns.js';
 import { Spool, countOp, emptyCounts, type PendingCounts, type SpoolOp } from './spool.js';
 import { openStore } from './stores.js';
-import type { LogBatch, Metric, TrackingStore } from './types.js';
+import type { LogBatch, TrackingStore } from './types.js';
 import { MAX_ENTITIES_PER_BATCH, MAX_METRICS_PER_BATCH, MAX_PARAMS_TAGS_PER_BATCH } from './validation.js';
 
 export interface WorkerInit {
@@ -53,6 +52,9 @@ const serialize = (e: unknown): SerializedError => {
   const s = toSafeError(e);
   return { name: s.name, message: s.message, code: (s as { code?: string }).code, stack: s.stack };
 };
+
+/** Operations (chunks of up to 4096 points) held in memory before overflowing to the spool. */
+const MAX_QUEUED_OPS = 256;
 
 interface QueueItem { seq: number; op: SpoolOp; mOff: number; pOff: number; tOff: number }
 
@@ -98,7 +100,16 @@ class TrackerWorker {
       });
       this.lastSeq = m.seq;
       if (this.spooling) this.spoolItems(items);
-      else this.queue.push(...items);
+      else {
+        this.queue.push(...items);
+        // A backend slower than the training for long: keep memory bounded, overflow to the (bounded) spool.
+        if (this.queue.length > MAX_QUEUED_OPS) {
+          this.spoolItems(this.queue);
+          this.queue = [];
+          this.spooling = true;
+          post({ t: 'warn', message: `tracking backend slower than logging: queue overflowed to the spool ${this.spool.dir}` });
+        }
+      }
       this.kick();
     } else if (m.t === 'req') {
       void this.request(m.id, m.method, m.args);
@@ -369,5 +380,3 @@ if (parentPort) {
   );
 }
 
-export type { Metric };
-void redact;

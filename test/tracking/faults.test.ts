@@ -249,3 +249,61 @@ describe('S3 faults (private S3 server)', () => {
     }
   });
 });
+
+describe('spool bound and run status', () => {
+  it('the spool is bounded: points beyond it are dropped and reported, nothing else is lost', async () => {
+    const server = await startPostgres();
+    try {
+      const uri = await server.createDatabase('bounded');
+      const t = new MLflowTracker(trackerOptions(uri, { spoolMaxBytes: 20_000, artifactUri: join(tmp('a'), 'art') }));
+      await t.startRun();
+      await server.stop('fast');
+      for (let s = 0; s < 5000; s++) t.logMetric('m', s, s);
+      t.logParams({ kept: 'yes' });
+      const r = await t.close({ timeoutMs: 1500 });
+      expect(r.complete).toBe(false);
+      expect(r.dropped.metrics).toBeGreaterThan(0);
+      expect(r.undelivered.metrics + r.dropped.metrics).toBe(5000);
+      expect(r.undelivered.params).toBe(1);
+      expect(r.undelivered.runEnds).toBe(1);
+    } finally {
+      await server.destroy();
+    }
+  });
+
+  it('a run ended FAILED stays FAILED when the tracker is closed (no FAILED-then-FINISHED)', async () => {
+    const d = tmp('failed');
+    const uri = `sqlite:///${join(d, 'm.db')}`;
+    const t = new MLflowTracker(trackerOptions(uri, { artifactUri: join(d, 'a') }));
+    const runId = await t.startRun();
+    await t.endRun('FAILED');
+    const r = await t.close();
+    expect(r.runStatus).toBeNull();
+    const t2 = new MLflowTracker(trackerOptions(uri));
+    expect((await t2.getRunInfo(runId)).status).toBe('FAILED');
+    await t2.close();
+  });
+
+  it('resumes an existing run by id: RUNNING again, its params guard against changes, FINISHED at close', async () => {
+    const d = tmp('resume');
+    const uri = `sqlite:///${join(d, 'm.db')}`;
+    const t = new MLflowTracker(trackerOptions(uri, { artifactUri: join(d, 'a') }));
+    const runId = await t.startRun({ runName: 'resumable' });
+    t.logParams({ lr: 0.1 });
+    for (let s = 0; s < 10; s++) t.logMetric('loss', s, s);
+    await t.endRun('KILLED');
+    await t.close();
+    const t2 = new MLflowTracker(trackerOptions(uri));
+    expect(await t2.startRun({ runId })).toBe(runId);
+    expect((await t2.getRunInfo()).status).toBe('RUNNING');
+    expect(() => t2.logParams({ lr: 0.2 })).toThrow(/Changing param values is not allowed: 'lr'/);
+    for (let s = 10; s < 20; s++) t2.logMetric('loss', s, s);
+    await t2.close();
+    const t3 = new MLflowTracker(trackerOptions(uri));
+    const info = await t3.getRunInfo(runId);
+    expect(info.status).toBe('FINISHED');
+    expect(info.runName).toBe('resumable');
+    expect((await t3.getMetricHistory('loss', runId)).map((m) => m.step)).toEqual(Array.from({ length: 20 }, (_, i) => i));
+    await t3.close();
+  });
+});

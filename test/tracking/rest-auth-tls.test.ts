@@ -13,6 +13,8 @@ import { tmp, trackerOptions } from './helpers/scenario.js';
 let proxy: https.Server;
 let url = '';
 const seen: string[] = [];
+/** HTTP statuses to answer the next log-batch requests with (fault injection). */
+const failures: number[] = [];
 const PASSWORD = 'pr0xy-Pa55word-42';
 const TOKEN = 'tkn-0123456789-abcdef';
 
@@ -21,6 +23,12 @@ beforeAll(async () => {
   execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(d, 'key.pem'), '-out', join(d, 'cert.pem'), '-days', '1', '-subj', '/CN=127.0.0.1'], { stdio: 'ignore' });
   const upstream = new URL(inject('mlflowUri'));
   proxy = https.createServer({ key: readFileSync(join(d, 'key.pem')), cert: readFileSync(join(d, 'cert.pem')) }, (req, res) => {
+    if (req.url?.includes('runs/log-batch') && failures.length) {
+      const status = failures.shift()!;
+      res.writeHead(status, { 'Content-Type': 'application/json' });
+      res.end(JSON.stringify({ error_code: status === 429 ? 'REQUEST_LIMIT_EXCEEDED' : 'TEMPORARILY_UNAVAILABLE', message: 'injected' }));
+      return;
+    }
     const auth = req.headers.authorization ?? '';
     seen.push(auth.split(' ')[0] ?? '');
     const ok = auth === `Basic ${Buffer.from(`alice:${PASSWORD}`).toString('base64')}` || auth === `Bearer ${TOKEN}`;
@@ -74,5 +82,27 @@ describe('REST store: authentication and TLS', () => {
     expect(msg).toMatch(/HTTP 401 UNAUTHENTICATED/);
     expect(msg).not.toContain('wrong-Pa55word-77');
     await wrong.close();
+  });
+
+  it('retries 429 and 5xx answers with backoff; batches stay within MLflow limits (params, tags, metrics)', async () => {
+    const t = new MLflowTracker({ ...trackerOptions(url), env: { MLFLOW_TRACKING_TOKEN: TOKEN, MLFLOW_TRACKING_INSECURE_TLS: 'true' } });
+    const runId = await t.startRun({ runName: 'limits' });
+    failures.push(429, 503, 500);
+    const params: Record<string, number> = {};
+    for (let i = 0; i < 250; i++) params[`p${i}`] = i;
+    t.logParams(params);
+    const tags: Record<string, string> = {};
+    for (let i = 0; i < 150; i++) tags[`t${i}`] = `v${i}`;
+    t.setTags(tags);
+    for (let s = 0; s < 2500; s++) t.logMetric('loss', 1 / (s + 1), s);
+    const f = await t.flush();
+    expect(f.complete).toBe(true);
+    expect(f.errors).toEqual([]);
+    expect(failures).toEqual([]); // all three injected failures were met, and retried
+    const info = await t.getRunInfo(runId);
+    expect(Object.keys(info.params).length).toBe(250);
+    expect(Object.keys(info.tags).filter((k) => /^t\d+$/.test(k)).length).toBe(150);
+    expect((await t.getMetricHistory('loss')).length).toBe(2500);
+    await t.close();
   });
 });
