@@ -20,7 +20,7 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Builds (or brings up to date) build-tools/export_onnx. Test files may run in parallel: a lock folder serialises. */
 export async function buildTool(): Promise<string> {
-  const lock = join(ROOT, '.build-tools.lock');
+  const lock = `${BUILD_DIR}.lock`;  // build-tools.lock/: ignored like build-*/
   const started = Date.now();
   for (;;) {
     try {
