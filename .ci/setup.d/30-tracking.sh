@@ -19,3 +19,17 @@ else
 fi
 [ -x "$minio_bin" ] && export HEIMDALL_MINIO_BIN="$minio_bin"
 true
+
+# MLflow 2.9 (the oldest schema the SQL store supports), in its own small venv: a test creates a database
+# with it, writes into it with heimdall-torch and reads it back with the 2.9 client.
+mlflow29="$HEIMDALL_CACHE/venv-mlflow-2.9"
+mlflow29_pins="mlflow-skinny==2.9.2 SQLAlchemy==2.0.58 alembic==1.13.3"
+if [ "$(cat "$mlflow29/.pins" 2>/dev/null)" != "$mlflow29_pins" ]; then
+  rm -rf "$mlflow29"
+  ${PYTHON:-python3} -m venv "$mlflow29"
+  # shellcheck disable=SC2086
+  "$mlflow29/bin/pip" install -q --disable-pip-version-check $mlflow29_pins
+  echo "$mlflow29_pins" > "$mlflow29/.pins"
+fi
+export HEIMDALL_MLFLOW29_PYTHON="$mlflow29/bin/python"
+true

@@ -5,7 +5,7 @@ import { describe, expect, inject, it } from 'vitest';
 import { MLflowTracker } from '../../lib/tracking/index.js';
 import { SqlStore } from '../../lib/tracking/sql/store.js';
 import { SCHEMA_HEAD, SUPPORTED_REVISIONS } from '../../lib/tracking/sql/mlflow_schema.js';
-import { mlflowPython } from './helpers/python.js';
+import { mlflow29Python, mlflowPython } from './helpers/python.js';
 import { checkReadback, SQL_MAX, tmp, trackerOptions, writeScenario } from './helpers/scenario.js';
 import { startPostgres } from './helpers/services.js';
 import pg from 'pg';
@@ -138,6 +138,27 @@ describe('schema', () => {
     expect(r.complete).toBe(true);
     const py = await mlflowPython({ op: 'read', tracking_uri: uri, experiment: 'heimdall-localization', artifacts: false });
     expect(py.runs.map((x: any) => [x.run_id, x.status, x.metrics.x])).toEqual([[id, 'FINISHED', 1]]);
+  });
+});
+
+describe('MLflow 2.9 database (oldest supported schema)', () => {
+  it('is used as it is: written by heimdall-torch, read back by the MLflow 2.9 client', async () => {
+    const d = tmp('ml29');
+    const uri = `sqlite:///${join(d, 'mlflow.db')}`;
+    const py29 = mlflow29Python();
+    const created = await mlflowPython({ op: 'columns', tracking_uri: uri }, {}, py29);
+    expect(created.revision).toBe('acf3f17fdcc7');
+    const t = new MLflowTracker(trackerOptions(uri, { artifactUri: join(d, 'artifacts') }));
+    try {
+      const w = await writeScenario(t, 'on-2.9', 'model-29');
+      const py = await mlflowPython({ op: 'read', tracking_uri: uri, experiment: w.experimentName, models: [w.model], history_keys: ['train/loss', 'special'] }, {}, py29);
+      checkReadback(py, w);
+    } finally {
+      await t.close();
+    }
+    // and the schema was left as MLflow 2.9 made it
+    const after = await mlflowPython({ op: 'describe', tracking_uri: uri }, {}, py29);
+    expect(after).toEqual(created);
   });
 });
 

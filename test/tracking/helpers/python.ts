@@ -1,12 +1,14 @@
 // Runs the pinned Python MLflow client (test/tracking/helpers/mlflow_client.py) and returns its JSON.
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { ROOT, VENV } from './services.js';
 
-export async function mlflowPython<T = any>(req: Record<string, unknown>, env: Record<string, string> = {}): Promise<T> {
+export async function mlflowPython<T = any>(req: Record<string, unknown>, env: Record<string, string> = {}, python = join(VENV, 'python')): Promise<T> {
   const script = join(ROOT, 'test', 'tracking', 'helpers', 'mlflow_client.py');
   return new Promise<T>((resolve, reject) => {
-    const p = spawn(join(VENV, 'python'), [script], {
+    const p = spawn(python, [script], {
       env: { ...process.env, MLFLOW_TRACKING_URI: '', PYTHONWARNINGS: 'ignore', ...env },
       stdio: ['pipe', 'pipe', 'pipe'],
     });
@@ -22,4 +24,12 @@ export async function mlflowPython<T = any>(req: Record<string, unknown>, env: R
     });
     p.stdin.end(JSON.stringify(req));
   });
+}
+
+/** The MLflow 2.9 client installed by .ci/setup.d/30-tracking.sh (oldest supported schema). */
+export function mlflow29Python(): string {
+  const cache = process.env.HEIMDALL_CACHE ?? join(homedir(), '.cache', 'heimdall-torch');
+  const p = process.env.HEIMDALL_MLFLOW29_PYTHON ?? join(cache, 'venv-mlflow-2.9', 'bin', 'python');
+  if (!existsSync(p)) throw new Error(`MLflow 2.9 venv not found at ${p}: run .ci/setup (30-tracking.sh installs it)`);
+  return p;
 }
