@@ -1,6 +1,6 @@
 // heimdall-torch: train | info | runs best
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import { z } from 'zod';
 import { ConfigError, redact } from './config.js';
@@ -8,6 +8,7 @@ import { HeimdallDataModule } from './data/heimdall.js';
 import { haversineM, summarize, type ErrorSummary } from './geo.js';
 import { ConvNeXt } from './model.js';
 import { native, torchInfo } from './native.js';
+import { exportOnnx, formatOnnxReport } from './onnx/export.js';
 import { MLflowTracker } from './tracking/index.js';
 import { EarlyStopping, LearningRateMonitor, MLflowLogger, ModelCheckpoint, Trainer, type DataModule } from './trainer/index.js';
 
@@ -46,6 +47,7 @@ export const trainFlagsSchema = z
     gradClipNorm: z.number().min(0).default(0),
     threads: z.number().int().min(1).optional(),
     progress: z.boolean().optional(),
+    exportOnnx: z.boolean().default(true),
   })
   .strict();
 export type TrainFlags = z.output<typeof trainFlagsSchema>;
@@ -79,6 +81,8 @@ function trainCommand(): Command {
     .addOption(new Option('--threads <n>', 'CPU threads for libtorch').argParser(num))
     .option('--progress', 'show a progress bar (default: when stdout is a terminal and CI is unset)')
     .option('--no-progress', 'no progress bar')
+    .option('--export-onnx', 'export the best checkpoint to <output-dir>/model.onnx, validated in ONNX Runtime, logged to the run (default: on)')
+    .option('--no-export-onnx', 'skip the ONNX export')
     .action(async (_opts, cmd: Command) => {
       const flags = resolveTrainFlags(cmd);
       process.exitCode = await train(flags);
@@ -208,6 +212,15 @@ export async function train(flags: TrainFlags): Promise<number> {
     log(`  position error  mean ${ours.toFixed(0)} m  median ${test['test/position_error_median_m']?.toFixed(0)} m  p68 ${test['test/position_error_p68_m']?.toFixed(0)} m  p95 ${test['test/position_error_p95_m']?.toFixed(0)} m`);
     log(`  centroid baseline  mean ${baseline.mean.toFixed(0)} m  median ${baseline.median.toFixed(0)} m  p68 ${baseline.p68.toFixed(0)} m`);
     log(`  improvement over the baseline: ${(baseline.mean / ours).toFixed(2)}× (mean error)`);
+    if (flags.exportOnnx) {
+      const onnxPath = join(resolve(flags.outputDir), 'model.onnx');
+      const report = await exportOnnx(checkpoint.bestModelPath ?? model.native, onnxPath, {
+        inputShape: data.inputShape as [number, number, number],
+        metadata: { 'heimdall.data': data.info.metadataJson },
+      });
+      log(formatOnnxReport(report));
+      await logger.logArtifact(onnxPath, 'model', { 'heimdall.onnx_sha256': report.sha256 });
+    }
     log(`MLflow run ${logger.runId} (${history.reason === 'stopped' ? 'early-stopped' : 'max epochs'}, ${history.epochs.length} epochs) in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
     await logger.close();
     return 0;

@@ -123,9 +123,10 @@ export class MLflowLogger extends Callback {
   }
 
   /** Logs a file of this run (e.g. an exported model) as an artifact; reopens the run if needed. */
-  async logArtifact(path: string, artifactPath?: string): Promise<void> {
+  async logArtifact(path: string, artifactPath?: string, tags?: Record<string, string>): Promise<void> {
     await this.ensureRun();
     this.tracker.logArtifact(path, artifactPath);
+    if (tags) this.tracker.setTags(tags);
     await this.end('FINISHED');
   }
 
