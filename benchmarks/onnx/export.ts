@@ -4,15 +4,13 @@
 //   our addon (Engine.predict) in the same run, with the ratio. The reference service quoted 20–30 ms CPU latency.
 //   npx tsx benchmarks/onnx/export.ts [--quick] [--variants atto,tiny,large] [--threads 2]
 // Needs the built addon (npm run build:native, or HEIMDALL_TORCH_ADDON=<path>).
-import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
-import { exportOnnx, setOnnxBinding } from '../../lib/onnx/export.js';
+import { native } from '../../lib/native.js';
+import { exportOnnx } from '../../lib/onnx/export.js';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const arg = (name: string, fallback: string) => {
   const i = process.argv.indexOf(name);
   return i > 0 && i + 1 < process.argv.length ? process.argv[i + 1] : fallback;
@@ -23,14 +21,8 @@ const variants = arg('--variants', quick ? 'atto,tiny' : 'atto,femto,pico,nano,t
   .split(',').map((v) => (v.startsWith('convnext_') ? v : `convnext_${v}`));
 const SHAPE = [3, 128, 32];
 
-const addonPath = process.env.HEIMDALL_TORCH_ADDON ?? join(ROOT, 'build/Release/heimdall_torch.node');
-if (!existsSync(addonPath)) {
-  console.error(`the native addon is not built at ${addonPath}: run npm run build:native`);
-  process.exit(1);
-}
-const addon = createRequire(import.meta.url)(addonPath);
-setOnnxBinding(addon);
-if (addon.setNumThreads) addon.setNumThreads(threads);
+const addon = native() as any;
+addon.setNumThreads(threads);
 
 function randomInput(batch: number): Float32Array {
   const a = new Float32Array(batch * SHAPE[0] * SHAPE[1] * SHAPE[2]);

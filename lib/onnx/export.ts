@@ -2,11 +2,10 @@
 // (native/onnx, no Python), then validated: the file is opened in ONNX Runtime (onnxruntime-node) and its outputs
 // are compared with libtorch's on random batches of several sizes (max |Δ| ≤ 1e-4, mean |Δ| ≤ 1e-5 by default).
 import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, readFileSync } from 'node:fs';
+import { createReadStream } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
+import { native } from '../native.js';
 
 // ---- options ---------------------------------------------------------------------------------------------
 
@@ -131,39 +130,21 @@ export interface OnnxBinding {
   exportOnnx(source: unknown, outPath: string, options: Record<string, unknown>): Promise<NativeExportResult>;
 }
 
-function packageRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const pkg = join(dir, 'package.json');
-    if (existsSync(pkg) && JSON.parse(readFileSync(pkg, 'utf8')).name === 'heimdall-torch') return dir;
-    const up = dirname(dir);
-    if (up === dir) throw new Error('heimdall-torch: cannot find the package root');
-    dir = up;
-  }
-}
-
 let binding: OnnxBinding | null = null;
 
-/** The binding exportOnnx() uses; lib/native.ts sets it to the loaded addon (tests may too). */
+/** Overrides the binding exportOnnx() uses (default: the addon that lib/native.ts loads), e.g. in tests. */
 export function setOnnxBinding(b: OnnxBinding): void {
   binding = b;
 }
 
 function defaultBinding(): OnnxBinding {
   if (binding) return binding;
-  const require = createRequire(import.meta.url);
-  const candidates = [process.env.HEIMDALL_TORCH_ADDON, join(packageRoot(), 'build/Release/heimdall_torch.node')]
-    .filter((p): p is string => !!p);
-  for (const p of candidates) {
-    if (!existsSync(p)) continue;
-    const addon = require(p) as Partial<OnnxBinding>;
-    if (typeof addon.exportOnnx !== 'function')
-      throw new OnnxExportError('HEIMDALL_INVALID_STATE', `${p} was built without the ONNX exporter (native/napi/onnx_binding.cc)`);
-    binding = addon as OnnxBinding;
-    return binding;
-  }
-  throw new OnnxExportError('HEIMDALL_INVALID_STATE',
-    `the heimdall-torch native addon is not built (looked in ${candidates.join(', ')}): run \`npm run build:native\``);
+  const addon = native() as unknown as Partial<OnnxBinding>;  // lib/native.ts: the one place that loads the addon
+  if (typeof addon.exportOnnx !== 'function')
+    throw new OnnxExportError('HEIMDALL_INVALID_STATE',
+      'this build of the heimdall-torch addon has no ONNX exporter (native/napi/onnx_binding.cc): run `npm run build:native`');
+  binding = addon as OnnxBinding;
+  return binding;
 }
 
 // ---- export + validation ---------------------------------------------------------------------------------

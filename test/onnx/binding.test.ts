@@ -3,10 +3,10 @@
 // Python (onnx.checker full check, ONNX Runtime, timm). Needs the built addon: `npm run build:native`
 // (or HEIMDALL_TORCH_ADDON=<path to heimdall_torch.node>).
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { exportOnnx, formatOnnxReport, OnnxExportError, setOnnxBinding } from '../../lib/onnx/export.js';
+import { native } from '../../lib/native.js';
+import { exportOnnx, formatOnnxReport, OnnxExportError } from '../../lib/onnx/export.js';
 import { Case, checkReference, makeReference, MAX_ABS, MEAN_ABS, ROOT, tempDir } from './helpers.js';
 
 const ADDON = process.env.HEIMDALL_TORCH_ADDON ?? join(ROOT, 'build/Release/heimdall_torch.node');
@@ -14,9 +14,8 @@ let addon: any;
 
 beforeAll(() => {
   if (!existsSync(ADDON)) throw new Error(`the native addon is not built at ${ADDON}: run \`npm run build:native\` first`);
-  addon = createRequire(import.meta.url)(ADDON);
+  addon = native();  // the same loader exportOnnx() uses (HEIMDALL_TORCH_ADDON, else build/Release)
   expect(typeof addon.exportOnnx).toBe('function');
-  setOnnxBinding(addon);
 });
 
 async function rejection(p: Promise<unknown>): Promise<any> {
