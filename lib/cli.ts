@@ -169,6 +169,7 @@ export async function train(flags: TrainFlags): Promise<number> {
   const data = flags.dataDir
     ? await HeimdallDataModule.fromDirectory(resolve(flags.dataDir))
     : HeimdallDataModule.synthetic({ samples: flags.samples, seed: flags.seed });
+  if (!flags.dataDir) await data.materialize(); // generate every sample's features now, on all cores
   const dm = new HeimdallTrainingData(data, flags.batchSize, flags.seed);
   const inChans = data.inputShape[0]!;
   const model = ConvNeXt.localization(flags.backbone, { inChans, pretrained: flags.pretrained, freezeBackbone: flags.freezeBackbone, seed: flags.seed });
