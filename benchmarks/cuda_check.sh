@@ -19,15 +19,17 @@
 #          --skip-build (use an addon already built in $HEIMDALL_CUDA_BUILD) | --configure-only
 #          --no-bench | --bench-args "…" (passed to train_throughput.ts)
 # Env: HEIMDALL_CUDA_CACHE (.cache/cuda-check), HEIMDALL_CUDA_BUILD (build-cuda), PYTHON (python3), OUT
-#      (where logs and the summary go, if set: the device tool's $OUT).
+#      (where logs go, if set: the device tool's $OUT), HEIMDALL_CUDA_USE_CARRIED_NODE=1 (unpack the carried
+#      Node even when one is on PATH; with no node_modules folder, unpack that too: for dry runs).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 CACHE="${HEIMDALL_CUDA_CACHE:-$ROOT/.cache/cuda-check}"
 BUILD="${HEIMDALL_CUDA_BUILD:-build-cuda}"
+case "$BUILD" in /*) ;; *) BUILD="$ROOT/$BUILD" ;; esac
 PYTHON="${PYTHON:-python3}"
-LOGDIR="${OUT:-$ROOT/$BUILD/logs}"
+LOGDIR="${OUT:-$BUILD/logs}"
 
 MODE=run CPU=0 SKIP_BUILD=0 CONFIGURE_ONLY=0 BENCH=1 BENCH_ARGS=""
 while [ $# -gt 0 ]; do
@@ -112,7 +114,7 @@ unxz_to() {  # unxz_to FILE.xz DEST: xz if there is one, else Python's lzma
 
 # Node: the one on PATH if it is ≥ 20, else the carried binary.
 NODE_OK=0
-if command -v node >/dev/null && node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' 2>/dev/null; then NODE_OK=1; fi
+if [ "${HEIMDALL_CUDA_USE_CARRIED_NODE:-0}" != 1 ] && command -v node >/dev/null && node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' 2>/dev/null; then NODE_OK=1; fi
 if [ $NODE_OK = 0 ]; then
   [ -f "$CACHE/node.xz" ] || { row "node" FAIL "no node ≥ 20 on PATH and no $CACHE/node.xz (run --prepare where Node is)"; exit 1; }
   mkdir -p "$ROOT/.cache/node-bin"
@@ -125,6 +127,7 @@ row "node" ok "$(node --version) ($(command -v node))"
 # node_modules: the checkout's if it has what we need, else the carried tarball.
 NEED_NM=0
 for p in $NM_PACKAGES; do [ -f "node_modules/$p/package.json" ] || NEED_NM=1; done
+[ "${HEIMDALL_CUDA_USE_CARRIED_NODE:-0}" = 1 ] && [ ! -d node_modules ] && NEED_NM=1
 if [ $NEED_NM = 1 ]; then
   [ -f "$CACHE/node_modules.tar.xz" ] || { row "node_modules" FAIL "missing and no $CACHE/node_modules.tar.xz"; exit 1; }
   if command -v xz >/dev/null; then xz -dc "$CACHE/node_modules.tar.xz" | tar -xf -; else
@@ -143,11 +146,14 @@ fi
 
 # Build against this machine's torch: FindLibtorch takes .venv's torch when the checkout has one, else
 # python3's; LIBTORCH=… overrides. cmake-js builds offline (package.json binary.napi_versions).
-ADDON="$ROOT/$BUILD/Release/heimdall_torch.node"
+ADDON="$BUILD/Release/heimdall_torch.node"
 if [ $SKIP_BUILD = 0 ]; then
-  if [ -z "${LIBTORCH:-}" ] && [ ! -x "$ROOT/.venv/bin/python" ]; then
-    # FindLibtorch asks `python3`; make sure that is $PYTHON.
-    mkdir -p "$ROOT/.cache/py-bin" && ln -sf "$(command -v "$PYTHON")" "$ROOT/.cache/py-bin/python3" && export PATH="$ROOT/.cache/py-bin:$PATH"
+  if [ -z "${LIBTORCH:-}" ] && [ ! -x "$ROOT/.venv/bin/python" ] && [ "$(command -v python3 || true)" != "$(command -v "$PYTHON")" ]; then
+    # FindLibtorch asks `python3`; make that $PYTHON (a wrapper, not a link: a link would lose a venv).
+    mkdir -p "$ROOT/.cache/py-bin"
+    printf '#!/bin/sh\nexec "%s" "$@"\n' "$(command -v "$PYTHON")" > "$ROOT/.cache/py-bin/python3"
+    chmod +x "$ROOT/.cache/py-bin/python3"
+    export PATH="$ROOT/.cache/py-bin:$PATH"
   fi
   GEN=()
   if ! command -v make >/dev/null && command -v ninja >/dev/null; then GEN=(-G Ninja); fi
@@ -171,7 +177,7 @@ fi
 export HEIMDALL_TORCH_ADDON="$ADDON"
 
 # ---- the CUDA subset: plain Node over the built addon (no test runner needed) ----------------------------
-SUBSET="$ROOT/$BUILD/cuda_subset.mjs"
+SUBSET="$BUILD/cuda_subset.mjs"
 cat > "$SUBSET" <<'EOF'
 import { createRequire } from 'node:module';
 import { mkdtempSync, rmSync } from 'node:fs';

@@ -143,7 +143,7 @@ def main(argv=None):
     b = Bench(a)
     torch = b.torch
     info = {'torch': torch.__version__, 'threads': torch.get_num_threads(), 'device': str(b.dev),
-            'optimizer': a.optimizer, 'rssAfterImportKb': rss_start}
+            'optimizer': a.optimizer, 'rssInterpreterKb': rss_start, 'rssReadyKb': max_rss_kb()}
     if b.dev.type == 'cuda':
         info['deviceName'] = torch.cuda.get_device_name(b.dev)
     if a.serve:

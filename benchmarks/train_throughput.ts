@@ -104,7 +104,7 @@ async function worker(cfg: Config, run: RunOptions): Promise<void> {
   const data = addon.tensorDataset(inputs, [n, 3, cfg.height, cfg.width], targets, [n, 2]);
   const info = addon.torchInfo();
   const send = (o: Json) => process.stdout.write(JSON.stringify(o) + '\n');
-  send({ ready: true, torch: info.libtorch, threads: info.threads, device: engine.device, rssAfterLoadKb: process.resourceUsage().maxRSS });
+  send({ ready: true, torch: info.libtorch, threads: info.threads, device: engine.device, rssReadyKb: process.resourceUsage().maxRSS });
 
   const lines = createInterface({ input: process.stdin });
   for await (const line of lines) {
@@ -184,8 +184,8 @@ let verbose = false;
 
 interface Result {
   config: Config;
-  ours: { seconds: number[]; imagesPerSec: number; best: number; maxRssMb: number; nativeSeconds: number[] };
-  torch: { seconds: number[]; imagesPerSec: number; best: number; maxRssMb: number; extra: Json };
+  ours: { seconds: number[]; imagesPerSec: number; best: number; maxRssMb: number; readyRssMb: number; nativeSeconds: number[] };
+  torch: { seconds: number[]; imagesPerSec: number; best: number; maxRssMb: number; readyRssMb: number; extra: Json };
   ratio: number; // median of per-pair ratios (ours img/s ÷ PyTorch img/s)
   ratioBest: number; // best rep vs best rep
   target: number;
@@ -293,9 +293,9 @@ async function main(): Promise<void> {
     const res: Result = {
       config: cfg,
       ours: { seconds: oSec, nativeSeconds: oNative, imagesPerSec: imgs / median(oSec), best: imgs / Math.min(...oSec),
-        maxRssMb: (oDone.maxRssKb as number) / 1024 },
+        maxRssMb: (oDone.maxRssKb as number) / 1024, readyRssMb: (oReady.rssReadyKb as number) / 1024 },
       torch: { seconds: pSec, imagesPerSec: imgs / median(pSec), best: imgs / Math.min(...pSec),
-        maxRssMb: (pDone.maxRssKb as number) / 1024, extra: pDone },
+        maxRssMb: (pDone.maxRssKb as number) / 1024, readyRssMb: (pReady.rssReadyKb as number) / 1024, extra: pDone },
       ratio: median(pairs),
       ratioBest: Math.min(...pSec) / Math.min(...oSec),
       target: isHeimdallB8 ? 1.1 : 1.0,
@@ -311,12 +311,12 @@ async function main(): Promise<void> {
   console.log(`device ${run.device}${p?.deviceName ? ` (${String(p.deviceName)})` : ''}, precision ${run.precision}${run.channelsLast ? ', channels_last' : ''}, ` +
     `threads ${run.threads} (addon reports ${String(o?.threads)}, PyTorch ${String(p?.threads)}); libtorch ${String(o?.torch)}, torch ${String(p?.torch)}; ` +
     `OMP_WAIT_POLICY=${env.OMP_WAIT_POLICY ?? '(unset)'}; PyTorch AdamW: ${pyOptimizer === 'default' ? 'default implementation' : pyOptimizer}; heimdall-torch AdamW: fused; ${wall.toFixed(0)} s`);
-  const rows = [['model', 'input', 'batch', 'heimdall-torch', 'PyTorch eager', 'ratio', 'ratio (best)', 'target', 'RSS ours MB', 'RSS PyTorch MB']];
+  const rows = [['model', 'input', 'batch', 'heimdall-torch', 'PyTorch eager', 'ratio', 'ratio (best)', 'target', 'peak RSS ours MB (ready)', 'peak RSS PyTorch MB (ready)']];
   for (const r of results) {
     const c = r.config;
     rows.push([`convnext_${c.variant}`, `3×${c.height}×${c.width}`, String(c.batch), r.ours.imagesPerSec.toFixed(1),
       r.torch.imagesPerSec.toFixed(1), `${r.ratio.toFixed(2)}×`, `${r.ratioBest.toFixed(2)}×`,
-      `≥${r.target.toFixed(2)} ${r.ratio >= r.target ? 'ok' : 'MISS'}`, r.ours.maxRssMb.toFixed(0), r.torch.maxRssMb.toFixed(0)]);
+      `≥${r.target.toFixed(2)} ${r.ratio >= r.target ? 'ok' : 'MISS'}`, `${r.ours.maxRssMb.toFixed(0)} (${r.ours.readyRssMb.toFixed(0)})`, `${r.torch.maxRssMb.toFixed(0)} (${r.torch.readyRssMb.toFixed(0)})`]);
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
   for (const [i, row] of rows.entries()) {
@@ -324,7 +324,8 @@ async function main(): Promise<void> {
     if (i === 0) console.log('|' + widths.map((w, j) => (j < 3 ? '-'.repeat(w + 2) : '-'.repeat(w + 1) + ':')).join('|') + '|');
   }
   console.log('ratio = median over reps of (PyTorch s/rep ÷ ours s/rep), reps alternating; >1 means heimdall-torch is faster. ' +
-    'RSS = peak resident set of each whole process (Node + addon + libtorch vs Python + torch + timm).');
+    'RSS = peak resident set of each whole process (Node + addon + libtorch vs Python + torch + timm); ' +
+    '(ready) = after loading, building the model and the data, before the first step.');
   if (args.has('json')) {
     writeFileSync(str('json', 'train_throughput.json'), JSON.stringify({ run, omp: env.OMP_WAIT_POLICY ?? null, reps, warmup, pyOptimizer, header, results, wallSeconds: wall }, null, 2));
   }
