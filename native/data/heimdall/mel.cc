@@ -10,6 +10,7 @@
 namespace heimdall {
 
 namespace {
+
 double hz_to_mel(double f) { return 2595.0 * std::log10(1.0 + f / 700.0); }
 double mel_to_hz(double m) { return 700.0 * (std::pow(10.0, m / 2595.0) - 1.0); }
 }  // namespace
@@ -95,27 +96,47 @@ at::Tensor MelSpectrogram::mel_db(const at::Tensor& signal) const {
   auto lead = mag.sizes().vec();
   lead.pop_back();
   mag = mag.reshape({-1, s}).contiguous();
-  at::Tensor spec = at::stft(mag, config_.n_fft, config_.hop, config_.n_fft, window_, /*center=*/true, "reflect",
-                             /*normalized=*/false, /*onesided=*/true, /*return_complex=*/true);  // [N, F, T]
-  // Mel power: Σ_k w[m,k]·|X[k,t]|², over each filter's nonzero bins only, reading X with its strides.
-  at::Tensor ri = at::view_as_real(spec);  // [N, F, T, 2]
-  const int64_t n = ri.size(0), t = ri.size(2), mels = config_.n_mels;
-  const int64_t sn = ri.stride(0), sf = ri.stride(1), st = ri.stride(2), sc = ri.stride(3);
-  const float* x = ri.data_ptr<float>();
+  // STFT as torch.stft(center=True, pad_mode="reflect", onesided): frames of the reflect-padded signal,
+  // windowed while copied into one contiguous [N·T, n_fft] batch, then a single batched real FFT.
+  const int64_t n = mag.size(0), n_fft = config_.n_fft, hop = config_.hop, pad = n_fft / 2;
+  const int64_t t = 1 + s / hop, f = n_fft / 2 + 1, mels = config_.n_mels;
+  at::Tensor frames = at::empty({n * t, n_fft}, at::kFloat);
+  {
+    const float* src = mag.data_ptr<float>();
+    const float* win = window_.data_ptr<float>();
+    float* dst = frames.data_ptr<float>();
+    for (int64_t i = 0; i < n; ++i) {
+      const float* x = src + i * s;
+      for (int64_t j = 0; j < t; ++j) {
+        float* row = dst + (i * t + j) * n_fft;
+        const int64_t start = j * hop - pad;
+        if (start >= 0 && start + n_fft <= s) {
+          for (int64_t k = 0; k < n_fft; ++k) row[k] = x[start + k] * win[k];
+        } else {
+          for (int64_t k = 0; k < n_fft; ++k) {
+            int64_t idx = start + k;
+            if (idx < 0) idx = -idx;
+            if (idx >= s) idx = 2 * (s - 1) - idx;
+            row[k] = x[idx] * win[k];
+          }
+        }
+      }
+    }
+  }
+  at::Tensor spec = at::view_as_real(at::fft_rfft(frames, n_fft, -1)).contiguous();  // [N·T, F, 2]
+  // Mel power: Σ_k w[m,k]·|X[k,t]|² over each filter's nonzero bins only.
+  const float* x = spec.data_ptr<float>();
   at::Tensor mel = at::zeros({n, mels, t}, at::kFloat);
   float* o = mel.data_ptr<float>();
-  std::vector<float> power(static_cast<size_t>(t));
   for (int64_t i = 0; i < n; ++i)
-    for (int64_t m = 0; m < mels; ++m) {
-      float* out = o + (i * mels + m) * t;
-      const auto& w = weights_[static_cast<size_t>(m)];
-      const int64_t k0 = first_bin_[static_cast<size_t>(m)];
-      for (size_t k = 0; k < w.size(); ++k) {
-        const float* row = x + i * sn + (k0 + static_cast<int64_t>(k)) * sf;
-        for (int64_t j = 0; j < t; ++j) {
-          const float re = row[j * st], im = row[j * st + sc];
-          out[j] += w[k] * (re * re + im * im);
-        }
+    for (int64_t j = 0; j < t; ++j) {
+      const float* row = x + (i * t + j) * f * 2;
+      for (int64_t m = 0; m < mels; ++m) {
+        const auto& w = weights_[static_cast<size_t>(m)];
+        const float* bin = row + first_bin_[static_cast<size_t>(m)] * 2;
+        float acc = 0.f;
+        for (size_t k = 0; k < w.size(); ++k) acc += w[k] * (bin[2 * k] * bin[2 * k] + bin[2 * k + 1] * bin[2 * k + 1]);
+        o[(i * mels + m) * t + j] = acc;
       }
     }
   at::Tensor db = mel.clamp_min(config_.amin).log10_().mul_(10.0);

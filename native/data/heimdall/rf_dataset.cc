@@ -5,6 +5,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
 
 #include "errors.h"
 
@@ -130,12 +131,14 @@ at::Tensor RfDataset::features(const std::vector<int64_t>& indices) const {
 
 void RfDataset::materialize() const {
   if (!cache_enabled_) return;
-  const int64_t chunk = 64;
-  for (int64_t start = 0; start < size(); start += chunk) {
-    std::vector<int64_t> idx;
-    for (int64_t i = start; i < std::min(size(), start + chunk); ++i) idx.push_back(i);
-    features(idx);
-  }
+  const int64_t chunk = 16;
+  at::parallel_for(0, (size() + chunk - 1) / chunk, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) {
+      std::vector<int64_t> idx;
+      for (int64_t i = c * chunk; i < std::min(size(), (c + 1) * chunk); ++i) idx.push_back(i);
+      features(idx);
+    }
+  });
 }
 
 at::Tensor RfDataset::positions_deg(const std::vector<int64_t>& indices) const {

@@ -58,7 +58,8 @@ class RfDataset : public Dataset {
   at::Tensor positions_deg(const std::vector<int64_t>& indices) const;
   // Features without augmentation [n, C, M, T] (through the cache).
   at::Tensor features(const std::vector<int64_t>& indices) const;
-  // Fills the cache for all samples now (uses ATen's intra-op threads). No-op when caching is off.
+  // Fills the cache for all samples now, in parallel across samples on ATen's intra-op threads (get_batch
+  // computes missing samples serially on the calling thread). No-op when caching is off.
   void materialize() const;
   bool caching() const { return cache_enabled_; }
   // JSON metadata for logs/ONNX: normalisation, feature config, receivers.

@@ -253,17 +253,10 @@ at::Tensor SyntheticRfDataset::compute_features(const std::vector<int64_t>& indi
   const int64_t n = static_cast<int64_t>(indices.size());
   const auto shape = input_shape();
   at::Tensor out = at::empty({n, shape[0], shape[1], shape[2]}, at::kFloat);
-  // Parallel across samples (ATen's intra-op threads), each sample's ops serial inside the parallel
-  // region: cheaper than parallelising each small op.
-  at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
-    const int64_t chunk = 8;
-    for (int64_t start = begin; start < end; start += chunk) {
-      const int64_t stop = std::min(end, start + chunk);
-      std::vector<at::Tensor> iqs;
-      for (int64_t k = start; k < stop; ++k) iqs.push_back(iq(indices[static_cast<size_t>(k)]));
-      out.narrow(0, start, stop - start).copy_(mel_(at::stack(iqs)));
-    }
-  });
+  // Serial: this runs on the engine's loader thread while training owns ATen's intra-op threads (starting
+  // another OpenMP team here would oversubscribe the cores). materialize() parallelises across samples.
+  for (int64_t k = 0; k < n; ++k)  // one sample at a time: its buffers stay small and cache-warm
+    out[k].copy_(mel_(iq(indices[static_cast<size_t>(k)])));
   return out;
 }
 
