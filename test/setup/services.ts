@@ -21,7 +21,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
   const results = await Promise.allSettled([startPostgres(), startMlflowServer(), startS3()]);
   const [pg, mlflow, s3] = results;
-  const started = results.filter((r): r is PromiseFulfilledResult<PgServer | MlflowServer | S3Server> => r.status === 'fulfilled').map((r) => r.value);
+  const started: { destroy(): Promise<void> }[] = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
   const teardown = async () => {
     await Promise.allSettled(started.map((s) => s.destroy()));
   };

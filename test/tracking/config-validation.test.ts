@@ -1,11 +1,13 @@
 // Configuration (zod over options, env, .env), secret redaction, MLflow's key/value validation, filters.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigError, loadTrackerConfig, redact, registerSecret } from '../../lib/config.js';
 import { MlflowError, MLflowTracker, parseFilter, parseOrderBy } from '../../lib/tracking/index.js';
 import { flattenParams, validateArtifactPath, validateKey, validateParam, validateTag } from '../../lib/tracking/validation.js';
-import { tmp, trackerOptions } from './helpers/scenario.js';
+import { cleanupTmp, tmp, trackerOptions } from './helpers/scenario.js';
+
+afterAll(cleanupTmp);
 
 describe('config', () => {
   it('has the reference defaults', () => {

@@ -7,8 +7,10 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { MLflowTracker } from '../../lib/tracking/index.js';
 import { mlflowPython } from './helpers/python.js';
-import { tmp, trackerOptions } from './helpers/scenario.js';
+import { cleanupTmp, tmp, trackerOptions } from './helpers/scenario.js';
 import { ROOT, startMlflowServer, startPostgres, startS3, type PgServer } from './helpers/services.js';
+
+afterAll(cleanupTmp);
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -4,10 +4,12 @@ import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CreateBucketCommand, HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { describe, expect, inject, it } from 'vitest';
+import { afterAll, describe, expect, inject, it } from 'vitest';
 import { MLflowTracker } from '../../lib/tracking/index.js';
 import { mlflowPython } from './helpers/python.js';
-import { checkReadback, tmp, trackerOptions, writeScenario } from './helpers/scenario.js';
+import { cleanupTmp, checkReadback, tmp, trackerOptions, writeScenario } from './helpers/scenario.js';
+
+afterAll(cleanupTmp);
 
 const uniq = (p: string) => `${p}-${process.pid}-${Math.floor(Math.random() * 1e6)}`;
 

@@ -8,7 +8,9 @@ import https from 'node:https';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { MLflowTracker } from '../../lib/tracking/index.js';
-import { tmp, trackerOptions } from './helpers/scenario.js';
+import { cleanupTmp, tmp, trackerOptions } from './helpers/scenario.js';
+
+afterAll(cleanupTmp);
 
 let proxy: https.Server;
 let url = '';

@@ -1,14 +1,16 @@
 // SQLite and PostgreSQL stores: MLflow's own client reads back everything we wrote, we read what it wrote,
 // and the schema we create for an empty database is the one MLflow's migrations create.
 import { join } from 'node:path';
-import { describe, expect, inject, it } from 'vitest';
+import { afterAll, describe, expect, inject, it } from 'vitest';
 import { MLflowTracker } from '../../lib/tracking/index.js';
 import { SqlStore } from '../../lib/tracking/sql/store.js';
 import { SCHEMA_HEAD, SUPPORTED_REVISIONS } from '../../lib/tracking/sql/mlflow_schema.js';
 import { mlflow29Python, mlflowPython } from './helpers/python.js';
-import { checkReadback, SQL_MAX, tmp, trackerOptions, writeScenario } from './helpers/scenario.js';
+import { cleanupTmp, checkReadback, SQL_MAX, tmp, trackerOptions, writeScenario } from './helpers/scenario.js';
 import { startPostgres } from './helpers/services.js';
 import pg from 'pg';
+
+afterAll(cleanupTmp);
 
 async function createPgDb(name: string): Promise<string> {
   const admin = new pg.Client({ connectionString: inject('pgUri') });

@@ -4,9 +4,11 @@ import { execFile } from 'node:child_process';
 import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { describe, expect, it } from 'vitest';
-import { tmp } from './helpers/scenario.js';
+import { afterAll, describe, expect, it } from 'vitest';
+import { cleanupTmp, tmp } from './helpers/scenario.js';
 import { ROOT } from './helpers/services.js';
+
+afterAll(cleanupTmp);
 
 const run = promisify(execFile);
 

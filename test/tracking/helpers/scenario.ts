@@ -1,6 +1,6 @@
 // One scenario written through the tracker into any store, and its check against what Python MLflow reads.
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'vitest';
@@ -8,8 +8,15 @@ import { MLflowTracker, type MLflowTrackerOptions } from '../../../lib/tracking/
 
 export const SQL_MAX = 1.7976931348623157e308;
 
+const tmpDirs: string[] = [];
 export function tmp(prefix: string): string {
-  return mkdtempSync(join(tmpdir(), `heimdall-${prefix}-`));
+  const d = mkdtempSync(join(tmpdir(), `heimdall-${prefix}-`));
+  tmpDirs.push(d);
+  return d;
+}
+/** Removes the temporary directories made by tmp() (call in afterAll). */
+export function cleanupTmp(): void {
+  for (const d of tmpDirs.splice(0)) rmSync(d, { recursive: true, force: true });
 }
 
 export function trackerOptions(trackingUri: string, extra: MLflowTrackerOptions = {}): MLflowTrackerOptions {
