@@ -1,0 +1,114 @@
+// An MLflow model directory of the `onnx` flavor (plus `python_function`) around an exported file, as
+// `mlflow.onnx.save_model` lays it out: MLmodel, the .onnx file (and its external data), conda.yaml,
+// python_env.yaml, requirements.txt. Logged as the run's `model/` artifact, it loads with
+// `mlflow.onnx.load_model('runs:/<id>/model')` and `mlflow.pyfunc.load_model(...)`, and registers as a model version.
+import { randomUUID } from 'node:crypto';
+import { copyFileSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import type { OnnxExportReport } from './export.js';
+
+/** The MLmodel format written is the one of this MLflow release (the project's pinned Python MLflow). */
+export const MLMODEL_MLFLOW_VERSION = '3.17.2';
+
+export interface MlflowOnnxModelOptions {
+  runId?: string;
+  artifactPath?: string;  // default 'model'
+  pythonVersion?: string;  // recorded for python_function; default '3.11'
+  /** Pip requirements of the pyfunc environment. */
+  requirements?: string[];
+}
+
+export interface MlflowOnnxModel {
+  dir: string;
+  files: string[];
+  modelFile: string;  // the .onnx file's name inside dir
+  mlmodel: string;    // the MLmodel text
+}
+
+/** One MLflow tensor spec per input/output ("-1" marks the batch and any symbolic dim). */
+function tensorSpec(name: string, shape: number[]): Record<string, unknown> {
+  return { name, type: 'tensor', 'tensor-spec': { dtype: 'float32', shape } };
+}
+
+function outputWidth(report: OnnxExportReport): number {
+  if (report.head === 'localization') return 2;
+  const n = Number(report.metadata['heimdall.outputs']);
+  return Number.isFinite(n) && n > 0 ? n : -1;
+}
+
+/** The first release of the onnx package that reads this opset (MLflow records the onnx version; it does not read it). */
+function minimumOnnxVersion(opset: number): string {
+  return `1.${Math.min(Math.max(opset - 5, 12), 18)}.0`;  // opset 17 → onnx 1.12, 20 → 1.15, 23 → 1.18
+}
+
+// JSON strings are valid YAML scalars: use them for every value that could need quoting.
+const q = (s: string) => JSON.stringify(s);
+
+function utcCreated(d = new Date()): string {
+  const p = (n: number, w = 2) => String(n).padStart(w, '0');
+  return `${d.getUTCFullYear()}-${p(d.getUTCMonth() + 1)}-${p(d.getUTCDate())} ${p(d.getUTCHours())}:${p(d.getUTCMinutes())}:` +
+    `${p(d.getUTCSeconds())}.${p(d.getUTCMilliseconds(), 3)}000`;
+}
+
+/** Writes the MLflow model directory `dir` for the ONNX file of `report` (copied in with its external data). */
+export function writeMlflowOnnxModel(report: OnnxExportReport, dir: string, options: MlflowOnnxModelOptions = {}): MlflowOnnxModel {
+  mkdirSync(dir, { recursive: true });
+  const modelFile = basename(report.path);
+  copyFileSync(report.path, join(dir, modelFile));
+  const files = [modelFile];
+  let size = statSync(report.path).size;
+  if (report.dataPath) {
+    // The model names its side file by a path relative to itself: keep the name.
+    const dataFile = basename(report.dataPath);
+    copyFileSync(report.dataPath, join(dir, dataFile));
+    files.push(dataFile);
+    size += statSync(report.dataPath).size;
+  }
+  const python = options.pythonVersion ?? '3.11';
+  const requirements = options.requirements ?? [`mlflow==${MLMODEL_MLFLOW_VERSION}`, 'numpy', 'onnx', 'onnxruntime'];
+  const width = outputWidth(report);
+  const inputs = JSON.stringify([tensorSpec(report.inputName, report.inputShape)]);
+  const outputs = JSON.stringify(report.outputNames.map((n) => tensorSpec(n, [-1, width])));
+
+  const lines = [
+    ...(options.artifactPath !== undefined || options.runId ? [`artifact_path: ${q(options.artifactPath ?? 'model')}`] : []),
+    'flavors:',
+    '  onnx:',
+    '    code: null',
+    `    data: ${q(modelFile)}`,
+    '    onnx_session_options: null',
+    `    onnx_version: ${q(minimumOnnxVersion(report.opset))}`,
+    '    providers:',
+    '    - CPUExecutionProvider',
+    '  python_function:',
+    `    data: ${q(modelFile)}`,
+    '    env:',
+    '      conda: conda.yaml',
+    '      virtualenv: python_env.yaml',
+    '    loader_module: mlflow.onnx',
+    `    python_version: ${q(python)}`,
+    `mlflow_version: ${q(MLMODEL_MLFLOW_VERSION)}`,
+    `model_size_bytes: ${size}`,
+    `model_uuid: ${q(randomUUID().replace(/-/g, ''))}`,
+    ...(options.runId ? [`run_id: ${q(options.runId)}`] : []),
+    'signature:',
+    `  inputs: ${q(inputs)}`,
+    `  outputs: ${q(outputs)}`,
+    '  params: null',
+    `utc_time_created: ${q(utcCreated())}`,
+    'metadata:',
+    ...Object.entries(report.metadata).map(([k, v]) => `  ${q(k)}: ${q(v)}`),
+    `  ${q('heimdall.onnx_sha256')}: ${q(report.sha256)}`,
+    '',
+  ];
+  const mlmodel = lines.join('\n');
+  writeFileSync(join(dir, 'MLmodel'), mlmodel);
+  writeFileSync(join(dir, 'requirements.txt'), requirements.join('\n') + '\n');
+  writeFileSync(join(dir, 'python_env.yaml'),
+    [`python: ${q(python)}`, 'build_dependencies:', '- pip', '- setuptools', '- wheel', 'dependencies:', '- -r requirements.txt', ''].join('\n'));
+  writeFileSync(join(dir, 'conda.yaml'),
+    ['channels:', '- conda-forge', 'dependencies:', `- python=${python}`, '- pip', '- pip:',
+      ...requirements.map((r) => `  - ${r}`), 'name: mlflow-env', ''].join('\n'));
+  files.push('MLmodel', 'requirements.txt', 'python_env.yaml', 'conda.yaml');
+  return { dir, files, modelFile, mlmodel };
+}
