@@ -33,3 +33,10 @@ if [ "$(cat "$mlflow29/.pins" 2>/dev/null)" != "$mlflow29_pins" ]; then
 fi
 export HEIMDALL_MLFLOW29_PYTHON="$mlflow29/bin/python"
 true
+
+# openssl makes the self-signed certificate of the TLS test (normally part of the base image).
+if ! command -v openssl >/dev/null 2>&1; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends openssl >/dev/null
+fi
+true

@@ -147,6 +147,7 @@ export class MLflowTracker {
   private closing: Promise<CloseReport> | null = null;
   private closed = false;
   private fatal: Error | null = null;
+  private exited = false;
   readonly warnings: string[] = [];
 
   constructor(options: MLflowTrackerOptions = {}) {
@@ -232,6 +233,7 @@ export class MLflowTracker {
       });
       w.on('exit', () => {
         live.delete(this);
+        this.exited = true;
         const err = this.fatal ?? new MlflowError('tracker worker exited', 'INTERNAL_ERROR');
         for (const c of this.calls.values()) c.reject(err);
         this.calls.clear();
@@ -249,6 +251,7 @@ export class MLflowTracker {
   private async call<T>(method: string, ...args: unknown[]): Promise<T> {
     await this.start();
     if (this.fatal) throw this.fatal;
+    if (this.exited) throw new MlflowError('this MLflowTracker is closed', 'INVALID_STATE');
     return new Promise<T>((res, rej) => {
       const id = this.nextId++;
       this.calls.set(id, { resolve: res as (v: unknown) => void, reject: rej });
@@ -500,6 +503,10 @@ export class MLflowTracker {
    */
   async flush(opts: { timeoutMs?: number } = {}): Promise<FlushReport> {
     await this.start();
+    if (this.fatal || this.exited) {
+      const why = this.fatal?.message ?? 'the tracker is closed';
+      return { complete: false, undelivered: zero(), dropped: zero(), errors: [why], spoolDir: null, uploaded: [] };
+    }
     this.send();
     const id = this.nextId++;
     return new Promise<FlushReport>((res, rej) => {
@@ -538,6 +545,11 @@ export class MLflowTracker {
       this.seal();
       this.outbox.push({ k: 'end', runId: this.run.runId, status: runStatus, endTime: Date.now() });
       this.runEnded = true;
+    }
+    if (this.fatal || this.exited) {
+      this.closed = true;
+      const why = this.fatal?.message ?? 'tracker worker exited';
+      return { complete: false, undelivered: zero(), dropped: zero(), errors: [why], spoolDir: null, uploaded: [], runStatus, message: `${why}: operations not yet handed to the store were lost` };
     }
     this.send();
     const id = this.nextId++;
