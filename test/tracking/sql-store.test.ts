@@ -111,6 +111,13 @@ describe('schema', () => {
     for (const table of Object.keys(theirs.tables)) expect({ table, ...ours.tables[table] }).toEqual({ table, ...theirs.tables[table] });
     expect(Object.keys(ours.tables).sort()).toEqual(Object.keys(theirs.tables).sort());
     expect(ours.revision).toBe(SCHEMA_HEAD);
+    // and the database MLflow's migrations made is used as it is
+    const t = new MLflowTracker(trackerOptions(theirsUri, { artifactUri: join(tmp('pgml'), 'art') }));
+    const runId = await t.startRun({ runName: 'on-mlflow-made-pg' });
+    t.logMetrics({ x: 2 }, 3);
+    expect((await t.getRunInfo()).metrics).toEqual({ x: 2 });
+    expect((await t.close()).complete).toBe(true);
+    expect(runId).toMatch(/^[0-9a-f]{32}$/);
   });
 
   it('accepts every supported MLflow revision (2.9 … pinned) and refuses an unknown one clearly', async () => {
