@@ -305,7 +305,7 @@ if [ $BENCH = 1 ]; then
   if [ $CPU = 1 ]; then
     DEFAULT_BENCH="--device cpu --only atto:128x32:8 --reps 1 --steps 3"
   else
-    DEFAULT_BENCH="--device cuda --precision bf16-mixed --channels-last --reps 5 --warmup 2"
+    DEFAULT_BENCH="--device cuda --precision bf16-mixed --channels-last --reps 5 --warmup 2 --steps-scale 10"
   fi
   B0=$(date +%s)
   # shellcheck disable=SC2086
