@@ -82,6 +82,7 @@ interface DataAddon {
   heimdallDirectory(path: string, options: object): Promise<NativeDataset>;
   heimdallMaterialize(data: NativeDataset): Promise<void>;
   heimdallInfo(data: NativeDataset): HeimdallDataInfo | null;
+  heimdallPositions(data: NativeDataset): Float64Array;
   writeSynthetic(dir: string, samples: number, options: object): Promise<{ written: number }>;
   computeFeatures(iq: Float32Array, shape: number[], sampleRate: number, options?: { complex?: boolean }): { data: Float32Array; shape: number[] };
 }
@@ -155,6 +156,31 @@ export class HeimdallDataModule {
     await addon().heimdallMaterialize(this.dataset);
   }
 
+  /** The (lat, lon) positions in degrees of a data set's samples (this one, or a split of it), as [n·2]. */
+  positions(data: NativeDataset = this.dataset): Float64Array {
+    return addon().heimdallPositions(data);
+  }
+
+  /**
+   * The baseline the main job is measured against: always predicting the training split's centroid.
+   * Returns its position errors on `test` in metres (mean, median, p68, p95).
+   */
+  centroidBaseline(train: NativeDataset, test: NativeDataset): ErrorSummary {
+    const t = this.positions(train);
+    let lat = 0;
+    let lon = 0;
+    for (let i = 0; i < t.length; i += 2) {
+      lat += t[i];
+      lon += t[i + 1];
+    }
+    lat /= t.length / 2;
+    lon /= t.length / 2;
+    const p = this.positions(test);
+    const errors: number[] = [];
+    for (let i = 0; i < p.length; i += 2) errors.push(haversineM(lat, lon, p[i], p[i + 1]));
+    return summarizeErrors(errors);
+  }
+
   /** Converts normalised [lat, lon] pairs (model outputs / targets) to degrees. */
   toDegrees(normalized: ArrayLike<number>): Float64Array {
     const s = this.info.positionScale;
@@ -173,4 +199,35 @@ export class HeimdallDataModule {
  */
 export function computeFeatures(iq: Float32Array, shape: number[], sampleRate: number, options: { complex?: boolean } = {}): { data: Float32Array; shape: number[] } {
   return addon().computeFeatures(iq, shape, sampleRate, options);
+}
+
+export const EARTH_RADIUS_M = 6371008.8;
+
+/** Great-circle distance in metres (the same formula as the native metrics). */
+export function haversineM(lat1: number, lon1: number, lat2: number, lon2: number): number {
+  const r = Math.PI / 180;
+  const h = Math.sin(((lat2 - lat1) * r) / 2) ** 2 + Math.cos(lat1 * r) * Math.cos(lat2 * r) * Math.sin(((lon2 - lon1) * r) / 2) ** 2;
+  return 2 * EARTH_RADIUS_M * Math.asin(Math.min(1, Math.sqrt(h)));
+}
+
+export interface ErrorSummary {
+  count: number;
+  mean: number;
+  median: number;
+  p68: number;
+  p95: number;
+}
+
+/** Mean and percentiles (linear interpolation between order statistics, numpy's default). */
+export function summarizeErrors(errors: ArrayLike<number>): ErrorSummary {
+  const s = Array.from(errors).sort((a, b) => a - b);
+  const n = s.length;
+  if (n === 0) return { count: 0, mean: NaN, median: NaN, p68: NaN, p95: NaN };
+  const q = (p: number) => {
+    const pos = (p / 100) * (n - 1);
+    const lo = Math.floor(pos);
+    const hi = Math.min(n - 1, lo + 1);
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo);
+  };
+  return { count: n, mean: s.reduce((a, b) => a + b, 0) / n, median: q(50), p68: q(68), p95: q(95) };
 }

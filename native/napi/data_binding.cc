@@ -2,6 +2,8 @@
 // data set, writing the on-disk format, feature extraction of IQ, and the metadata (target normalisation,
 // feature constants, receivers) that metrics and ONNX export need. Data sets come back as the engine's
 // NativeDataset objects (WrapDataset), so they plug into the native loader without returning to JS per batch.
+#include <cstring>
+
 #include <ATen/ATen.h>
 
 #include "data/heimdall/directory.h"
@@ -135,6 +137,27 @@ Napi::Value InfoFn(const Napi::CallbackInfo& info) {
   });
 }
 
+// heimdallPositions(dataset) → Float64Array [n·2] of (lat, lon) degrees, without computing features; works
+// through subsets (splits) of a Heimdall data set.
+Napi::Value PositionsFn(const Napi::CallbackInfo& info) {
+  return Guard(info.Env(), [&]() -> Napi::Value {
+    DatasetPtr d = UnwrapDataset(info[0]);
+    std::vector<int64_t> idx(static_cast<size_t>(d->size()));
+    for (size_t k = 0; k < idx.size(); ++k) idx[k] = static_cast<int64_t>(k);
+    const Dataset* cur = d.get();
+    while (auto sub = dynamic_cast<const SubsetDataset*>(cur)) {
+      for (auto& i : idx) i = sub->indices()[static_cast<size_t>(i)];
+      cur = sub->base().get();
+    }
+    auto rf = dynamic_cast<const RfDataset*>(cur);
+    if (!rf) throw heimdall::Error(kErrInvalidArgument, "positions need a Heimdall data set, got " + d->describe());
+    at::Tensor p = rf->positions_deg(idx).contiguous();
+    auto out = Napi::Float64Array::New(info.Env(), static_cast<size_t>(p.numel()));
+    std::memcpy(out.Data(), p.data_ptr<double>(), static_cast<size_t>(p.numel()) * sizeof(double));
+    return out;
+  });
+}
+
 // writeSynthetic(dir, samples, options) → Promise<{ written }>
 Napi::Value WriteSyntheticFn(const Napi::CallbackInfo& info) {
   return Guard(info.Env(), [&]() -> Napi::Value {
@@ -219,6 +242,7 @@ void InitData(Napi::Env env, Napi::Object exports) {
   exports.Set("heimdallSynthetic", Napi::Function::New(env, SyntheticFn, "heimdallSynthetic"));
   exports.Set("heimdallDirectory", Napi::Function::New(env, DirectoryFn, "heimdallDirectory"));
   exports.Set("heimdallMaterialize", Napi::Function::New(env, MaterializeFn, "heimdallMaterialize"));
+  exports.Set("heimdallPositions", Napi::Function::New(env, PositionsFn, "heimdallPositions"));
   exports.Set("heimdallInfo", Napi::Function::New(env, InfoFn, "heimdallInfo"));
   exports.Set("writeSynthetic", Napi::Function::New(env, WriteSyntheticFn, "writeSynthetic"));
   exports.Set("computeFeatures", Napi::Function::New(env, ComputeFeaturesFn, "computeFeatures"));

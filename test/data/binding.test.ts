@@ -31,6 +31,24 @@ describe('Heimdall data through the binding', () => {
     expect([big.train.size, big.val.size, big.test.size]).toEqual([72, 18, 10]);
   });
 
+  it('positions() of a data set and its splits, and the centroid baseline', () => {
+    const m = HeimdallDataModule.synthetic({ samples: 50, seed: 4 });
+    const all = m.positions();
+    expect(all.length).toBe(100);
+    const s = m.split(1);
+    const native_ = native();
+    const idx = native_.referenceSplit(50, 1);
+    const test = m.positions(s.test);
+    idx.test.forEach((i, k) => {
+      expect(test[2 * k]).toBe(all[2 * i]);
+      expect(test[2 * k + 1]).toBe(all[2 * i + 1]);
+    });
+    const b = m.centroidBaseline(s.train, s.test);
+    expect(b.count).toBe(5);
+    expect(b.mean).toBeGreaterThan(1000);
+    expect(b.p95).toBeGreaterThanOrEqual(b.median);
+  });
+
   it('rejects bad options with one error listing the fields', () => {
     expect(() => HeimdallDataModule.synthetic({ samples: 1, insideFraction: 2 })).toThrow(/samples: .*; insideFraction: /);
     try {
