@@ -107,3 +107,5 @@ console.log(line(header));
 console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
 for (const r of table) console.log(line(r));
 console.log('ratio = libtorch time / ORT time (> 1: ONNX Runtime faster). Reference service: ONNX CPU latency 20–30 ms.');
+const large = rows.find((r) => r.variant === 'convnext_large');
+if (large) console.log(`convnext_large export ${large.exportS.toFixed(2)} s (target < 20 s on 2 cores): ${large.exportS < 20 ? 'met' : 'MISSED'}`);
