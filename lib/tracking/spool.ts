@@ -54,6 +54,8 @@ interface Segment { file: string; n: number }
 export class Spool {
   readonly root: string;
   readonly dir: string;
+  /** This spool's name: stamped on the lines it writes, to tell them from adopted ones. */
+  readonly id: string;
   private readonly maxBytes: number;
   private seq = 0;
   private writeSeg: number | null = null;
@@ -65,7 +67,8 @@ export class Spool {
 
   constructor(spoolDir: string, trackingUri: string, maxBytes: number) {
     this.root = join(resolve(spoolDir), storeKey(trackingUri));
-    this.dir = join(this.root, `${process.pid}-${randomUUID().slice(0, 8)}`);
+    this.id = `${process.pid}-${randomUUID().slice(0, 8)}`;
+    this.dir = join(this.root, this.id);
     this.maxBytes = maxBytes;
   }
 

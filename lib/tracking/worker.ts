@@ -86,6 +86,7 @@ class TrackerWorker {
     this.store = await openStore(this.cfg);
     if (this.spool.adoptOrphans() > 0) {
       this.spooling = true;
+      this.foreignPending = true;
       post({ t: 'warn', message: `delivering operations left in the spool ${this.spool.root} by an earlier tracker` });
     }
     void this.loop();
@@ -127,10 +128,12 @@ class TrackerWorker {
 
   private spoolItems(items: QueueItem[]): void {
     // Items partially delivered keep only their undelivered part.
-    this.spool.append(items.map((it) => remaining(it)));
+    this.spool.append(items.map((it) => ({ ...remaining(it), q: it.seq, o: this.spool.id })));
     this.spooledSeq = Math.max(this.spooledSeq, items.length ? items[items.length - 1]!.seq : 0);
   }
   private spooledSeq = 0;
+  /** Operations adopted from an earlier tracker's spool are not delivered yet (flush waits for them too). */
+  private foreignPending = false;
 
   private async loop(): Promise<void> {
     this.running = true;
@@ -140,6 +143,7 @@ class TrackerWorker {
           const done = await this.deliverSpool();
           if (done) {
             this.spooling = false;
+            this.foreignPending = false;
             this.failures = 0;
             // Everything spooled is delivered, which includes every seq up to spooledSeq.
             this.markDelivered(Math.max(this.spooledSeq, this.delivered));
@@ -268,9 +272,16 @@ class TrackerWorker {
       while (items.length) {
         const n = await this.deliverHead(items);
         if (n > 0) {
-          items.splice(0, n);
+          const done = items.splice(0, n);
           pos += n;
           this.spool.advance(seg.n, pos);
+          // Our own spooled operations carry their sequence number: flush() need not wait for the rest.
+          let q = 0;
+          for (const d of done) {
+            const tagged = d.op as SpoolOp & { q?: number; o?: string };
+            if (tagged.o === this.spool.id && typeof tagged.q === 'number') q = Math.max(q, tagged.q);
+          }
+          if (q > 0) this.markDelivered(q);
         }
       }
       this.spool.finish(seg.n);
@@ -280,6 +291,7 @@ class TrackerWorker {
   private markDelivered(seq: number): void {
     if (seq > this.delivered) this.delivered = seq;
     post({ t: 'delivered', seq: this.delivered });
+    if (this.foreignPending) return;
     for (const w of [...this.flushWaiters]) {
       if (this.delivered >= w.seq) this.answerFlush(w.id, true);
     }
@@ -295,7 +307,7 @@ class TrackerWorker {
   // Flush
   // -------------------------------------------------------------------------------------------------------
   private flush(id: number, seq: number, timeoutMs: number, persist: boolean): void {
-    if (this.delivered >= seq && !this.spooling) { this.answerFlush(id, true); return; }
+    if (this.delivered >= seq && !this.foreignPending) { this.answerFlush(id, true); return; }
     const timer = setTimeout(() => this.answerFlush(id, false), Math.max(0, timeoutMs));
     this.flushWaiters.push({ id, seq, timer, persist });
     this.kick();
@@ -322,7 +334,7 @@ class TrackerWorker {
       undelivered,
       dropped: { ...this.spool.dropped },
       errors: this.errors.splice(0),
-      spoolDir: this.spool.isEmpty ? null : this.spool.dir,
+      spoolDir: complete || this.spool.isEmpty ? null : this.spool.dir,
       uploaded: this.uploaded.splice(0),
     };
     post({ t: 'flushed', id, report });
