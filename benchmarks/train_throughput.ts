@@ -195,7 +195,7 @@ function defaultSteps(variant: string, h: number, w: number, batch: number): num
   // Aimed at ~1–3 s per rep on 2 shared cores; --steps-scale multiplies.
   const px = h * w * batch;
   const cost = (variant.includes('atto') ? 1 : variant.includes('tiny') ? 5.5 : 8) * px;
-  return Math.max(2, Math.round(4e5 / cost));
+  return Math.max(3, Math.round(4e5 / cost));
 }
 
 async function main(): Promise<void> {
@@ -219,7 +219,7 @@ async function main(): Promise<void> {
 
   let configs: Config[] = [];
   const stepsFor = (v: string, h: number, w: number, b: number) =>
-    args.has('steps') ? num('steps', 4) : Math.max(2, Math.round(defaultSteps(v, h, w, b) * scale));
+    args.has('steps') ? num('steps', 4) : Math.max(3, Math.round(defaultSteps(v, h, w, b) * scale));
   if (args.has('only')) {
     for (const spec of str('only', '').split(',')) {
       const m = /^([a-z]+):(\d+)x(\d+):(\d+)$/.exec(spec.trim());
