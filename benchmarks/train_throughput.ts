@@ -1,7 +1,7 @@
 // Training-step throughput: heimdall-torch (the addon's Engine.trainEpoch) vs PyTorch eager in Python
 // (benchmarks/train_throughput.py: timm's convnext_*), same libtorch, same threads, same machine, one run.
 //
-//   npx tsx benchmarks/train_throughput.ts                       # CPU, default set (~3 min on 2 cores)
+//   npx tsx benchmarks/train_throughput.ts                       # CPU, default set (~3 min on 2 quiet cores, ~8 under load)
 //   npx tsx benchmarks/train_throughput.ts --reps 7 --steps-scale 3 --json out.json    # longer, steadier
 //   npx tsx benchmarks/train_throughput.ts --only atto:128x32:8 --reps 9
 //   npx tsx benchmarks/train_throughput.ts --device cuda --precision bf16-mixed --channels-last
@@ -19,7 +19,8 @@
 //        --steps-scale X  --threads N (default: CPU cores)  --device cpu|cuda|cuda:N
 //        --precision 32|bf16-mixed|16-mixed  --channels-last  --py-optimizer default|fused|foreach|loop
 //        --omp passive|inherit (OMP_WAIT_POLICY=PASSIVE for both children, the default; or leave the env)
-//        --python PATH  --json FILE  --verbose
+//        --python PATH  --json FILE  --verbose  --help
+// On CUDA the defaults are 2 warm-up reps and 20× the CPU step counts (--steps-scale).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
@@ -200,6 +201,11 @@ function defaultSteps(variant: string, h: number, w: number, batch: number): num
 
 async function main(): Promise<void> {
   verbose = args.has('verbose');
+  if (args.has('help')) {
+    const { readFileSync } = await import('node:fs');
+    console.log(readFileSync(SELF, 'utf8').split('\n').filter((l, i) => i < 30 && l.startsWith('//')).map((l) => l.slice(3)).join('\n'));
+    return;
+  }
   const run: RunOptions = {
     threads: num('threads', availableParallelism()),
     device: str('device', 'cpu'),
