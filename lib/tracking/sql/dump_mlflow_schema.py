@@ -60,7 +60,16 @@ def postgres_ddl(uri):
             stmts.append(stmt[:-1].rstrip())
             cur = []
     assert not cur, cur
-    return stmts
+    # pg_dump deparses `col IN ('a', 'b')` as `(col)::text = ANY ((ARRAY['a'::character varying, ...])::text[])`,
+    # which PostgreSQL re-parses into a different (equivalent) tree. Write it back the way SQLAlchemy/MLflow
+    # declared it, so that the stored constraint is identical to the one MLflow's migrations create.
+    any_re = re.compile(r"\(\((\w+)\)::text = ANY \(\(ARRAY\[((?:'[^']*'::character varying(?:, )?)+)\]\)::text\[\]\)\)")
+
+    def to_in(m):
+        values = re.findall(r"'([^']*)'::character varying", m.group(2))
+        return "({} IN ({}))".format(m.group(1), ", ".join(f"'{v}'" for v in values))
+
+    return [any_re.sub(to_in, st) for st in stmts]
 
 
 def revision_chain():

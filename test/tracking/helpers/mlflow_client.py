@@ -122,7 +122,11 @@ def describe(uri):
         fks = sorted([[fk["referred_table"], ",".join(fk["constrained_columns"]), ",".join(fk["referred_columns"])] for fk in insp.get_foreign_keys(t)])
         idx = sorted([[i["name"] or "", ",".join(c or "" for c in i["column_names"]), bool(i["unique"])] for i in insp.get_indexes(t)])
         uqs = sorted([",".join(u["column_names"]) for u in insp.get_unique_constraints(t)])
-        out[t] = {"columns": cols, "pk": pk, "fks": fks, "indexes": idx, "unique": uqs}
+        try:
+            checks = sorted(" ".join(str(c.get("sqltext", "")).split()) for c in insp.get_check_constraints(t))
+        except NotImplementedError:
+            checks = []
+        out[t] = {"columns": cols, "pk": pk, "fks": fks, "indexes": idx, "unique": uqs, "checks": checks}
     with eng.connect() as conn:
         rev = conn.execute(sqlalchemy.text("SELECT version_num FROM alembic_version")).scalar()
     eng.dispose()
