@@ -151,7 +151,10 @@ def main(argv=None):
         for line in sys.stdin:
             cmd = line.strip()
             if cmd == 'rep':
-                print(json.dumps({'seconds': b.rep()}), flush=True)
+                f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+                secs = b.rep()
+                faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0
+                print(json.dumps({'seconds': secs, 'minorFaults': faults}), flush=True)
             elif cmd == 'done':
                 out = {'maxRssKb': max_rss_kb()}
                 if b.dev.type == 'cuda':

@@ -112,13 +112,14 @@ async function worker(cfg: Config, run: RunOptions): Promise<void> {
     const cmd = line.trim();
     if (cmd === 'rep') {
       const losses: number[] = [];
+      const f0 = process.resourceUsage().minorPageFault;
       const t0 = performance.now();
       const r = await engine.trainEpoch(data, { batchSize: cfg.batch, maxEpochs: 1_000_000 }, (e) => {
         losses.push(e.metrics.loss!);
       });
       const seconds = (performance.now() - t0) / 1000;
       if (r.batches !== cfg.steps) throw new Error(`expected ${cfg.steps} batches, trained ${r.batches}`);
-      send({ seconds, nativeSeconds: r.seconds, lastLoss: losses.at(-1) });
+      send({ seconds, nativeSeconds: r.seconds, lastLoss: losses.at(-1), minorFaults: process.resourceUsage().minorPageFault - f0 });
     } else if (cmd === 'done') {
       send({ maxRssKb: process.resourceUsage().maxRSS });
       lines.close();
@@ -187,6 +188,7 @@ interface Result {
   config: Config;
   ours: { seconds: number[]; imagesPerSec: number; best: number; maxRssMb: number; readyRssMb: number; nativeSeconds: number[] };
   torch: { seconds: number[]; imagesPerSec: number; best: number; maxRssMb: number; readyRssMb: number; extra: Json };
+  minorFaultsPerStep: { ours: number; torch: number }; // page faults (first touches of fresh memory) per step, median
   ratio: number; // median of per-pair ratios (ours img/s ÷ PyTorch img/s)
   ratioBest: number; // best rep vs best rep
   target: number;
@@ -276,7 +278,7 @@ async function main(): Promise<void> {
       await ours.send('rep');
       await py.send('rep');
     }
-    const oSec: number[] = [], oNative: number[] = [], pSec: number[] = [], pairs: number[] = [];
+    const oSec: number[] = [], oNative: number[] = [], pSec: number[] = [], pairs: number[] = [], oFaults: number[] = [], pFaults: number[] = [];
     for (let r = 0; r < reps; r++) {
       // ABBA: ours first on even reps, PyTorch first on odd ones.
       let o: Json, p: Json;
@@ -291,6 +293,8 @@ async function main(): Promise<void> {
       oNative.push(o.nativeSeconds as number);
       pSec.push(p.seconds as number);
       pairs.push((p.seconds as number) / (o.seconds as number));
+      oFaults.push((o.minorFaults as number) / cfg.steps);
+      pFaults.push((p.minorFaults as number) / cfg.steps);
       process.stderr.write('.');
     }
     const [oDone, pDone] = await Promise.all([ours.send('done'), py.send('done')]);
@@ -302,13 +306,17 @@ async function main(): Promise<void> {
         maxRssMb: (oDone.maxRssKb as number) / 1024, readyRssMb: (oReady.rssReadyKb as number) / 1024 },
       torch: { seconds: pSec, imagesPerSec: imgs / median(pSec), best: imgs / Math.min(...pSec),
         maxRssMb: (pDone.maxRssKb as number) / 1024, readyRssMb: (pReady.rssReadyKb as number) / 1024, extra: pDone },
+      minorFaultsPerStep: { ours: median(oFaults), torch: median(pFaults) },
       ratio: median(pairs),
       ratioBest: Math.min(...pSec) / Math.min(...oSec),
       target: isHeimdallB8 ? 1.1 : 1.0,
     };
     results.push(res);
     process.stderr.write(` ${res.ours.imagesPerSec.toFixed(1)} vs ${res.torch.imagesPerSec.toFixed(1)} img/s\n`);
-    if (verbose) process.stderr.write(`  ours s/rep ${oSec.map((x) => x.toFixed(3)).join(' ')}; torch s/rep ${pSec.map((x) => x.toFixed(3)).join(' ')}\n`);
+    if (verbose) {
+      process.stderr.write(`  ours s/rep ${oSec.map((x) => x.toFixed(3)).join(' ')}; torch s/rep ${pSec.map((x) => x.toFixed(3)).join(' ')}\n`);
+      process.stderr.write(`  minor page faults per step: ours ${res.minorFaultsPerStep.ours.toFixed(0)}, torch ${res.minorFaultsPerStep.torch.toFixed(0)}\n`);
+    }
   }
   const wall = (performance.now() - t0) / 1000;
 
