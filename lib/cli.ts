@@ -8,7 +8,7 @@ import { HeimdallDataModule } from './data/heimdall.js';
 import { haversineM, summarize, type ErrorSummary } from './geo.js';
 import { ConvNeXt } from './model.js';
 import { native, torchInfo } from './native.js';
-import { exportOnnx, formatOnnxReport } from './onnx/export.js';
+import { exportOnnx, formatOnnxReport, writeMlflowOnnxModel } from './onnx/index.js';
 import { MLflowTracker } from './tracking/index.js';
 import { EarlyStopping, LearningRateMonitor, MLflowLogger, ModelCheckpoint, Trainer, type DataModule } from './trainer/index.js';
 
@@ -220,7 +220,9 @@ export async function train(flags: TrainFlags): Promise<number> {
         metadata: { 'heimdall.data': data.info.metadataJson },
       });
       log(formatOnnxReport(report));
-      await logger.logArtifact(onnxPath, 'model', { 'heimdall.onnx_sha256': report.sha256 });
+      // The run's `model/` folder in MLflow's onnx flavor: mlflow.onnx.load_model('runs:/<id>/model') loads it.
+      const mlflowModel = writeMlflowOnnxModel(report, join(resolve(flags.outputDir), 'mlflow-model'), { runId: logger.runId ?? undefined });
+      await logger.logArtifact(mlflowModel.dir, 'model', { 'heimdall.onnx_sha256': report.sha256 });
     }
     log(`MLflow run ${logger.runId} (${history.reason === 'stopped' ? 'early-stopped' : 'max epochs'}, ${history.epochs.length} epochs) in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
     await logger.close();

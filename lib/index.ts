@@ -11,5 +11,4 @@ export type {
 } from './native.js';
 export { haversineM, summarize } from './geo.js';
 export type { ErrorSummary } from './geo.js';
-export { exportOnnx, validateWithOnnxRuntime, formatOnnxReport, OnnxExportError } from './onnx/export.js';
-export type { ExportOnnxOptions, OnnxExportReport, OnnxValidation } from './onnx/export.js';
+export * from './onnx/index.js';

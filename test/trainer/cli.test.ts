@@ -39,7 +39,7 @@ out = []
 for r in runs:
     hist = c.get_metric_history(r.info.run_id, 'train/loss')
     arts = [a.path for a in c.list_artifacts(r.info.run_id, 'checkpoints')]
-    arts += [a.path for d in ('checkpoints/best', 'checkpoints/last') for a in c.list_artifacts(r.info.run_id, d)]
+    arts += [a.path for d in ('checkpoints/best', 'checkpoints/last', 'model') for a in c.list_artifacts(r.info.run_id, d)]
     out.append({'id': r.info.run_id, 'name': r.info.run_name, 'status': r.info.status, 'params': r.data.params,
                 'metrics': r.data.metrics, 'tags': r.data.tags, 'train_loss_steps': [m.step for m in hist], 'artifacts': arts})
 print(json.dumps(out))
@@ -69,6 +69,20 @@ describe('heimdall-torch train (CLI)', () => {
     expect(run.metrics['lr-AdamW']).toBeGreaterThan(0);
     expect(run.artifacts.some((a: string) => a.startsWith('checkpoints/best/epoch='))).toBe(true);
     expect(run.artifacts).toContain('checkpoints/last/last.safetensors');
+    expect(run.artifacts).toEqual(expect.arrayContaining(['model/MLmodel', 'model/model.onnx']));
+    expect(r.stdout).toMatch(/onnxruntime-node .* → PASSED/);
+    // MLflow loads the exported model of the run (onnx flavor) and it predicts [batch, 2] positions.
+    const shapes = await python(
+      `import sys, numpy as np, mlflow
+mlflow.set_tracking_uri(sys.argv[1])
+m = mlflow.onnx.load_model(f'runs:/{sys.argv[2]}/model')
+import onnxruntime as ort
+s = ort.InferenceSession(m.SerializeToString())
+out = s.run(None, {'mel_spectrogram': np.zeros((3, 7, 128, 32), np.float32)})
+print([list(o.shape) for o in out])`,
+      [`sqlite:///${join(dir, 'mlflow.db')}`, run.id],
+    );
+    expect(shapes.trim()).toBe('[[3, 2], [3, 2]]');
   });
 
   it('Ctrl-C mid-fit: stops at a batch boundary, writes a checkpoint, ends the run KILLED, exits 130', async () => {

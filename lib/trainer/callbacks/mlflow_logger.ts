@@ -2,6 +2,7 @@
 // Hyperparameters as params; batch metrics every N steps and epoch metrics, with steps; the learning rate
 // (LearningRateMonitor); best and last checkpoints as artifacts; the final test metrics; the run ends
 // FINISHED, FAILED with the error, or KILLED on Ctrl-C. Resuming a checkpoint continues the same run.
+import { statSync } from 'node:fs';
 import { MLflowTracker, type MLflowTrackerOptions } from '../../tracking/index.js';
 import { Callback, type Metrics, type TrainBatch } from '../callback.js';
 import type { Trainer } from '../trainer.js';
@@ -122,10 +123,11 @@ export class MLflowLogger extends Callback {
     if (typeof state.runId === 'string') this.runId = state.runId;
   }
 
-  /** Logs a file of this run (e.g. an exported model) as an artifact; reopens the run if needed. */
+  /** Logs a file or a directory (e.g. an exported model) as artifacts of this run; reopens the run if needed. */
   async logArtifact(path: string, artifactPath?: string, tags?: Record<string, string>): Promise<void> {
     await this.ensureRun();
-    this.tracker.logArtifact(path, artifactPath);
+    if (statSync(path).isDirectory()) this.tracker.logArtifacts(path, artifactPath);
+    else this.tracker.logArtifact(path, artifactPath);
     if (tags) this.tracker.setTags(tags);
     await this.end('FINISHED');
   }
