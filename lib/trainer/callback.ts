@@ -10,18 +10,8 @@ export type Awaitable<T> = T | Promise<T>;
 /** Metrics of one epoch, keyed as MLflow users write them: `train/loss`, `val/loss`, `val/position_error_m`. */
 export type Metrics = Record<string, number>;
 
-export interface TrainBatch {
-  epoch: number;
-  /** Batch index within the epoch. */
-  batch: number;
-  /** Optimizer steps so far (after this batch). */
-  step: number;
-  batchSize: number;
-  lr: number;
-  samplesPerSec: number;
-  /** `train/loss`, `train/mae`, … for this batch. */
-  metrics: Metrics;
-}
+/** One training batch as callbacks see it: the native batch event, metrics keyed `train/loss`, `train/mae`, … */
+export type TrainBatch = BatchEvent;
 
 export abstract class Callback {
   /** Key under which this callback's state is stored in checkpoints (unique per Trainer). */
