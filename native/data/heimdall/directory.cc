@@ -9,7 +9,7 @@
 
 #include "data/heimdall/npy.h"
 #include "errors.h"
-#include "model/json.h"
+#include "data/heimdall/manifest_json.h"
 
 namespace heimdall {
 
@@ -24,8 +24,8 @@ struct Manifest {
   double sample_rate = 192000.0;
   std::vector<Receiver> receivers;  // empty: not given
   double margin_deg = 0.5;
-  const json::Value* features = nullptr;
-  json::Value root;
+  const manifest::Json* features = nullptr;
+  manifest::Json root;
 };
 
 Manifest read_manifest(const fs::path& path) {
@@ -36,28 +36,28 @@ Manifest read_manifest(const fs::path& path) {
   std::stringstream ss;
   ss << f.rdbuf();
   try {
-    m.root = json::parse(ss.str());
+    m.root = manifest::parse(ss.str());
   } catch (const std::exception& e) {
     throw Error(kErrFile, "manifest '" + p + "' is not valid JSON: " + e.what());
   }
   try {
-    if (!m.root.is_object()) throw std::runtime_error("expected a JSON object");
+    if (m.root.type != manifest::Json::Type::Object) throw std::runtime_error("expected a JSON object");
     if (auto v = m.root.find("sample_rate")) m.sample_rate = v->as_number("sample_rate");
     if (!(m.sample_rate > 0)) throw std::runtime_error("sample_rate must be a positive number of Hz");
     if (auto v = m.root.find("margin_deg")) m.margin_deg = v->as_number("margin_deg");
     if (auto v = m.root.find("receivers")) {
       for (const auto& r : v->as_array("receivers")) {
         Receiver rx;
-        if (r.is_string()) throw std::runtime_error("receivers must be objects with lat and lon");
-        rx.lat = r.at("lat").as_number("receiver lat");
-        rx.lon = r.at("lon").as_number("receiver lon");
+        if (!r.find("lat") || !r.find("lon")) throw std::runtime_error("receivers must be objects with lat and lon");
+        rx.lat = r.find("lat")->as_number("receiver lat");
+        rx.lon = r.find("lon")->as_number("receiver lon");
         if (auto a = r.find("alt")) rx.alt = a->as_number("receiver alt");
         if (auto n = r.find("name")) rx.name = n->as_string("receiver name");
         m.receivers.push_back(rx);
       }
     }
     m.features = m.root.find("features");
-    if (m.features && !m.features->is_object()) throw std::runtime_error("features must be an object");
+    if (m.features && m.features->type != manifest::Json::Type::Object) throw std::runtime_error("features must be an object");
   } catch (const Error&) {
     throw;
   } catch (const std::exception& e) {

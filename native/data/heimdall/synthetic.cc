@@ -180,8 +180,8 @@ at::Tensor SyntheticRfDataset::iq(int64_t i) const {
   const float* car = carrier.data_ptr<float>();
 
   auto gen = at::make_generator<at::CPUGeneratorImpl>(stream_seed(tx.stream, 2));
-  const double noise_sigma = std::sqrt(std::pow(10.0, config_.noise_floor_dbm / 10.0) / 2);
-  at::Tensor out = at::randn({r_count, s, 2}, gen, at::TensorOptions().dtype(at::kFloat)).mul_(noise_sigma);
+  const float noise_sigma = static_cast<float>(std::sqrt(std::pow(10.0, config_.noise_floor_dbm / 10.0) / 2));
+  at::Tensor out = at::randn({r_count, s, 2}, gen, at::TensorOptions().dtype(at::kFloat));  // serial fill
   float* o = out.data_ptr<float>();
 
   // Per link: Rician fading h(t) (LOS + 8 Doppler paths on a coarse grid, interpolated) and the echoes'
@@ -242,8 +242,8 @@ at::Tensor SyntheticRfDataset::iq(int64_t i) const {
       const float mr = b[0] + v * (b[2] - b[0]), mi = b[1] + v * (b[3] - b[1]);
       const float pr = hr * mr - hi * mi, pi = hr * mi + hi * mr;  // h·M
       const float cr = car[2 * t], ci = car[2 * t + 1];
-      orow[2 * t] += pr * cr - pi * ci;
-      orow[2 * t + 1] += pr * ci + pi * cr;
+      orow[2 * t] = orow[2 * t] * noise_sigma + (pr * cr - pi * ci);  // noise scaled here: no threaded op
+      orow[2 * t + 1] = orow[2 * t + 1] * noise_sigma + (pr * ci + pi * cr);
     }
   }
   return at::view_as_complex(out);
