@@ -5,9 +5,8 @@ import { Command, Option } from 'commander';
 import { z } from 'zod';
 import { ConfigError, redact } from './config.js';
 import { HeimdallDataModule } from './data/heimdall.js';
-import { haversineM, summarize, type ErrorSummary } from './geo.js';
 import { ConvNeXt } from './model.js';
-import { native, torchInfo } from './native.js';
+import { torchInfo } from './native.js';
 import { exportOnnx, formatOnnxReport, writeMlflowOnnxModel } from './onnx/index.js';
 import { MLflowTracker } from './tracking/index.js';
 import { EarlyStopping, LearningRateMonitor, MLflowLogger, ModelCheckpoint, Trainer, type DataModule } from './trainer/index.js';
@@ -145,24 +144,6 @@ class HeimdallTrainingData implements DataModule {
   }
 }
 
-/** Position errors (m) of predicting the training set's centroid for every test sample. */
-async function centroidBaseline(data: HeimdallTrainingData): Promise<ErrorSummary> {
-  const splits = data.setup();
-  const toDeg = (t: { data: Float32Array | BigInt64Array }) => data.data.toDegrees(Array.from(t.data as Float32Array));
-  const train = toDeg(await native().datasetTargets(splits.train));
-  const test = toDeg(await native().datasetTargets(splits.test));
-  let lat = 0, lon = 0;
-  for (let i = 0; i < train.length; i += 2) {
-    lat += train[i]!;
-    lon += train[i + 1]!;
-  }
-  lat /= train.length / 2;
-  lon /= train.length / 2;
-  const errors: number[] = [];
-  for (let i = 0; i < test.length; i += 2) errors.push(haversineM(lat, lon, test[i]!, test[i + 1]!));
-  return summarize(errors);
-}
-
 export async function train(flags: TrainFlags): Promise<number> {
   const t0 = Date.now();
   const log = (s: string) => process.stdout.write(`${s}\n`);
@@ -206,7 +187,8 @@ export async function train(flags: TrainFlags): Promise<number> {
       return 130;
     }
     const test = await trainer.test({ ckptPath: checkpoint.bestModelPath ? 'best' : undefined });
-    const baseline = await centroidBaseline(dm);
+    const splits = dm.setup();
+    const baseline = data.centroidBaseline(splits.train, splits.test);
     const ours = test['test/position_error_m']!;
     log('');
     log(`test split (${baseline.count} samples), best checkpoint ${checkpoint.bestModelPath ?? '(none)'}:`);

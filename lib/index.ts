@@ -2,13 +2,11 @@
 export { ConvNeXt } from './model.js';
 export type { ConvNeXtOptions } from './model.js';
 export * from './trainer/index.js';
-export { HeimdallDataModule, computeFeatures } from './data/heimdall.js';
-export type { SyntheticOptions, DirectoryOptions, HeimdallDataInfo, FeatureConfig, Receiver } from './data/heimdall.js';
+export { HeimdallDataModule, computeFeatures, haversineM, summarizeErrors } from './data/heimdall.js';
+export type { ErrorSummary, SyntheticOptions, DirectoryOptions, HeimdallDataInfo, FeatureConfig, Receiver } from './data/heimdall.js';
 export * from './tracking/index.js';
 export { torchInfo, native } from './native.js';
 export type {
   TorchInfo, NativeErrorCode, BatchEvent, EpochResult, WeightsReport, PositionScale, Precision, OptimizerOptions, ScheduleOptions,
 } from './native.js';
-export { haversineM, summarize } from './geo.js';
-export type { ErrorSummary } from './geo.js';
 export * from './onnx/index.js';

@@ -175,8 +175,6 @@ export interface NativeAddon {
   tensorDataset(inputs: Float32Array, inputShape: number[], targets?: Float32Array | Int32Array | BigInt64Array, targetShape?: number[]): NativeDataset;
   subset(data: NativeDataset, indices: number[]): NativeDataset;
   referenceSplit(n: number, seed: number): { train: number[]; val: number[]; test: number[] };
-  /** Every sample's target, in order. */
-  datasetTargets(data: NativeDataset): Promise<{ data: Float32Array | BigInt64Array; shape: number[] }>;
   // Registered by other binding files (Heimdall data, ONNX) when present.
   [extra: string]: unknown;
 }

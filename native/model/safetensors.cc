@@ -8,7 +8,7 @@
 #include <ATen/ATen.h>
 
 #include "errors.h"
-#include "model/json.h"
+#include "common/json.h"
 
 namespace heimdall {
 

@@ -110,33 +110,6 @@ Napi::Value ReferenceSplitFn(const Napi::CallbackInfo& info) {
   });
 }
 
-// targets(dataset) → Promise<{data, shape}>: every sample's target, in order (for baselines and reports).
-Napi::Value TargetsFn(const Napi::CallbackInfo& info) {
-  return Guard(info.Env(), [&]() -> Napi::Value {
-    DatasetPtr data = UnwrapDataset(info[0]);
-    auto out = std::make_shared<at::Tensor>();
-    return Task::Run(
-        info.Env(),
-        [data, out] {
-          std::vector<at::Tensor> parts;
-          const int64_t n = data->size();
-          for (int64_t start = 0; start < n; start += 256) {
-            std::vector<int64_t> idx;
-            for (int64_t i = start; i < std::min(n, start + 256); ++i) idx.push_back(i);
-            parts.push_back(data->get_batch(idx, BatchContext{}).target);
-          }
-          *out = at::cat(parts, 0);
-        },
-        [out](Napi::Env env) -> Napi::Value {
-          Napi::Object o = Napi::Object::New(env);
-          o.Set("data", TypedArrayFromTensor(env, *out));
-          o.Set("shape", ShapeToJs(env, out->sizes().vec()));
-          return o;
-        },
-        "heimdall.targets");
-  });
-}
-
 }  // namespace
 
 Napi::Object WrapDataset(Napi::Env env, DatasetPtr dataset) {
@@ -160,7 +133,6 @@ void InitDataset(Napi::Env env, Napi::Object exports) {
   exports.Set("tensorDataset", Napi::Function::New(env, TensorDatasetFn, "tensorDataset"));
   exports.Set("subset", Napi::Function::New(env, SubsetFn, "subset"));
   exports.Set("referenceSplit", Napi::Function::New(env, ReferenceSplitFn, "referenceSplit"));
-  exports.Set("datasetTargets", Napi::Function::New(env, TargetsFn, "datasetTargets"));
 }
 
 }  // namespace heimdall::napi

@@ -11,7 +11,7 @@
 
 #include "data/tensor_dataset.h"
 #include "errors.h"
-#include "model/json.h"
+#include "common/json.h"
 #include "train/loader.h"
 
 namespace heimdall {

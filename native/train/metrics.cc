@@ -5,16 +5,9 @@
 
 #include <ATen/ATen.h>
 
-namespace heimdall {
+#include "data/heimdall/geo.h"
 
-at::Tensor haversine_m(const at::Tensor& a, const at::Tensor& b) {
-  constexpr double kEarthRadiusM = 6371008.8;
-  const double rad = M_PI / 180.0;
-  auto lat1 = a.select(1, 0).to(at::kDouble) * rad, lon1 = a.select(1, 1).to(at::kDouble) * rad;
-  auto lat2 = b.select(1, 0).to(at::kDouble) * rad, lon2 = b.select(1, 1).to(at::kDouble) * rad;
-  auto h = ((lat2 - lat1) / 2).sin().square() + lat1.cos() * lat2.cos() * ((lon2 - lon1) / 2).sin().square();
-  return 2 * kEarthRadiusM * h.clamp(0, 1).sqrt().asin();
-}
+namespace heimdall {
 
 std::map<std::string, double> MetricAccumulator::add(const std::vector<at::Tensor>& outputs, const at::Tensor& target,
                                                      double loss) {
@@ -33,7 +26,7 @@ std::map<std::string, double> MetricAccumulator::add(const std::vector<at::Tenso
           return at::stack({t.select(1, 0) * scale_.lat_scale + scale_.lat_center,
                             t.select(1, 1) * scale_.lon_scale + scale_.lon_center}, 1);
         };
-        auto err = haversine_m(to_deg(mu.to(at::kDouble)), to_deg(y.to(at::kDouble)));
+        auto err = haversine_distance_m(to_deg(mu.to(at::kDouble)), to_deg(y.to(at::kDouble)));
         m["position_error_m"] = err.mean().item<double>();
         if (keep_errors_) {
           auto e = err.to(at::kFloat).contiguous();
@@ -62,16 +55,10 @@ std::map<std::string, double> MetricAccumulator::summary() const {
   if (samples_ == 0) return out;
   for (const auto& [k, v] : sums_) out[k] = v / static_cast<double>(samples_);
   if (!errors_m_.empty()) {
-    std::vector<float> e = errors_m_;
-    std::sort(e.begin(), e.end());
-    auto pct = [&](double q) {  // linear interpolation, numpy's default
-      double pos = q * static_cast<double>(e.size() - 1);
-      size_t lo = static_cast<size_t>(std::floor(pos)), hi = std::min(e.size() - 1, lo + 1);
-      return e[lo] + (e[hi] - e[lo]) * (pos - static_cast<double>(lo));
-    };
-    out["position_error_median_m"] = pct(0.5);
-    out["position_error_p68_m"] = pct(0.68);
-    out["position_error_p95_m"] = pct(0.95);
+    const auto e = summarize_errors(at::from_blob(const_cast<float*>(errors_m_.data()), {static_cast<int64_t>(errors_m_.size())}, at::kFloat));
+    out["position_error_median_m"] = e.median;
+    out["position_error_p68_m"] = e.p68;
+    out["position_error_p95_m"] = e.p95;
   }
   return out;
 }

@@ -22,8 +22,6 @@ struct PositionScale {
   double lat_center = 0, lon_center = 0, lat_scale = 1, lon_scale = 1;
 };
 
-// Great-circle distance in metres between [N, 2] tensors of (lat, lon) degrees.
-at::Tensor haversine_m(const at::Tensor& a, const at::Tensor& b);
 
 class MetricAccumulator {
  public:

@@ -9,7 +9,7 @@
 
 #include "data/heimdall/npy.h"
 #include "errors.h"
-#include "data/heimdall/manifest_json.h"
+#include "common/json.h"
 
 namespace heimdall {
 
@@ -24,8 +24,8 @@ struct Manifest {
   double sample_rate = 192000.0;
   std::vector<Receiver> receivers;  // empty: not given
   double margin_deg = 0.5;
-  const manifest::Json* features = nullptr;
-  manifest::Json root;
+  const json::Value* features = nullptr;
+  json::Value root;
 };
 
 Manifest read_manifest(const fs::path& path) {
@@ -36,12 +36,12 @@ Manifest read_manifest(const fs::path& path) {
   std::stringstream ss;
   ss << f.rdbuf();
   try {
-    m.root = manifest::parse(ss.str());
+    m.root = json::parse(ss.str());
   } catch (const std::exception& e) {
     throw Error(kErrFile, "manifest '" + p + "' is not valid JSON: " + e.what());
   }
   try {
-    if (m.root.type != manifest::Json::Type::Object) throw std::runtime_error("expected a JSON object");
+    if (!m.root.is_object()) throw std::runtime_error("expected a JSON object");
     if (auto v = m.root.find("sample_rate")) m.sample_rate = v->as_number("sample_rate");
     if (!(m.sample_rate > 0)) throw std::runtime_error("sample_rate must be a positive number of Hz");
     if (auto v = m.root.find("margin_deg")) m.margin_deg = v->as_number("margin_deg");
@@ -57,7 +57,7 @@ Manifest read_manifest(const fs::path& path) {
       }
     }
     m.features = m.root.find("features");
-    if (m.features && m.features->type != manifest::Json::Type::Object) throw std::runtime_error("features must be an object");
+    if (m.features && !m.features->is_object()) throw std::runtime_error("features must be an object");
   } catch (const Error&) {
     throw;
   } catch (const std::exception& e) {
