@@ -1,82 +1,25 @@
 // Shared by the ONNX tests: builds the export_onnx developer tool (cmake, into build-tools/, incremental) and
 // runs the Python references of test/onnx/reference.py with the project's .venv.
-import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmdirSync, statSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { BUILD_DIR, PYTHON, ROOT, buildTool as buildToolTarget, runJsonProcess, runProcess } from '../helpers/tools.js';
 
-export const ROOT = fileURLToPath(new URL('../..', import.meta.url)).replace(/\/$/, '');
-export const BUILD_DIR = process.env.HEIMDALL_TOOLS_BUILD_DIR ?? join(ROOT, 'build-tools');
+export { BUILD_DIR, PYTHON, ROOT };
+
 export const TOOL = join(BUILD_DIR, 'export_onnx');
-export const PYTHON = process.env.HEIMDALL_PYTHON ?? join(ROOT, '.venv/bin/python');
 export const REFERENCE = join(ROOT, 'test/onnx/reference.py');
 
 // The reference's thresholds (issue 5): max |Δ| ≤ 1e-4, mean |Δ| ≤ 1e-5.
 export const MAX_ABS = 1e-4;
 export const MEAN_ABS = 1e-5;
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+export type { RunResult } from '../helpers/tools.js';
 
-/** Builds (or brings up to date) build-tools/export_onnx. Test files may run in parallel: a lock folder serialises. */
-export async function buildTool(): Promise<string> {
-  const lock = `${BUILD_DIR}.lock`;  // build-tools.lock/: ignored like build-*/
-  const started = Date.now();
-  for (;;) {
-    try {
-      mkdirSync(lock);
-      break;
-    } catch {
-      // A lock older than 30 minutes belongs to a dead process.
-      try {
-        if (Date.now() - statSync(lock).mtimeMs > 30 * 60_000) rmdirSync(lock);
-      } catch {}
-      if (Date.now() - started > 30 * 60_000) throw new Error(`waited 30 min for ${lock}`);
-      await sleep(1000);
-    }
-  }
-  try {
-    if (!existsSync(join(BUILD_DIR, 'CMakeCache.txt'))) {
-      const generator = spawnSync('ninja', ['--version']).status === 0 ? ['-G', 'Ninja'] : [];
-      await mustRun('cmake', ['-S', ROOT, '-B', BUILD_DIR, ...generator, '-DHEIMDALL_BUILD_TOOLS=ON', '-DCMAKE_BUILD_TYPE=Release']);
-    }
-    await mustRun('cmake', ['--build', BUILD_DIR, '--target', 'export_onnx', '-j', '2']);
-  } finally {
-    rmdirSync(lock);
-  }
-  return TOOL;
-}
-
-export interface RunResult {
-  status: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs a child process without blocking the event loop (vitest's worker must stay responsive). */
-export function run(cmd: string, args: string[]): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, OMP_NUM_THREADS: '2' } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (status) => resolve({ status, stdout, stderr }));
-  });
-}
-
-async function mustRun(cmd: string, args: string[]): Promise<void> {
-  const r = await run(cmd, args);
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.status}:\n${r.stderr.slice(-4000)}\n${r.stdout.slice(-4000)}`);
-}
-
-export async function runJson<T = any>(cmd: string, args: string[]): Promise<T> {
-  const r = await run(cmd, args);
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.status}:\n${r.stderr}\n${r.stdout}`);
-  const lines = r.stdout.trim().split('\n');
-  return JSON.parse(lines[lines.length - 1]) as T;
-}
+/** Builds (or brings up to date) build-tools/export_onnx. */
+export const buildTool = (): Promise<string> => buildToolTarget('export_onnx');
+export const run = (cmd: string, args: string[]) => runProcess(cmd, args, 2);
+export const runJson = <T = any>(cmd: string, args: string[]) => runJsonProcess<T>(cmd, args, 2);
 
 export function tempDir(prefix = 'heimdall-onnx-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
