@@ -4,6 +4,7 @@ import { createRequire } from 'node:module';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { fixCommand, loadLibtorch, loadedLibtorch, readBuildRecord } from './loader/libtorch.js';
 
 /** Error codes the native side attaches to `error.code`. */
 export type NativeErrorCode =
@@ -199,30 +200,50 @@ export function packageRoot(): string {
 
 let cached: NativeAddon | undefined;
 
-/** Loads the addon once: a source build (build/Release), else a prebuild (prebuilds/<platform>-<arch>). */
-export function native(): NativeAddon {
-  if (cached) return cached;
+/**
+ * The addon file: HEIMDALL_TORCH_ADDON, else what node-gyp-build picks — a source build in build/Release,
+ * else the prebuild for this platform (prebuilds/linux-x64/heimdall-torch.node).
+ */
+export function addonPath(): string {
+  const override = process.env.HEIMDALL_TORCH_ADDON;
+  if (override) {
+    if (!existsSync(override)) {
+      throw new Error(`heimdall-torch: HEIMDALL_TORCH_ADDON=${override} does not exist. Unset it to use the package's own addon.`);
+    }
+    return override;
+  }
   const root = packageRoot();
   const require = createRequire(import.meta.url);
-  const candidates = [
-    process.env.HEIMDALL_TORCH_ADDON,
-    join(root, 'build', 'Release', 'heimdall_torch.node'),
-    join(root, 'prebuilds', `${process.platform}-${process.arch}`, 'heimdall-torch.node'),
-  ].filter((p): p is string => Boolean(p));
-  const found = candidates.find((p) => existsSync(p));
-  if (!found) {
+  const gypBuild = require('node-gyp-build') as { path(dir: string): string };
+  try {
+    return gypBuild.path(root);
+  } catch (err) {
     throw new Error(
-      'heimdall-torch: the native addon is not built. Run `npm run build:native` (needs libtorch: `bash .ci/setup` ' +
-        'creates .venv with the pinned torch), or install a release that ships a prebuild for ' +
-        `${process.platform}-${process.arch}. Looked in: ${candidates.join(', ')}`,
+      `heimdall-torch: no native addon for ${process.platform}-${process.arch} (no build/Release and no fitting prebuild in ` +
+        `${join(root, 'prebuilds')}). Build it from source: \`npm rebuild heimdall-torch\` (needs cmake, a C++20 compiler and ` +
+        `libtorch: \`pip install torch==2.15.0\`); in a checkout: \`npm run build:native\`. (${(err as Error).message})`,
     );
   }
+}
+
+/**
+ * Loads the addon once. libtorch is found at run time (LIBTORCH, a Python torch, a system install) and
+ * preloaded through the loader shim next to the addon (lib/loader/libtorch.ts); no LD_LIBRARY_PATH needed.
+ */
+export function native(): NativeAddon {
+  if (cached) return cached;
+  const found = addonPath();
+  loadLibtorch(found, { packageRoot: packageRoot() });
+  const require = createRequire(import.meta.url);
   try {
     cached = require(found) as NativeAddon;
   } catch (err) {
     const msg = (err as Error).message;
-    const hint = /libtorch|libc10|libtorch_cpu/.test(msg)
-      ? ' libtorch could not be loaded: install the torch version the addon was built against (`bash .ci/setup`) or set LD_LIBRARY_PATH to its lib folder.'
+    const lib = loadedLibtorch();
+    const hint = /libtorch|libc10|undefined symbol/.test(msg)
+      ? ` The addon was built against ${JSON.stringify(readBuildRecord(found)?.libtorch.full ?? 'an unknown libtorch')}` +
+        (lib ? `; the process loaded ${lib.libtorch}` : '') +
+        `. Install the matching one (\`${fixCommand(readBuildRecord(found))}\`) or set LIBTORCH to it.`
       : '';
     throw new Error(`heimdall-torch: cannot load the native addon ${found}: ${msg}.${hint}`);
   }

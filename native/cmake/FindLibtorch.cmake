@@ -105,4 +105,34 @@ target_compile_definitions(heimdall_libtorch INTERFACE _GLIBCXX_USE_CXX11_ABI=${
 # its symbols, so keep it from being dropped by --as-needed or CUDA would never register.
 target_link_libraries(heimdall_libtorch INTERFACE
   "-Wl,--no-as-needed" "${_torch_lib}" "-Wl,--as-needed" "${_torch_cpu_lib}" "${_c10_lib}" pthread)
-message(STATUS "heimdall-torch: libtorch from ${LIBTORCH_SOURCE}: ${LIBTORCH_ROOT} (CUDA build: ${LIBTORCH_HAS_CUDA}, CXX11 ABI: ${LIBTORCH_CXX11_ABI})")
+# The version: the headers say major.minor.patch; version.py (wheel) or build-version (zip) the full tag
+# (2.15.0+cu132, 2.15.0+cpu) and the CUDA version. Recorded next to the addon (heimdall_torch.json) and
+# checked by lib/loader/libtorch.ts against the libtorch it finds at run time.
+set(LIBTORCH_VERSION "")
+foreach(_vh "${LIBTORCH_ROOT}/include/torch/headeronly/version.h" "${LIBTORCH_ROOT}/include/torch/csrc/api/include/torch/version.h")
+  if(NOT LIBTORCH_VERSION AND EXISTS "${_vh}")
+    file(READ "${_vh}" _vtxt)
+    if(_vtxt MATCHES "TORCH_VERSION_MAJOR ([0-9]+)")
+      set(_maj ${CMAKE_MATCH_1})
+      string(REGEX MATCH "TORCH_VERSION_MINOR ([0-9]+)" _m "${_vtxt}")
+      set(_min ${CMAKE_MATCH_1})
+      string(REGEX MATCH "TORCH_VERSION_PATCH ([0-9]+)" _m "${_vtxt}")
+      set(LIBTORCH_VERSION "${_maj}.${_min}.${CMAKE_MATCH_1}")
+    endif()
+  endif()
+endforeach()
+set(LIBTORCH_VERSION_FULL "${LIBTORCH_VERSION}")
+set(LIBTORCH_CUDA_VERSION "")
+if(EXISTS "${LIBTORCH_ROOT}/version.py")
+  file(READ "${LIBTORCH_ROOT}/version.py" _vtxt)
+  if(_vtxt MATCHES "__version__ = '([^']+)'")
+    set(LIBTORCH_VERSION_FULL "${CMAKE_MATCH_1}")
+  endif()
+  if(_vtxt MATCHES "cuda[^=\n]*= '([^']+)'")
+    set(LIBTORCH_CUDA_VERSION "${CMAKE_MATCH_1}")
+  endif()
+elseif(EXISTS "${LIBTORCH_ROOT}/build-version")
+  file(STRINGS "${LIBTORCH_ROOT}/build-version" LIBTORCH_VERSION_FULL LIMIT_COUNT 1)
+endif()
+
+message(STATUS "heimdall-torch: libtorch ${LIBTORCH_VERSION_FULL} from ${LIBTORCH_SOURCE}: ${LIBTORCH_ROOT} (CUDA build: ${LIBTORCH_HAS_CUDA}, CXX11 ABI: ${LIBTORCH_CXX11_ABI})")
