@@ -1,11 +1,15 @@
-// heimdall-torch: train | info | runs best
+// heimdall-torch: train | export | predict | info | runs best
 import { Command, Option } from 'commander';
 import { ConfigError, redact } from './config.js';
 import { torchInfo } from './native.js';
 import { MLflowTracker } from './tracking/index.js';
 import { trainCommand } from './cli/train.js';
+import { exportCommand } from './cli/export.js';
+import { predictCommand } from './cli/predict.js';
 
 export { resolveTrainFlags, train, trainFlagsSchema, type TrainFlags } from './cli/train.js';
+export { exportCli, exportFlagsSchema, resolveExportFlags, type ExportFlags } from './cli/export.js';
+export { predictCli, predictFlagsSchema, predictionsCsv, type PredictFlags } from './cli/predict.js';
 
 function infoCommand(): Command {
   return new Command('info').description('libtorch version, CUDA, devices, threads').action(() => {
@@ -60,6 +64,8 @@ export function program(): Command {
     .description('Train and track ConvNeXt models from Node.js (libtorch + MLflow)')
     .showHelpAfterError()
     .addCommand(trainCommand())
+    .addCommand(exportCommand())
+    .addCommand(predictCommand())
     .addCommand(infoCommand())
     .addCommand(runsCommand());
 }

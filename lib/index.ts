@@ -10,3 +10,4 @@ export type {
   TorchInfo, NativeErrorCode, BatchEvent, EpochResult, WeightsReport, PositionScale, Precision, OptimizerOptions, ScheduleOptions,
 } from './native.js';
 export * from './onnx/index.js';
+export * from './inference/index.js';

@@ -10,3 +10,7 @@ export {
 export type { ExportOnnxOptions, OnnxBinding, OnnxExportReport, OnnxValidation, OutputDiff } from './export.js';
 export { MLMODEL_MLFLOW_VERSION, writeMlflowOnnxModel } from './mlflow_model.js';
 export type { MlflowOnnxModel, MlflowOnnxModelOptions } from './mlflow_model.js';
+export {
+  DEFAULT_REGISTERED_MODEL, dataMetadataOfRun, exportRun, findRunCheckpoint, readCheckpointHeader, registerOnnxModel,
+} from './run_export.js';
+export type { CheckpointHeader, ExportRunOptions, ExportRunResult, RunCheckpoint } from './run_export.js';

@@ -1,0 +1,236 @@
+// Reading artifacts back from the stores the tracker writes (lib/tracking/artifacts.ts uploads): a local path
+// or file://, s3://bucket/key (MinIO/AWS, with the tracker's S3 settings), and mlflow-artifacts:/ through a
+// tracking server's artifact proxy. A URI names a file or a directory; a directory is fetched recursively.
+import { createWriteStream } from 'node:fs';
+import { mkdir, mkdtemp, readdir, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, posix, resolve } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { fileURLToPath } from 'node:url';
+import { redact, type TrackerConfig } from '../config.js';
+import { httpRequest } from '../tracking/rest/http.js';
+import { badInput, InferenceError, notFound } from './errors.js';
+
+export interface FetchedArtifact {
+  /** The local file or directory. */
+  localPath: string;
+  isDir: boolean;
+  /** Files below localPath (relative, '/'-separated); [basename] for a file. */
+  files: string[];
+  /** True when localPath is a download (a temporary directory the caller may remove). */
+  downloaded: boolean;
+}
+
+const isS3 = (uri: string) => /^s3:\/\//i.test(uri);
+const isProxy = (uri: string) => /^mlflow-artifacts:/i.test(uri);
+const isLocal = (uri: string) => /^file:/i.test(uri) || !/^[a-z][a-z0-9+.-]+:/i.test(uri);
+
+/** The local path of a local artifact URI (a path or file://). */
+export function localPathOf(uri: string): string {
+  return /^file:/i.test(uri) ? fileURLToPath(uri.replace(/^file:\/\/(?!\/)/, 'file:///')) : resolve(uri);
+}
+
+/** `root` + `/` + `path`, for any of the URI kinds. */
+export function joinArtifactUri(root: string, path: string): string {
+  const p = path.replace(/^\/+|\/+$/g, '');
+  return p ? `${root.replace(/\/+$/, '')}/${p}` : root;
+}
+
+async function walkLocal(dir: string, prefix = ''): Promise<string[]> {
+  const out: string[] = [];
+  for (const e of await readdir(dir, { withFileTypes: true })) {
+    const rel = prefix ? `${prefix}/${e.name}` : e.name;
+    if (e.isDirectory()) out.push(...(await walkLocal(join(dir, e.name), rel)));
+    else if (e.isFile()) out.push(rel);
+  }
+  return out.sort();
+}
+
+async function downloadDir(destRoot: string | undefined): Promise<string> {
+  if (destRoot) {
+    await mkdir(destRoot, { recursive: true });
+    return destRoot;
+  }
+  return mkdtemp(join(tmpdir(), 'heimdall-artifact-'));
+}
+
+// ---- S3 --------------------------------------------------------------------------------------------------
+async function s3Client(cfg: TrackerConfig): Promise<import('@aws-sdk/client-s3').S3Client> {
+  const { S3Client } = await import('@aws-sdk/client-s3');
+  let requestHandler: unknown;
+  if (cfg.s3IgnoreTls) {
+    const https = await import('node:https');
+    requestHandler = { httpsAgent: new https.Agent({ rejectUnauthorized: false }) };
+  }
+  return new S3Client({
+    region: cfg.awsRegion,
+    endpoint: cfg.s3EndpointUrl,
+    forcePathStyle: Boolean(cfg.s3EndpointUrl),
+    credentials: cfg.awsAccessKeyId && cfg.awsSecretAccessKey
+      ? { accessKeyId: cfg.awsAccessKeyId, secretAccessKey: cfg.awsSecretAccessKey, sessionToken: cfg.awsSessionToken }
+      : undefined,
+    maxAttempts: 3,
+    ...(requestHandler ? { requestHandler: requestHandler as never } : {}),
+  });
+}
+
+function s3Failure(uri: string, e: unknown): InferenceError {
+  const err = e as Error & { name?: string; $metadata?: { httpStatusCode?: number } };
+  if (err.name === 'NoSuchKey' || err.name === 'NotFound' || err.$metadata?.httpStatusCode === 404) return notFound(`artifact ${uri} is not there`, e);
+  if (err.name === 'NoSuchBucket') return notFound(`artifact ${uri}: the bucket does not exist`, e);
+  return new InferenceError('HEIMDALL_NOT_FOUND', `cannot read artifact ${uri} from S3${redact(cfgHint(err))}: ${redact(err.message)}`, { cause: e });
+}
+const cfgHint = (e: Error & { $metadata?: { httpStatusCode?: number } }) => (e.$metadata?.httpStatusCode ? ` (HTTP ${e.$metadata.httpStatusCode})` : '');
+
+async function fetchS3(uri: string, cfg: TrackerConfig, dest?: string): Promise<FetchedArtifact> {
+  const m = /^s3:\/\/([^/]+)\/?(.*)$/i.exec(uri);
+  if (!m) throw badInput(`invalid S3 URI '${uri}'`);
+  const bucket = m[1]!;
+  const key = m[2]!.replace(/\/+$/, '');
+  const { ListObjectsV2Command, GetObjectCommand } = await import('@aws-sdk/client-s3');
+  const client = await s3Client(cfg);
+  try {
+    const keys: string[] = [];
+    let token: string | undefined;
+    do {
+      const r = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: key ? `${key}/` : '', ContinuationToken: token }))
+        .catch((e: unknown) => { throw s3Failure(uri, e); });
+      for (const o of r.Contents ?? []) if (o.Key && !o.Key.endsWith('/')) keys.push(o.Key);
+      token = r.IsTruncated ? r.NextContinuationToken : undefined;
+    } while (token);
+    const get = async (k: string, file: string) => {
+      const r = await client.send(new GetObjectCommand({ Bucket: bucket, Key: k })).catch((e: unknown) => { throw s3Failure(`s3://${bucket}/${k}`, e); });
+      await mkdir(dirname(file), { recursive: true });
+      await pipeline(r.Body as Readable, createWriteStream(file));
+    };
+    const root = await downloadDir(dest);
+    const name = posix.basename(key) || bucket;
+    if (keys.length) {
+      const files = keys.map((k) => k.slice(key ? key.length + 1 : 0)).sort();
+      for (const f of files) await get(key ? `${key}/${f}` : f, join(root, name, ...f.split('/')));
+      return { localPath: join(root, name), isDir: true, files, downloaded: true };
+    }
+    await get(key, join(root, name));
+    return { localPath: join(root, name), isDir: false, files: [name], downloaded: true };
+  } finally {
+    client.destroy();
+  }
+}
+
+// ---- mlflow-artifacts:/ (the tracking server's proxy) -----------------------------------------------------
+function proxyBase(uri: string, cfg: TrackerConfig): { base: string; path: string } {
+  const m = /^mlflow-artifacts:(?:\/\/([^/]+))?\/?(.*)$/i.exec(uri)!;
+  const path = (m[2] ?? '').replace(/\/+$/, '');
+  if (m[1]) return { base: `${/^https:/i.test(cfg.trackingUri) ? 'https' : 'http'}://${m[1]}`, path };
+  if (!/^https?:/i.test(cfg.trackingUri)) {
+    throw badInput(`artifact ${uri} is served by an MLflow tracking server: set MLFLOW_TRACKING_URI to its http(s) address (now '${redact(cfg.trackingUri)}')`);
+  }
+  return { base: cfg.trackingUri.replace(/\/+$/, ''), path };
+}
+
+function proxyHeaders(cfg: TrackerConfig): Record<string, string> {
+  if (cfg.trackingToken) return { Authorization: `Bearer ${cfg.trackingToken}` };
+  if (cfg.trackingUsername !== undefined && cfg.trackingPassword !== undefined) {
+    return { Authorization: `Basic ${Buffer.from(`${cfg.trackingUsername}:${cfg.trackingPassword}`).toString('base64')}` };
+  }
+  return {};
+}
+
+async function proxyGet(cfg: TrackerConfig, url: string, what: string): Promise<Buffer> {
+  let res;
+  try {
+    res = await httpRequest({ method: 'GET', url, headers: proxyHeaders(cfg), timeoutMs: cfg.httpRequestTimeoutS * 1000, insecureTls: cfg.trackingInsecureTls });
+  } catch (e) {
+    throw new InferenceError('HEIMDALL_NOT_FOUND', `cannot reach the MLflow artifact proxy for ${what}: ${redact((e as Error).message)}`, { cause: e });
+  }
+  if (res.status === 404) throw notFound(`artifact ${what} is not there`);
+  if (res.status < 200 || res.status >= 300) {
+    throw new InferenceError('HEIMDALL_NOT_FOUND', `the MLflow artifact proxy answered HTTP ${res.status} for ${what}: ${redact(res.body.toString('utf8').slice(0, 300))}`);
+  }
+  return res.body;
+}
+
+const enc = (p: string) => p.split('/').map(encodeURIComponent).join('/');
+
+async function proxyList(cfg: TrackerConfig, base: string, path: string, uri: string): Promise<{ path: string; isDir: boolean }[]> {
+  const body = await proxyGet(cfg, `${base}/api/2.0/mlflow-artifacts/artifacts?path=${encodeURIComponent(path)}`, uri);
+  const files = (JSON.parse(body.toString('utf8')) as { files?: { path: string; is_dir?: boolean }[] }).files ?? [];
+  // Entries are named relative to the listed folder.
+  return files.map((f) => ({ path: f.path.startsWith(`${path}/`) ? f.path.slice(path.length + 1) : posix.basename(f.path), isDir: Boolean(f.is_dir) }));
+}
+
+async function fetchProxy(uri: string, cfg: TrackerConfig, dest?: string): Promise<FetchedArtifact> {
+  const { base, path } = proxyBase(uri, cfg);
+  const files: string[] = [];
+  const walk = async (rel: string): Promise<void> => {
+    const full = rel ? `${path}/${rel}` : path;
+    for (const e of await proxyList(cfg, base, full, uri)) {
+      const r = rel ? `${rel}/${e.path}` : e.path;
+      if (e.isDir) await walk(r);
+      else files.push(r);
+    }
+  };
+  await walk('');
+  const root = await downloadDir(dest);
+  const name = posix.basename(path) || 'artifacts';
+  const get = async (p: string, file: string) => {
+    const data = await proxyGet(cfg, `${base}/api/2.0/mlflow-artifacts/artifacts/${enc(p)}`, p === path ? uri : `${uri}/${p.slice(path.length + 1)}`);
+    await mkdir(dirname(file), { recursive: true });
+    await pipeline(Readable.from([data]), createWriteStream(file));
+  };
+  if (files.length) {
+    files.sort();
+    for (const f of files) await get(`${path}/${f}`, join(root, name, ...f.split('/')));
+    return { localPath: join(root, name), isDir: true, files, downloaded: true };
+  }
+  await get(path, join(root, name));
+  return { localPath: join(root, name), isDir: false, files: [name], downloaded: true };
+}
+
+/**
+ * Makes the artifact at `uri` available locally: a local one is used where it is; a remote one is
+ * downloaded into `dest` (default: a new temporary directory). Throws HEIMDALL_NOT_FOUND naming the URI
+ * when nothing is there.
+ */
+export async function fetchArtifact(uri: string, cfg: TrackerConfig, dest?: string): Promise<FetchedArtifact> {
+  if (isS3(uri)) return fetchS3(uri, cfg, dest);
+  if (isProxy(uri)) return fetchProxy(uri, cfg, dest);
+  if (!isLocal(uri)) throw badInput(`unsupported artifact URI '${uri}' (supported: local paths, file://, s3://, mlflow-artifacts:/)`);
+  const p = localPathOf(uri);
+  const st = await stat(p).catch(() => null);
+  if (!st) throw notFound(`artifact ${p} is not there`);
+  if (st.isDirectory()) return { localPath: p, isDir: true, files: await walkLocal(p), downloaded: false };
+  return { localPath: p, isDir: false, files: [posix.basename(p.split('\\').join('/'))], downloaded: false };
+}
+
+/** The names directly inside the artifact directory `uri` (files and folders), [] when it holds nothing. */
+export async function listArtifactDir(uri: string, cfg: TrackerConfig): Promise<{ path: string; isDir: boolean }[]> {
+  if (isProxy(uri)) {
+    const { base, path } = proxyBase(uri, cfg);
+    return proxyList(cfg, base, path, uri).catch((e: InferenceError) => {
+      if (e.code === 'HEIMDALL_NOT_FOUND' && /is not there/.test(e.message)) return [];
+      throw e;
+    });
+  }
+  if (isS3(uri)) {
+    const m = /^s3:\/\/([^/]+)\/?(.*)$/i.exec(uri)!;
+    const key = m[2]!.replace(/\/+$/, '');
+    const { ListObjectsV2Command } = await import('@aws-sdk/client-s3');
+    const client = await s3Client(cfg);
+    try {
+      const r = await client.send(new ListObjectsV2Command({ Bucket: m[1]!, Prefix: key ? `${key}/` : '', Delimiter: '/' }))
+        .catch((e: unknown) => { throw s3Failure(uri, e); });
+      const strip = (k: string) => k.slice(key ? key.length + 1 : 0).replace(/\/$/, '');
+      return [
+        ...(r.CommonPrefixes ?? []).map((p) => ({ path: strip(p.Prefix!), isDir: true })),
+        ...(r.Contents ?? []).filter((o) => o.Key && !o.Key.endsWith('/')).map((o) => ({ path: strip(o.Key!), isDir: false })),
+      ].sort((a, b) => a.path.localeCompare(b.path));
+    } finally {
+      client.destroy();
+    }
+  }
+  const p = localPathOf(uri);
+  const entries = await readdir(p, { withFileTypes: true }).catch(() => []);
+  return entries.map((e) => ({ path: e.name, isDir: e.isDirectory() })).sort((a, b) => a.path.localeCompare(b.path));
+}

@@ -1,0 +1,119 @@
+// Model URIs as MLflow spells them, resolved to the artifact that holds the model:
+//   models:/<name>/<stage>   the latest version in None | Staging | Production | Archived (any case)
+//   models:/<name>/<version> a version number;  models:/<name>/latest  the highest version
+//   models:/<name>@<alias>   the version an alias points at
+//   runs:/<run_id>/<path>    an artifact of a run
+//   s3://…, mlflow-artifacts:/…, file://…, or a local path (an .onnx file or an MLflow model directory)
+import { redact } from '../config.js';
+import type { MLflowTracker } from '../tracking/tracker.js';
+import type { ModelVersion } from '../tracking/types.js';
+import { joinArtifactUri } from './artifacts.js';
+import { badInput, notFound } from './errors.js';
+
+export interface RegisteredSource {
+  name: string;
+  version: string;
+  stage: string;
+  aliases: string[];
+  runId: string | null;
+  source: string;
+  description: string | null;
+  tags: Record<string, string>;
+}
+
+export interface ResolvedModelUri {
+  uri: string;
+  /** Where the model is: an artifact URI or a local path. */
+  artifactUri: string;
+  runId: string | null;
+  registered: RegisteredSource | null;
+}
+
+const STAGES = ['None', 'Staging', 'Production', 'Archived'];
+
+export function needsTracker(uri: string): boolean {
+  return /^(models|runs):/i.test(uri);
+}
+
+function describeVersions(versions: ModelVersion[]): string {
+  return versions.length ? versions.map((v) => `${v.version} (${v.currentStage})`).join(', ') : 'none';
+}
+
+async function artifactOfSource(tracker: MLflowTracker, mv: ModelVersion, uri: string): Promise<string> {
+  const m = /^runs:\/([^/]+)\/?(.*)$/.exec(mv.source);
+  if (m) return joinArtifactUri((await runInfo(tracker, m[1]!, uri)).artifactUri, m[2] ?? '');
+  if (/^models:/.test(mv.source)) {
+    throw badInput(`${uri}: version ${mv.version} has source '${mv.source}' (an MLflow logged model), which heimdall-torch cannot read; register a run artifact (runs:/<run_id>/model) instead`);
+  }
+  return mv.source;
+}
+
+async function runInfo(tracker: MLflowTracker, runId: string, uri: string) {
+  try {
+    return await tracker.getRunInfo(runId);
+  } catch (e) {
+    throw notFound(`${uri}: run '${runId}' does not exist in ${redact(tracker.config.trackingUri)} (${(e as Error).message})`, e);
+  }
+}
+
+/** Resolves `uri` (see the file comment) with the tracker's registry; throws HEIMDALL_NOT_FOUND naming what is missing. */
+export async function resolveModelUri(uri: string, tracker?: MLflowTracker): Promise<ResolvedModelUri> {
+  if (/^runs:/i.test(uri)) {
+    const m = /^runs:\/([0-9a-zA-Z_-]+)\/(.+)$/.exec(uri);
+    if (!m) throw badInput(`invalid run URI '${uri}': expected runs:/<run_id>/<artifact path>, e.g. runs:/0123abcd/model`);
+    if (!tracker) throw badInput(`${uri} needs an MLflow tracker (MLFLOW_TRACKING_URI)`);
+    const run = await runInfo(tracker, m[1]!, uri);
+    return { uri, artifactUri: joinArtifactUri(run.artifactUri, m[2]!), runId: m[1]!, registered: null };
+  }
+  if (!/^models:/i.test(uri)) return { uri, artifactUri: uri, runId: null, registered: null };
+
+  const m = /^models:\/([^/@]+)(?:\/([^/@]+)|@([^/@]+))$/.exec(uri);
+  if (!m) throw badInput(`invalid model URI '${uri}': expected models:/<name>/<stage|version|latest> or models:/<name>@<alias>`);
+  if (!tracker) throw badInput(`${uri} needs an MLflow tracker (MLFLOW_TRACKING_URI)`);
+  const name = decodeURIComponent(m[1]!);
+  const model = await tracker.getRegisteredModel(name);
+  if (!model) {
+    throw notFound(`${uri}: no registered model named '${name}' in the MLflow registry (register one with \`heimdall-torch export --run <id> --register ${name}\`)`);
+  }
+  let mv: ModelVersion;
+  if (m[3] !== undefined) {
+    const alias = decodeURIComponent(m[3]);
+    try {
+      mv = await tracker.getModelVersionByAlias(name, alias);
+    } catch (e) {
+      const known = Object.keys(model.aliases ?? {});
+      throw notFound(`${uri}: registered model '${name}' has no alias '${alias}' (aliases: ${known.length ? known.join(', ') : 'none'})`, e);
+    }
+  } else {
+    const sel = decodeURIComponent(m[2]!);
+    if (/^\d+$/.test(sel)) {
+      try {
+        mv = await tracker.getModelVersion(name, sel);
+      } catch (e) {
+        throw notFound(`${uri}: registered model '${name}' has no version ${sel} (latest per stage: ${describeVersions(model.latestVersions)})`, e);
+      }
+    } else if (sel.toLowerCase() === 'latest') {
+      const all = await tracker.getLatestVersions(name);
+      if (!all.length) throw notFound(`${uri}: registered model '${name}' has no versions`);
+      mv = all.reduce((a, b) => (Number(b.version) > Number(a.version) ? b : a));
+    } else {
+      const stage = STAGES.find((s) => s.toLowerCase() === sel.toLowerCase());
+      if (!stage) throw badInput(`${uri}: '${sel}' is neither a version number, 'latest', nor a stage (${STAGES.join(', ')})`);
+      const inStage = await tracker.getLatestVersions(name, [stage as never]);
+      if (!inStage.length) {
+        throw notFound(`${uri}: registered model '${name}' has no version in stage ${stage} (latest per stage: ${describeVersions(model.latestVersions)})`);
+      }
+      mv = inStage[0]!;
+    }
+  }
+  const artifactUri = await artifactOfSource(tracker, mv, uri);
+  return {
+    uri,
+    artifactUri,
+    runId: mv.runId,
+    registered: {
+      name, version: mv.version, stage: String(mv.currentStage), aliases: mv.aliases ?? [], runId: mv.runId, source: mv.source,
+      description: mv.description, tags: mv.tags ?? {},
+    },
+  };
+}
