@@ -7,7 +7,7 @@ import { ConfigError } from '../config.js';
 import { HeimdallDataModule } from '../data/heimdall.js';
 import { ConvNeXt } from '../model.js';
 import { exportOnnx, formatOnnxReport, writeMlflowOnnxModel } from '../onnx/index.js';
-import { EarlyStopping, LearningRateMonitor, MLflowLogger, ModelCheckpoint, Trainer, type DataModule } from '../trainer/index.js';
+import { EarlyStopping, LearningRateMonitor, MLflowLogger, ModelCheckpoint, Trainer } from '../trainer/index.js';
 
 const VARIANTS = ['atto', 'femto', 'pico', 'nano', 'tiny', 'small', 'base', 'large', 'xlarge'];
 
@@ -123,33 +123,14 @@ export function resolveTrainFlags(cmd: Command): TrainFlags {
   return r.data!;
 }
 
-/** The Heimdall data with the reference split, as the Trainer's data module. */
-class HeimdallTrainingData implements DataModule {
-  constructor(readonly data: HeimdallDataModule, readonly batchSize: number, private readonly seed: number) {}
-  private splits?: ReturnType<HeimdallDataModule['split']>;
-  setup() {
-    this.splits ??= this.data.split(this.seed);
-    return this.splits;
-  }
-  get positionScale() {
-    return this.data.positionScale;
-  }
-  hyperparameters(): Record<string, unknown> {
-    return { samples: this.data.size, input_shape: this.data.inputShape, split_seed: this.seed };
-  }
-  describe(): string {
-    return this.data.dataset.describe();
-  }
-}
-
 export async function train(flags: TrainFlags): Promise<number> {
   const t0 = Date.now();
   const log = (s: string) => process.stdout.write(`${s}\n`);
+  // The data module itself goes to trainer.fit: its setup() computes every sample's features on all cores,
+  // then gives the reference split (seeded with --seed).
   const data = flags.dataDir
-    ? await HeimdallDataModule.fromDirectory(resolve(flags.dataDir))
-    : HeimdallDataModule.synthetic({ samples: flags.samples, seed: flags.seed });
-  if (!flags.dataDir) await data.materialize(); // generate every sample's features now, on all cores
-  const dm = new HeimdallTrainingData(data, flags.batchSize, flags.seed);
+    ? await HeimdallDataModule.fromDirectory(resolve(flags.dataDir), { batchSize: flags.batchSize, splitSeed: flags.seed })
+    : HeimdallDataModule.synthetic({ samples: flags.samples, seed: flags.seed, batchSize: flags.batchSize });
   const inChans = data.inputShape[0]!;
   const model = ConvNeXt.localization(flags.backbone, { inChans, pretrained: flags.pretrained, freezeBackbone: flags.freezeBackbone, seed: flags.seed });
   const runName = flags.runName ?? `rf-localization-${new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19)}`;
@@ -173,9 +154,9 @@ export async function train(flags: TrainFlags): Promise<number> {
     callbacks: [checkpoint, new EarlyStopping({ monitor: 'val/loss', patience: flags.patience }), new LearningRateMonitor()],
     logger,
   });
-  log(`heimdall-torch: ${flags.backbone} (${(model.numParameters() / 1e6).toFixed(1)}M parameters) on ${dm.describe()}, ${flags.epochs} epochs max`);
+  log(`heimdall-torch: ${flags.backbone} (${(model.numParameters() / 1e6).toFixed(1)}M parameters) on ${data.describe()}, ${flags.epochs} epochs max`);
   try {
-    const history = await trainer.fit(model, dm, { ckptPath: flags.resume });
+    const history = await trainer.fit(model, data, { ckptPath: flags.resume });
     for (const e of history.epochs) {
       log(`epoch ${e.epoch}: train/loss ${e.train['train/loss']?.toFixed(4)}  val/loss ${e.val?.['val/loss']?.toFixed(4)}  val/position_error_m ${e.val?.['val/position_error_m']?.toFixed(0)}  (${e.samplesPerSec.toFixed(0)} samples/s)`);
     }
@@ -185,7 +166,7 @@ export async function train(flags: TrainFlags): Promise<number> {
       return 130;
     }
     const test = await trainer.test({ ckptPath: checkpoint.bestModelPath ? 'best' : undefined });
-    const splits = dm.setup();
+    const splits = await data.setup();
     const baseline = data.centroidBaseline(splits.train, splits.test);
     const ours = test['test/position_error_m']!;
     log('');

@@ -4,6 +4,7 @@
 // receivers). Every data set is a NativeDataset: the engine batches, shuffles and prefetches it natively.
 import { z } from 'zod';
 import { native, type NativeDataset, type PositionScale } from '../native.js';
+import type { DataModule } from '../trainer/data.js';
 
 const range = z.tuple([z.number().min(0), z.number().min(0)]).refine(([lo, hi]) => lo <= hi, 'min must not exceed max');
 
@@ -15,7 +16,18 @@ export const augmentOptionsSchema = z.object({
   maxShift: z.number().int().min(0).default(2),
 });
 
+/** What the Trainer needs beyond the samples: batch size and the split's seed. */
+const moduleOptions = {
+  /** Samples per batch (default 32). */
+  batchSize: z.number().int().min(1).default(32),
+  /** Seed of the reference split's shuffle (synthetic: default `seed`; directory: default 42). */
+  splitSeed: z.number().int().min(0).optional(),
+  /** setup() computes every sample's features first, on all cores (default true; only when caching). */
+  materialize: z.boolean().default(true),
+};
+
 export const syntheticOptionsSchema = z.object({
+  ...moduleOptions,
   samples: z.number().int().min(3).default(2000),
   seed: z.number().int().min(0).default(0),
   /** 'default' (shadowing σ 1–2 dB, clutter 8–12 dB: learnable) or 'reference' (3–6 dB, 5–15 dB, as the reference simulator). */
@@ -36,6 +48,7 @@ export const syntheticOptionsSchema = z.object({
 export type SyntheticOptions = z.input<typeof syntheticOptionsSchema>;
 
 export const directoryOptionsSchema = z.object({
+  ...moduleOptions,
   cache: z.boolean().default(true),
   augment: augmentOptionsSchema.partial().optional(),
 });
@@ -106,32 +119,70 @@ function parse<T extends z.ZodTypeAny>(schema: T, value: unknown, what: string):
   return r.data;
 }
 
-/** A Heimdall data set with its split and metadata. */
-export class HeimdallDataModule {
+/**
+ * A Heimdall data set with its split and metadata — the Trainer's data module as it is:
+ * `trainer.fit(ConvNeXt.localization('convnext_atto', { inChans: 7 }), HeimdallDataModule.synthetic())`.
+ * setup() gives the reference split (seeded); the engine augments the train split only.
+ */
+export class HeimdallDataModule implements DataModule {
   readonly info: HeimdallDataInfo;
+  /** Samples per batch. */
+  readonly batchSize: number;
+  /** Seed of the reference split setup() returns. */
+  readonly splitSeed: number;
+  private splits?: Splits;
+  private readonly materializeOnSetup: boolean;
 
-  private constructor(readonly dataset: NativeDataset) {
+  private constructor(
+    readonly dataset: NativeDataset,
+    options: { batchSize: number; splitSeed: number; materialize: boolean },
+    private readonly params: Record<string, unknown>,
+  ) {
     const info = addon().heimdallInfo(dataset);
     if (!info) throw new Error('heimdall-torch: not a Heimdall data set: ' + dataset.describe());
     this.info = info;
+    this.batchSize = options.batchSize;
+    this.splitSeed = options.splitSeed;
+    this.materializeOnSetup = options.materialize;
   }
 
   /** The synthetic RF data set (the embedded default): 7 receivers × 128 mel bands × 32 frames per sample. */
   static synthetic(options: SyntheticOptions = {}): HeimdallDataModule {
-    const o = parse(syntheticOptionsSchema, options, 'synthetic data options');
-    return new HeimdallDataModule(addon().heimdallSynthetic(o));
+    const { batchSize, splitSeed, materialize, ...o } = parse(syntheticOptionsSchema, options, 'synthetic data options');
+    const params = { source: 'synthetic', seed: o.seed, preset: o.preset };
+    return new HeimdallDataModule(addon().heimdallSynthetic(o), { batchSize, splitSeed: splitSeed ?? o.seed, materialize }, params);
   }
 
   /** A directory of `<id>_iq.npy` + `<id>_label.npy` (+ optional manifest.json). Every file's header is checked. */
   static async fromDirectory(dir: string, options: DirectoryOptions = {}): Promise<HeimdallDataModule> {
-    const o = parse(directoryOptionsSchema, options, 'data directory options');
-    return new HeimdallDataModule(await addon().heimdallDirectory(dir, o));
+    const { batchSize, splitSeed, materialize, ...o } = parse(directoryOptionsSchema, options, 'data directory options');
+    return new HeimdallDataModule(await addon().heimdallDirectory(dir, o), { batchSize, splitSeed: splitSeed ?? 42, materialize }, { source: 'directory', dir });
   }
 
   /** Writes `samples` synthetic samples in the on-disk format. */
-  static async writeSynthetic(dir: string, samples: number, options: Omit<SyntheticOptions, 'samples' | 'cache'> = {}): Promise<number> {
-    const o = parse(syntheticOptionsSchema.omit({ samples: true, cache: true }), options, 'synthetic data options');
+  static async writeSynthetic(dir: string, samples: number, options: Omit<SyntheticOptions, 'samples' | 'cache' | keyof typeof moduleOptions> = {}): Promise<number> {
+    const o = parse(syntheticOptionsSchema.omit({ samples: true, cache: true, batchSize: true, splitSeed: true, materialize: true }), options, 'synthetic data options');
     return (await addon().writeSynthetic(dir, samples, o)).written;
+  }
+
+  /**
+   * DataModule: the reference split with `splitSeed` (built once; the same data sets on every call). Unless
+   * `materialize: false`, every sample's features are computed first on all cores (see materialize()).
+   */
+  async setup(): Promise<Splits> {
+    if (this.splits) return this.splits;
+    if (this.materializeOnSetup) await this.materialize();
+    this.splits ??= this.split(this.splitSeed);
+    return this.splits;
+  }
+
+  /** DataModule: logged as `data/...` parameters. */
+  hyperparameters(): Record<string, unknown> {
+    return { ...this.params, samples: this.size, input_shape: this.inputShape, batch_size: this.batchSize, split_seed: this.splitSeed };
+  }
+
+  describe(): string {
+    return this.dataset.describe();
   }
 
   get size(): number {

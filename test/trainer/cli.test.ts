@@ -3,6 +3,8 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { resolveTrainFlags, trainCommand, type TrainFlags } from '../../lib/cli/train.js';
+import { ConfigError } from '../../lib/config.js';
 import { python, repoRoot } from '../helpers/python.js';
 import { tempDir } from '../helpers/tmp.js';
 
@@ -44,6 +46,52 @@ for r in runs:
                 'metrics': r.data.metrics, 'tags': r.data.tags, 'train_loss_steps': [m.step for m in hist], 'artifacts': arts})
 print(json.dumps(out))
 `;
+
+/** The flags `train` would run with for these arguments (parsed by the real command, nothing trained). */
+function flagsOf(args: string[]): TrainFlags {
+  const cmd = trainCommand().exitOverride();
+  cmd.action(() => undefined);
+  cmd.parse(args, { from: 'user' });
+  return resolveTrainFlags(cmd);
+}
+
+describe('train --config <json>', () => {
+  const dir = tempDir();
+  const cfg = join(dir, 'train.json');
+  writeFileSync(cfg, JSON.stringify({ backbone: 'CONVNEXT_TINY', epochs: 7, learningRate: 0.01, batchSize: 8, seed: 5, exportOnnx: false, threads: 1, runName: 'from-config' }));
+
+  it('takes every option from the file when no flag is given; the rest keep their defaults', () => {
+    const f = flagsOf(['--config', cfg]);
+    expect(f).toMatchObject({ backbone: 'convnext_tiny', epochs: 7, learningRate: 0.01, batchSize: 8, seed: 5, exportOnnx: false, threads: 1, runName: 'from-config' });
+    expect(f).toMatchObject({ weightDecay: 1e-5, patience: 5, samples: 2000, outputDir: './outputs', device: 'auto' });
+    expect(flagsOf([])).toMatchObject({ backbone: 'convnext_large', epochs: 100, learningRate: 1e-3, exportOnnx: true });
+  });
+
+  it('explicit flags win over the file, also when they equal the default, and booleans both ways', () => {
+    const f = flagsOf(['--epochs', '3', '--config', cfg, '--learning-rate', '0.001', '--export-onnx', '--backbone', 'atto', '--run-name', 'cli']);
+    expect(f).toMatchObject({ epochs: 3, learningRate: 0.001, exportOnnx: true, backbone: 'convnext_atto', runName: 'cli' });
+    expect(f).toMatchObject({ batchSize: 8, seed: 5, threads: 1 }); // not given on the command line: from the file
+    const on = join(dir, 'on.json');
+    writeFileSync(on, JSON.stringify({ exportOnnx: true, freezeBackbone: true }));
+    expect(flagsOf(['--config', on, '--no-export-onnx', '--no-freeze-backbone'])).toMatchObject({ exportOnnx: false, freezeBackbone: false });
+    expect(flagsOf(['--config', on])).toMatchObject({ exportOnnx: true, freezeBackbone: true });
+  });
+
+  it('a flag overrides a bad value in the file; bad values left in the file, or a missing file, are named', () => {
+    const bad = join(dir, 'bad.json');
+    writeFileSync(bad, JSON.stringify({ epochs: 'many', batchSize: 1 }));
+    expect(() => flagsOf(['--config', bad, '--epochs', '2'])).toThrow(/--batch-size: /);
+    let err: unknown;
+    try {
+      flagsOf(['--config', bad, '--epochs', '2', '--batch-size', '4']);
+      flagsOf(['--config', join(dir, 'missing.json')]);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).issues).toEqual([expect.stringMatching(/^--config .*missing\.json: ENOENT/)]);
+  });
+});
 
 describe('heimdall-torch train (CLI)', () => {
   it('trains on synthetic data into ./mlflow.db: one FINISHED run that Python MLflow reads back', async () => {
