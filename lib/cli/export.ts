@@ -95,7 +95,7 @@ export async function exportCli(flags: ExportFlags): Promise<number> {
       }));
       return 0;
     }
-    out(formatOnnxReport(r.report));
+    out(formatOnnxReport(r.report) + (flags.output ? '' : '\n  (written to a temporary directory, removed: --output <dir> keeps the files)'));
     out(`model URI ${r.modelUri}`);
     if (r.registered) {
       const v = r.registered;

@@ -79,9 +79,9 @@ function s3Failure(uri: string, e: unknown): InferenceError {
   const err = e as Error & { name?: string; $metadata?: { httpStatusCode?: number } };
   if (err.name === 'NoSuchKey' || err.name === 'NotFound' || err.$metadata?.httpStatusCode === 404) return notFound(`artifact ${uri} is not there`, e);
   if (err.name === 'NoSuchBucket') return notFound(`artifact ${uri}: the bucket does not exist`, e);
-  return new InferenceError('HEIMDALL_NOT_FOUND', `cannot read artifact ${uri} from S3${redact(cfgHint(err))}: ${redact(err.message)}`, { cause: e });
+  const status = err.$metadata?.httpStatusCode ? ` (HTTP ${err.$metadata.httpStatusCode})` : '';
+  return new InferenceError('HEIMDALL_NOT_FOUND', `cannot read artifact ${uri} from S3${status}: ${redact(err.message)}`, { cause: e });
 }
-const cfgHint = (e: Error & { $metadata?: { httpStatusCode?: number } }) => (e.$metadata?.httpStatusCode ? ` (HTTP ${e.$metadata.httpStatusCode})` : '');
 
 async function fetchS3(uri: string, cfg: TrackerConfig, dest?: string): Promise<FetchedArtifact> {
   const m = /^s3:\/\/([^/]+)\/?(.*)$/i.exec(uri);
