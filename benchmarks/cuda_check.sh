@@ -10,7 +10,7 @@
 #    which is, by hand:
 #        mkdir -p .cache/cuda-check && xz -T2 -9 -c "$(command -v node)" > .cache/cuda-check/node.xz
 #        + an xz tarball of the node_modules packages the check needs (cmake-js, node-addon-api,
-#          node-api-headers, tsx and their dependencies): .cache/cuda-check/node_modules.tar.xz
+#          node-api-headers, node-gyp-build, tsx and their dependencies): .cache/cuda-check/node_modules.tar.xz
 # 2. Run, on the GPU machine, from a copy of the repo that has .cache/cuda-check/:
 #        bash benchmarks/cuda_check.sh
 #    With the workplace's device tool: run(command="bash benchmarks/cuda_check.sh", carry=[".cache/cuda-check"]).
@@ -46,7 +46,7 @@ while [ $# -gt 0 ]; do
   shift
 done
 
-NM_PACKAGES="cmake-js node-addon-api node-api-headers tsx"
+NM_PACKAGES="cmake-js node-addon-api node-api-headers node-gyp-build tsx"
 
 # ---- prepare (here) ------------------------------------------------------------------------------------
 if [ "$MODE" = prepare ]; then
@@ -161,30 +161,43 @@ if [ $SKIP_BUILD = 0 ]; then
   B0=$(date +%s)
   if [ $CONFIGURE_ONLY = 1 ]; then
     if node node_modules/cmake-js/bin/cmake-js configure --out "$BUILD" "${GEN[@]}" > "$LOGDIR/build.log" 2>&1; then
-      row "addon configure (cmake-js)" ok "$(grep -o 'libtorch from.*' "$LOGDIR/build.log" | head -1)"
+      row "addon configure (cmake-js)" ok "$(grep -o 'libtorch [^ ]* from.*' "$LOGDIR/build.log" | head -1)"
     else
       row "addon configure (cmake-js)" FAIL "see $LOGDIR/build.log"; tail -30 "$LOGDIR/build.log"; exit 1
     fi
     exit 0
   fi
   if node node_modules/cmake-js/bin/cmake-js compile --out "$BUILD" "${GEN[@]}" > "$LOGDIR/build.log" 2>&1; then
-    row "addon build (cmake-js)" ok "$(( $(date +%s) - B0 )) s; $(grep -o 'libtorch from.*' "$LOGDIR/build.log" | head -1)"
+    row "addon build (cmake-js)" ok "$(( $(date +%s) - B0 )) s; built against $(node -p "const l = require(process.argv[1]).libtorch; \`libtorch \${l.full} (\${l.cudaBuild ? 'CUDA ' + l.cudaVersion : 'CPU'}) from \${l.source}\`" "$BUILD/Release/heimdall_torch.json" 2>/dev/null)"
   else
     row "addon build (cmake-js)" FAIL "see $LOGDIR/build.log"; tail -40 "$LOGDIR/build.log"; exit 1
   fi
 fi
 [ -f "$ADDON" ] || { row "addon" FAIL "$ADDON not found"; exit 1; }
 export HEIMDALL_TORCH_ADDON="$ADDON"
+# The addon has no RUNPATH: lib/loader/libtorch.ts finds libtorch at run time. Point it at the torch the build
+# used (recorded in heimdall_torch.json next to the addon) unless LIBTORCH is set already.
+if [ -z "${LIBTORCH:-}" ] && [ -f "$BUILD/Release/heimdall_torch.json" ]; then
+  LIBTORCH=$(node -p "require(process.argv[1]).libtorch.root" "$BUILD/Release/heimdall_torch.json")
+  export LIBTORCH
+fi
+export PYTHON
+if LOADED=$(cd "$ROOT" && node --import tsx --input-type=module -e "const { native } = await import('./lib/native.ts'); const { loadedLibtorch } = await import('./lib/loader/libtorch.ts'); const i = native().torchInfo(); const l = loadedLibtorch(); console.log(\`libtorch \${i.libtorch} from \${l?.candidate?.source ?? '?'}: \${l?.libtorch ?? '?'}\`)" 2>&1); then
+  row "addon loads (runtime libtorch discovery)" ok "$(echo "$LOADED" | tail -1)"
+else
+  row "addon loads (runtime libtorch discovery)" FAIL "$(echo "$LOADED" | tr '\n' ' ' | cut -c1-400)"; exit 1
+fi
 
 # ---- the CUDA subset: plain Node over the built addon (no test runner needed) ----------------------------
 SUBSET="$BUILD/cuda_subset.mjs"
 cat > "$SUBSET" <<'EOF'
-import { createRequire } from 'node:module';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-const require = createRequire(import.meta.url);
-const addon = require(process.env.HEIMDALL_TORCH_ADDON);
+import { pathToFileURL } from 'node:url';
+// Through the package's loader (HEIMDALL_TORCH_ADDON + runtime libtorch discovery), as users load it.
+const { native } = await import(pathToFileURL(join(process.env.HEIMDALL_ROOT, 'lib', 'native.ts')).href);
+const addon = native();
 const cpuOnly = process.env.CUDA_CHECK_CPU === '1';
 const device = cpuOnly ? 'cpu' : 'cuda';
 const results = [];
@@ -297,7 +310,7 @@ console.log(`${results.length - failed} passed, ${failed} failed`);
 process.exit(failed ? 1 : 0);
 EOF
 SUBSET_RC=0
-CUDA_CHECK_CPU=$CPU node "$SUBSET" > "$LOGDIR/subset.log" 2>&1 || SUBSET_RC=$?
+HEIMDALL_ROOT="$ROOT" CUDA_CHECK_CPU=$CPU node --import tsx "$SUBSET" > "$LOGDIR/subset.log" 2>&1 || SUBSET_RC=$?
 while IFS=$'\t' read -r tag name res detail; do
   if [ "$tag" = ROW ]; then row "$name" "$res" "$detail"; fi
 done < "$LOGDIR/subset.log"
