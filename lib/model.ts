@@ -17,6 +17,9 @@ export interface ConvNeXtOptions {
   /** Localization: uncertainty clamp [sigmaMin, sigmaMax] (reference: 0.01 … 1.0). */
   sigmaMin?: number;
   sigmaMax?: number;
+  /** Localization: dropout of the position and uncertainty MLPs (128 → 64 → 2), one rate or one per hidden layer
+   *  (reference: [0.3, 0.2]). Train-time only; the architecture and the weights' shapes do not change. */
+  headDropout?: number | [number, number];
 }
 
 export class ConvNeXt {
@@ -80,6 +83,7 @@ export class ConvNeXt {
       in_chans: this.inChans,
       drop_path_rate: this.options.dropPathRate ?? 0,
       freeze_backbone: this.options.freezeBackbone ?? false,
+      ...(this.head === 'localization' ? { head_dropout: this.options.headDropout ?? [0.3, 0.2] } : {}),
       pretrained: this.options.pretrained ?? null,
       parameters: this.numParameters(),
     };

@@ -45,6 +45,8 @@ export interface NativeModelOptions {
   outputs?: number;
   sigmaMin?: number;
   sigmaMax?: number;
+  /** Localization MLPs' dropout: one rate for each hidden layer, or one per layer (default [0.3, 0.2], the reference's). */
+  headDropout?: number | [number, number];
   freezeBackbone?: boolean;
   seed?: number;
 }

@@ -3,6 +3,7 @@
 // always predicting the training split's centroid (issue 4's main job: ≥ 3× better). Prints per-epoch figures.
 //   npx tsx benchmarks/data/learn.ts [--samples 2000] [--epochs 8] [--lr 2e-3] [--batch 32] [--preset default|reference]
 //        [--clutter MIN,MAX] [--shadowing MIN,MAX]   (dB: override the generator's loss ranges)
+//        [--head-dropout P]   (the localization MLPs' dropout; default the reference's 0.3, 0.2)
 // Needs the built addon (npm run build:native, or HEIMDALL_TORCH_ADDON=<path>).
 import { HeimdallDataModule } from '../../lib/data/heimdall.js';
 import { native } from '../../lib/native.js';
@@ -16,6 +17,7 @@ const epochs = Number(arg('--epochs', '8'));
 const lr = Number(arg('--lr', '2e-3'));
 const batchSize = Number(arg('--batch', '32'));
 const preset = arg('--preset', 'default') as 'default' | 'reference';
+const headDropout = process.argv.includes('--head-dropout') ? Number(arg('--head-dropout', '0')) : undefined;
 const pair = (v: string | undefined) => (v ? (v.split(',').map(Number) as [number, number]) : undefined);
 const clutterDb = pair(process.argv.includes('--clutter') ? arg('--clutter', '') : undefined);
 const shadowingDb = pair(process.argv.includes('--shadowing') ? arg('--shadowing', '') : undefined);
@@ -29,7 +31,7 @@ await data.materialize();
 console.log(`generated ${samples} samples in ${elapsed().toFixed(1)} s (${(samples / elapsed()).toFixed(0)} samples/s)`);
 const { train, val, test } = data.split(0);
 const steps = Math.ceil(train.size / batchSize) * epochs;
-const model = new addon.Model({ variant: 'atto', head: 'localization', inChans: 7, seed: 0 });
+const model = new addon.Model({ variant: 'atto', head: 'localization', inChans: 7, seed: 0, headDropout });
 const engine = new addon.Engine(model, {
   device: 'cpu', seed: 0, positionScale: data.positionScale,
   optimizer: { name: 'adamw', lr, weightDecay: 0.05 },

@@ -26,6 +26,7 @@ export const trainFlagsSchema = z
     backbone: backbone.default('CONVNEXT_LARGE'),
     pretrained: z.string().optional(),
     freezeBackbone: z.boolean().default(false),
+    headDropout: z.number().min(0).lt(1).optional(),
     learningRate: z.number().positive().default(1e-3),
     batchSize: z.number().int().min(2).default(32),
     epochs: z.number().int().min(1).default(100),
@@ -74,6 +75,7 @@ export function trainCommand(): Command {
     .addOption(new Option('--seed <n>', 'seed for data, initialisation and shuffling').argParser(num).default(42))
     .option('--resume <checkpoint>', 'continue a training from its checkpoint (same MLflow run)')
     .addOption(new Option('--warmup-steps <n>', 'linear warmup steps before the cosine decay').argParser(num).default(0))
+    .addOption(new Option('--head-dropout <p>', 'dropout of the position and uncertainty MLPs, 0 ≤ p < 1 (default: 0.3 then 0.2, as the reference)').argParser(num))
     .addOption(new Option('--grad-clip-norm <x>', 'clip gradients to this norm (0: off)').argParser(num).default(0))
     .addOption(new Option('--threads <n>', 'CPU threads for libtorch').argParser(num))
     .option('--progress', 'show a progress bar (default: when stdout is a terminal and CI is unset)')
@@ -132,7 +134,8 @@ export async function train(flags: TrainFlags): Promise<number> {
     ? await HeimdallDataModule.fromDirectory(resolve(flags.dataDir), { batchSize: flags.batchSize, splitSeed: flags.seed })
     : HeimdallDataModule.synthetic({ samples: flags.samples, seed: flags.seed, batchSize: flags.batchSize });
   const inChans = data.inputShape[0]!;
-  const model = ConvNeXt.localization(flags.backbone, { inChans, pretrained: flags.pretrained, freezeBackbone: flags.freezeBackbone, seed: flags.seed });
+  const model = ConvNeXt.localization(flags.backbone, { inChans, pretrained: flags.pretrained, freezeBackbone: flags.freezeBackbone,
+    headDropout: flags.headDropout, seed: flags.seed });
   const runName = flags.runName ?? `rf-localization-${new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19)}`;
   const checkpoint = new ModelCheckpoint({ monitor: 'val/loss', mode: 'min', saveTopK: 3, saveLast: true });
   const logger = new MLflowLogger({

@@ -30,7 +30,7 @@ export const syntheticOptionsSchema = z.object({
   ...moduleOptions,
   samples: z.number().int().min(3).default(2000),
   seed: z.number().int().min(0).default(0),
-  /** 'default' (shadowing σ 1–2 dB, clutter 8–12 dB: learnable) or 'reference' (3–6 dB, 5–15 dB, as the reference simulator). */
+  /** 'default' (shadowing σ 0.5–1 dB, clutter 9–11 dB: learnable) or 'reference' (3–6 dB, 5–15 dB, as the reference simulator). */
   preset: z.enum(['default', 'reference']).default('default'),
   marginDeg: z.number().min(0).optional(),
   insideFraction: z.number().min(0).max(1).optional(),
@@ -179,6 +179,11 @@ export class HeimdallDataModule implements DataModule {
   /** DataModule: logged as `data/...` parameters. */
   hyperparameters(): Record<string, unknown> {
     return { ...this.params, samples: this.size, input_shape: this.inputShape, batch_size: this.batchSize, split_seed: this.splitSeed };
+  }
+
+  /** DataModule: the target normalisation, feature constants and receivers (logged as `data/metadata.json`). */
+  metadataJson(): string {
+    return this.info.metadataJson;
   }
 
   describe(): string {

@@ -2,7 +2,7 @@
 // fetched through the artifact store, or a local file), export it with the validation report, log the MLflow
 // `onnx` flavor folder as the run's `model/` (with the SHA-256 tag), register `runs:/<run_id>/model`, wait
 // READY, move it to a stage and set an alias. The library side of `heimdall-torch export`.
-import { existsSync, mkdirSync, openSync, readSync, closeSync, fstatSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, openSync, readFileSync, readSync, closeSync, fstatSync, rmSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
@@ -124,10 +124,16 @@ export async function findRunCheckpoint(tracker: MLflowTracker, run: RunSummary,
 
 /**
  * The data facts the model needs at inference (target normalisation, feature constants, receivers) as the
- * metadata JSON the data sets write: from `dataDir` if given, else from the run's `cli/data_dir` param
- * (`synthetic` → the built-in simulator's), else null.
+ * metadata JSON the data sets write: from `dataDir` if given; else the run's `data/metadata.json` artifact
+ * (the MLflowLogger logs it); else from the run's `cli/data_dir` param (`synthetic` → the built-in
+ * simulator's); else null.
  */
-export async function dataMetadataOfRun(run: RunSummary, dataDir?: string): Promise<{ json: string; inputShape: number[]; from: string } | null> {
+export async function dataMetadataOfRun(run: RunSummary, dataDir?: string,
+  artifacts?: { tracker: MLflowTracker; downloadDir: string }): Promise<{ json: string; inputShape: number[]; from: string } | null> {
+  if (!dataDir && artifacts) {
+    const logged = await loggedDataMetadata(run, artifacts.tracker, artifacts.downloadDir);
+    if (logged) return logged;
+  }
   const dir = dataDir ?? run.params['cli/data_dir'];
   if (!dir) return null;
   if (dir === 'synthetic' && !dataDir) {
@@ -142,6 +148,24 @@ export async function dataMetadataOfRun(run: RunSummary, dataDir?: string): Prom
   }
   const d = await HeimdallDataModule.fromDirectory(path, { cache: false });
   return { json: d.info.metadataJson, inputShape: d.inputShape, from: path };
+}
+
+/** The run's `data/metadata.json` artifact, or null when the run has none (runs from before it was logged). */
+async function loggedDataMetadata(run: RunSummary, tracker: MLflowTracker, downloadDir: string): Promise<{ json: string; inputShape: number[]; from: string } | null> {
+  const uri = joinArtifactUri(run.artifactUri, 'data/metadata.json');
+  const listed = await listArtifactDir(joinArtifactUri(run.artifactUri, 'data'), tracker.config).catch(() => []);
+  if (!listed.some((e) => !e.isDir && e.path.endsWith('metadata.json'))) return null;
+  const got = await fetchArtifact(uri, tracker.config, join(downloadDir, 'data'));
+  const json = readFileSync(got.localPath, 'utf8');
+  let meta: { receivers?: unknown[]; features?: { n_mels?: number; frames?: number } };
+  try {
+    meta = JSON.parse(json);
+  } catch (e) {
+    throw badFile(`${uri} is not valid JSON (${(e as Error).message}): pass --data-dir <the data directory> instead`, e);
+  }
+  const chans = meta.receivers?.length, mels = meta.features?.n_mels, frames = meta.features?.frames;
+  if (!chans || !mels || !frames) throw badFile(`${uri} lacks receivers or features.n_mels/frames: pass --data-dir <the data directory> instead`);
+  return { json, inputShape: [chans, mels, frames], from: uri };
 }
 
 // ---- export + log + register ----------------------------------------------------------------------------
@@ -228,7 +252,7 @@ export async function exportRun(tracker: MLflowTracker, runId: string, opts: Exp
       throw new InferenceError('HEIMDALL_WEIGHTS_MISMATCH',
         `checkpoint ${ckpt.source} has a ${ckpt.header.head} head; export/predict serve localization models (positions + uncertainties)`);
     }
-    const data = await dataMetadataOfRun(run, opts.dataDir);
+    const data = await dataMetadataOfRun(run, opts.dataDir, { tracker, downloadDir: work });
     if (!data) {
       throw notFound(`run ${runId} was trained on '${run.params['cli/data_dir'] ?? '(not recorded)'}', which is not here: ` +
         'pass --data-dir <the data directory> so the export records its target normalisation');

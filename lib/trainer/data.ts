@@ -17,6 +17,12 @@ export interface DataModule {
   readonly positionScale?: PositionScale;
   /** Logged as parameters (`data/...`). */
   hyperparameters?(): Record<string, unknown>;
+  /**
+   * What a model trained on this data needs at inference (target normalisation, feature constants, receivers),
+   * as JSON. The MLflowLogger logs it as the run's `data/metadata.json`, so that exporting the run later does
+   * not need the data set.
+   */
+  metadataJson?(): string;
   describe(): string;
 }
 

@@ -59,6 +59,29 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       opts.head.sigma_min = GetNumber(o, "sigmaMin", 0.01);
       opts.head.sigma_max = GetNumber(o, "sigmaMax", 1.0);
       opts.freeze_backbone = GetBool(o, "freezeBackbone", false);
+      // headDropout: one rate for every hidden layer of the localization MLPs, or one per layer.
+      if (Napi::Value d = o.Get("headDropout"); !d.IsUndefined() && !d.IsNull()) {
+        const char* what = "option headDropout must be a number in [0, 1) or an array of them (one per hidden layer)";
+        auto bad = [](const Napi::Env& env, const std::string& msg) { throw MakeError(env, {kErrInvalidArgument, msg}); };
+        std::vector<double> rates;
+        if (d.IsNumber()) {
+          rates.assign(opts.head.hidden.size(), d.As<Napi::Number>().DoubleValue());
+        } else if (d.IsArray()) {
+          Napi::Array a = d.As<Napi::Array>();
+          for (uint32_t i = 0; i < a.Length(); ++i) {
+            if (!a.Get(i).IsNumber()) bad(info.Env(), what);
+            rates.push_back(a.Get(i).As<Napi::Number>().DoubleValue());
+          }
+          if (rates.size() != opts.head.hidden.size())
+            bad(info.Env(), std::string(what) + "; got " + std::to_string(rates.size()) + " rates for " +
+                                std::to_string(opts.head.hidden.size()) + " hidden layers");
+        } else {
+          bad(info.Env(), what);
+        }
+        for (double r : rates)
+          if (!(r >= 0.0 && r < 1.0)) bad(info.Env(), std::string(what) + "; got " + std::to_string(r));
+        opts.head.dropout = rates;
+      }
       const int64_t seed = GetInt(o, "seed", 42);
       std::lock_guard<std::mutex> lock(g_rng_mutex);
       torch::manual_seed(static_cast<uint64_t>(seed));

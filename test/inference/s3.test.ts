@@ -1,10 +1,11 @@
 // The same path on a SQLite store with S3 (MinIO) artifacts: checkpoints downloaded from S3 for the export,
 // model/ uploaded there, `--best val/loss`, a second version archiving the first in Production, loadModel and
 // mlflow.pyfunc reading the model from S3.
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { beforeAll, describe, expect, inject, it } from 'vitest';
-import { HeimdallDataModule, loadModel } from '../../lib/index.js';
+import { HeimdallDataModule, loadModel, readOnnxInfo } from '../../lib/index.js';
 import { python } from '../helpers/python.js';
 import { tempDir } from '../helpers/tmp.js';
 import { cli, maxAbsDiff, trainTinyRun } from './helpers.js';
@@ -81,6 +82,23 @@ describe('export → registry → inference with a SQLite store and S3 (MinIO) a
     await expect(loadModel(`runs:/${runId}/checkpoints/none`, { trackerOptions: trackerOptionsOf(env) })).rejects.toMatchObject({
       code: 'HEIMDALL_NOT_FOUND', message: expect.stringMatching(/artifact s3:\/\/.*\/checkpoints\/none is not there/),
     });
+  });
+
+  it('a run trained on a data directory exports after the directory is gone: the data facts come from its data/metadata.json', async () => {
+    const data = join(dir, 'captures');
+    await HeimdallDataModule.writeSynthetic(data, 40, { seed: 5 });
+    const expected = (await HeimdallDataModule.fromDirectory(data, { cache: false })).info.metadataJson;
+    const r = await cli(['train', '--backbone', 'convnext_atto', '--epochs', '1', '--data-dir', data, '--batch-size', '8', '--no-export-onnx',
+      '--threads', '2', '--experiment-name', `${experiment}-dir`, '--run-name', 'from-dir', '--output-dir', join(dir, 'outputs-dir')], dir, env);
+    expect(r.code).toBe(0);
+    const id = /MLflow run ([0-9a-f]{32})/.exec(r.stdout)![1]!;
+    rmSync(data, { recursive: true });
+    const out = join(dir, 'export-dir');
+    const e = await cli(['export', '--run', id, '--output', out, '--json'], dir, env);
+    expect(e.stderr).toBe('');
+    expect(e.code).toBe(0);
+    expect(JSON.parse(e.stdout).dataFrom).toMatch(/^s3:\/\/.*\/data\/metadata\.json$/);
+    expect((await readOnnxInfo(join(out, 'model.onnx'))).metadata['heimdall.data']).toBe(expected);
   });
 });
 

@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { native } from '../../lib/native.js';
 import { python } from '../helpers/python.js';
 import { tempDir } from '../helpers/tmp.js';
+import { blobDataset } from './fixtures.js';
 
 const addon = native();
 
@@ -166,5 +167,28 @@ describe('torchInfo', () => {
     expect(info.threads).toBeGreaterThan(0);
     expect(info.cudaDevices[0]).toBe('cpu');
     expect(typeof info.cudaBuild).toBe('boolean');
+  });
+});
+
+describe('localization head dropout', () => {
+  // The first batch's training loss is computed before any update; with the whole set in one batch the
+  // engine's shuffle only reorders it (same BatchNorm statistics). What is left to differ between two engine
+  // seeds is the head's dropout masks.
+  async function firstLoss(headDropout: number | [number, number] | undefined, engineSeed: number): Promise<number> {
+    const model = new addon.Model({ variant: 'atto', head: 'localization', seed: 5, headDropout });
+    const engine = new addon.Engine(model, { device: 'cpu', seed: engineSeed, optimizer: { name: 'adamw', lr: 1e-3 }, threads: 2 });
+    const losses: number[] = [];
+    await engine.trainEpoch(blobDataset(24, 3), { batchSize: 24, maxEpochs: 1 }, (e) => losses.push(e.metrics.loss!));
+    return losses[0]!;
+  }
+
+  it('is the reference 0.3/0.2 by default, can be turned off, and is rejected outside [0, 1)', async () => {
+    const [off1, off2] = [await firstLoss(0, 1), await firstLoss([0, 0], 2)];
+    expect(Math.abs(off1 - off2)).toBeLessThan(1e-5 * Math.max(1, Math.abs(off1)));
+    const [on1, on2] = [await firstLoss(undefined, 1), await firstLoss(undefined, 2)];
+    expect(Math.abs(on1 - on2)).toBeGreaterThan(1e-3);
+    for (const bad of [1, -0.1, [0.1], [0.1, 0.2, 0.3], 'x'] as unknown[]) {
+      expect(() => new addon.Model({ variant: 'atto', head: 'localization', headDropout: bad as number })).toThrow(/headDropout/);
+    }
   });
 });

@@ -96,7 +96,7 @@ describe('train --config <json>', () => {
 describe('heimdall-torch train (CLI)', () => {
   it('trains on synthetic data into ./mlflow.db: one FINISHED run that Python MLflow reads back', async () => {
     const dir = tempDir();
-    const r = await cli(['train', '--backbone', 'CONVNEXT_ATTO', '--epochs', '2', '--samples', '150', '--batch-size', '16', '--run-name', 'cli-e2e'], dir);
+    const r = await cli(['train', '--backbone', 'CONVNEXT_ATTO', '--epochs', '2', '--samples', '150', '--batch-size', '16', '--run-name', 'cli-e2e', '--head-dropout', '0.1'], dir);
     expect(r.stderr).not.toMatch(/Error/);
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/centroid baseline/);
@@ -108,6 +108,7 @@ describe('heimdall-torch train (CLI)', () => {
     expect(run.status).toBe('FINISHED');
     expect(run.params['optimizer/lr']).toBe('0.001');
     expect(run.params['model/variant']).toBe('convnext_atto');
+    expect(run.params['model/head_dropout']).toBe('0.1');
     expect(run.params['data/batch_size']).toBe('16');
     expect(run.tags.phase).toBe('training');
     // 150 samples → 15 test, 27 val, 108 train → 7 batches × 2 epochs

@@ -2,7 +2,8 @@
 // Hyperparameters as params; batch metrics every N steps and epoch metrics, with steps; the learning rate
 // (LearningRateMonitor); best and last checkpoints as artifacts; the final test metrics; the run ends
 // FINISHED, FAILED with the error, or KILLED on Ctrl-C. Resuming a checkpoint continues the same run.
-import { statSync } from 'node:fs';
+import { mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { MLflowTracker, type MLflowTrackerOptions } from '../../tracking/index.js';
 import { Callback, type Metrics, type TrainBatch } from '../callback.js';
 import type { Trainer } from '../trainer.js';
@@ -73,6 +74,15 @@ export class MLflowLogger extends Callback {
       this.tracker.setTags({ 'heimdall.params_warning': (err as Error).message.slice(0, 500) });
     }
     this.tracker.setTags({ 'heimdall.device': trainer.device ?? c.device });
+    // The data's inference facts, as an artifact: `heimdall-torch export` reads them from the run.
+    const meta = trainer.datamodule?.metadataJson?.();
+    if (meta) {
+      const dir = join(trainer.rootDir, 'data');
+      mkdirSync(dir, { recursive: true });
+      const file = join(dir, 'metadata.json');
+      writeFileSync(file, meta);
+      this.tracker.logArtifact(file, 'data');
+    }
   }
 
   override onTrainBatchEnd(_trainer: Trainer, batch: TrainBatch): void {
