@@ -9,6 +9,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import { redact, type TrackerConfig } from '../config.js';
+import { createS3Client } from '../tracking/artifacts.js';
 import { httpRequest } from '../tracking/rest/http.js';
 import { badInput, InferenceError, notFound } from './errors.js';
 
@@ -56,24 +57,6 @@ async function downloadDir(destRoot: string | undefined): Promise<string> {
 }
 
 // ---- S3 --------------------------------------------------------------------------------------------------
-async function s3Client(cfg: TrackerConfig): Promise<import('@aws-sdk/client-s3').S3Client> {
-  const { S3Client } = await import('@aws-sdk/client-s3');
-  let requestHandler: unknown;
-  if (cfg.s3IgnoreTls) {
-    const https = await import('node:https');
-    requestHandler = { httpsAgent: new https.Agent({ rejectUnauthorized: false }) };
-  }
-  return new S3Client({
-    region: cfg.awsRegion,
-    endpoint: cfg.s3EndpointUrl,
-    forcePathStyle: Boolean(cfg.s3EndpointUrl),
-    credentials: cfg.awsAccessKeyId && cfg.awsSecretAccessKey
-      ? { accessKeyId: cfg.awsAccessKeyId, secretAccessKey: cfg.awsSecretAccessKey, sessionToken: cfg.awsSessionToken }
-      : undefined,
-    maxAttempts: 3,
-    ...(requestHandler ? { requestHandler: requestHandler as never } : {}),
-  });
-}
 
 function s3Failure(uri: string, e: unknown): InferenceError {
   const err = e as Error & { name?: string; $metadata?: { httpStatusCode?: number } };
@@ -89,7 +72,7 @@ async function fetchS3(uri: string, cfg: TrackerConfig, dest?: string): Promise<
   const bucket = m[1]!;
   const key = m[2]!.replace(/\/+$/, '');
   const { ListObjectsV2Command, GetObjectCommand } = await import('@aws-sdk/client-s3');
-  const client = await s3Client(cfg);
+  const client = await createS3Client(cfg);
   try {
     const keys: string[] = [];
     let token: string | undefined;
@@ -217,7 +200,7 @@ export async function listArtifactDir(uri: string, cfg: TrackerConfig): Promise<
     const m = /^s3:\/\/([^/]+)\/?(.*)$/i.exec(uri)!;
     const key = m[2]!.replace(/\/+$/, '');
     const { ListObjectsV2Command } = await import('@aws-sdk/client-s3');
-    const client = await s3Client(cfg);
+    const client = await createS3Client(cfg);
     try {
       const r = await client.send(new ListObjectsV2Command({ Bucket: m[1]!, Prefix: key ? `${key}/` : '', Delimiter: '/' }))
         .catch((e: unknown) => { throw s3Failure(uri, e); });

@@ -103,25 +103,7 @@ class S3Repository extends BaseRepository {
     this.prefix = m[2]!.replace(/\/+$/, '');
   }
   private async s3(): Promise<import('@aws-sdk/client-s3').S3Client> {
-    if (!this.client) {
-      const { S3Client } = await import('@aws-sdk/client-s3');
-      const c = this.cfg;
-      let requestHandler: unknown;
-      if (c.s3IgnoreTls) {
-        const https = await import('node:https');
-        requestHandler = { httpsAgent: new https.Agent({ rejectUnauthorized: false }) };
-      }
-      this.client = new S3Client({
-        region: c.awsRegion,
-        endpoint: c.s3EndpointUrl,
-        forcePathStyle: Boolean(c.s3EndpointUrl),
-        credentials: c.awsAccessKeyId && c.awsSecretAccessKey
-          ? { accessKeyId: c.awsAccessKeyId, secretAccessKey: c.awsSecretAccessKey, sessionToken: c.awsSessionToken }
-          : undefined,
-        maxAttempts: 3,
-        ...(requestHandler ? { requestHandler: requestHandler as never } : {}),
-      });
-    }
+    if (!this.client) this.client = await createS3Client(this.cfg);
     return this.client as import('@aws-sdk/client-s3').S3Client;
   }
   protected async put(localFile: string, destPath: string, size: number, sha256: string): Promise<string> {
@@ -185,4 +167,24 @@ export function artifactRepositoryFor(uri: string, cfg: TrackerConfig): Artifact
   if (/^mlflow-artifacts:/i.test(uri)) return new MlflowArtifactsRepository(uri, cfg);
   if (/^file:/i.test(uri) || !/^[a-z][a-z0-9+.-]+:/i.test(uri)) return new LocalRepository(uri);
   throw invalidParameter(`Unsupported artifact URI '${uri}' (supported: local paths, file://, s3://, mlflow-artifacts:/)`);
+}
+
+/** The S3 client for the configured endpoint, region and credentials (also what inference downloads with). */
+export async function createS3Client(c: TrackerConfig): Promise<import('@aws-sdk/client-s3').S3Client> {
+  const { S3Client } = await import('@aws-sdk/client-s3');
+  let requestHandler: unknown;
+  if (c.s3IgnoreTls) {
+    const https = await import('node:https');
+    requestHandler = { httpsAgent: new https.Agent({ rejectUnauthorized: false }) };
+  }
+  return new S3Client({
+    region: c.awsRegion,
+    endpoint: c.s3EndpointUrl,
+    forcePathStyle: Boolean(c.s3EndpointUrl),
+    credentials: c.awsAccessKeyId && c.awsSecretAccessKey
+      ? { accessKeyId: c.awsAccessKeyId, secretAccessKey: c.awsSecretAccessKey, sessionToken: c.awsSessionToken }
+      : undefined,
+    maxAttempts: 3,
+    ...(requestHandler ? { requestHandler: requestHandler as never } : {}),
+  });
 }
