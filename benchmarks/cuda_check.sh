@@ -2,7 +2,8 @@
 # One-command CUDA check for a GPU machine that has PyTorch (python3 -c 'import torch') but no Node and no
 # network: builds the addon against that machine's torch, runs a CUDA subset (bf16 autocast + channels_last
 # fit, checkpoint round trip, fp16 with the grad scaler, device errors), then the training-throughput
-# benchmark on CUDA against PyTorch eager with the same AMP settings, and prints one table. ~3–6 minutes.
+# benchmark on CUDA against PyTorch eager with the same AMP settings, the ONNX export of a CUDA-trained model
+# (parity vs libtorch CUDA) and the ONNX benchmark (ORT CPU vs libtorch CUDA), and prints one table. ~4–8 minutes.
 #
 # 1. Prepare, on a machine with Node ≥ 20 and this repo's node_modules (npm ci) — writes the ignored folder
 #    .cache/cuda-check/ (~30 MB):
@@ -46,7 +47,7 @@ while [ $# -gt 0 ]; do
   shift
 done
 
-NM_PACKAGES="cmake-js node-addon-api node-api-headers node-gyp-build tsx"
+NM_PACKAGES="cmake-js node-addon-api node-api-headers node-gyp-build tsx onnxruntime-node zod"
 
 # ---- prepare (here) ------------------------------------------------------------------------------------
 if [ "$MODE" = prepare ]; then
@@ -86,7 +87,9 @@ for (const name of process.argv[2].split(' ')) walk(join(root, 'node_modules', n
 for (const p of [...seen].sort()) console.log(relative(root, p));
 EOF
   # .bin links are recreated on the other side; the packages travel as files.
-  tar -cf - -T "$CACHE/node_modules.list" | xz -T2 -9 > "$CACHE/node_modules.tar.xz.tmp"
+  # onnxruntime-node ships binaries for every platform: only linux-x64's travel.
+  tar -cf - --exclude='node_modules/onnxruntime-node/bin/*/darwin' --exclude='node_modules/onnxruntime-node/bin/*/win32' \
+    --exclude='node_modules/onnxruntime-node/bin/*/linux/arm64' -T "$CACHE/node_modules.list" | xz -T2 -9 > "$CACHE/node_modules.tar.xz.tmp"
   mv "$CACHE/node_modules.tar.xz.tmp" "$CACHE/node_modules.tar.xz"
   echo "$(wc -l < "$CACHE/node_modules.list") packages → $CACHE/node_modules.tar.xz"
   du -sh "$CACHE"/node.xz "$CACHE"/node_modules.tar.xz
@@ -104,6 +107,7 @@ summary() {
   printf '| %-44s | %-6s | %s |\n' check result detail
   printf '|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..46})" "--------" "--------"
   for r in "${ROWS[@]}"; do echo "$r"; done
+  if [ -f "$LOGDIR/onnx.txt" ]; then echo; sed -n '/^ONNX export + inference/,$p' "$LOGDIR/onnx.txt"; fi
   if [ -f "$LOGDIR/throughput.txt" ]; then echo; sed -n '/^Training-step throughput/,$p' "$LOGDIR/throughput.txt"; fi
 } 
 trap summary EXIT
@@ -269,6 +273,24 @@ await check('checkpoint round trip (save → load → same outputs, same next ep
   assert(la.length === lb.length && dl <= (cpuOnly ? 1e-6 : 1e-2), `resumed epoch losses differ by ${dl}`);
   return `max output diff ${d.toExponential(1)}, resumed-epoch loss diff ${dl.toExponential(1)}`;
 });
+// ONNX from the model just trained on the device: the exporter reads the weights back to the CPU; its
+// validation runs libtorch on the model's device and ONNX Runtime on its CPU provider. cuDNN convolutions may
+// use TF32, so on CUDA the report's own 1e-4 limit is printed, and the check asks for ≤ 1e-3.
+await check(`ONNX export of the ${device}-trained model: onnxruntime (CPU) vs libtorch ${device}`, async () => {
+  assert(model, 'no model from the fit');
+  let exportOnnx;
+  try {
+    ({ exportOnnx } = await import(pathToFileURL(join(process.env.HEIMDALL_ROOT, 'lib', 'onnx', 'export.ts')).href));
+  } catch (e) {
+    throw new Error(`onnxruntime-node is not in the carried node_modules (re-run --prepare): ${e.message}`);
+  }
+  const r = await exportOnnx(model, join(dir, 'model.onnx'), { inputShape: [3, 64, 64], validate: { batchSizes: [1, 8] } });
+  const v = r.validation;
+  assert(v, 'no validation report');
+  assert(v.maxAbs <= 1e-3, `max |Δ| ${v.maxAbs}`);
+  return `${(r.modelBytes / 1e6).toFixed(1)} MB in ${r.exportSeconds.toFixed(2)} s; max |Δ| ${v.maxAbs.toExponential(2)}, ` +
+    `mean ${v.meanAbs.toExponential(2)} (${v.passed ? 'within' : 'outside'} the 1e-4 / 1e-5 limits)`;
+});
 if (!cpuOnly) {
   await check('fp16 (16-mixed) with grad scaler: finite, loss falls, scaler state checkpointed', async () => {
     const m = new addon.Model({ variant: 'atto', head: 'localization', seed: 5 });
@@ -316,6 +338,18 @@ while IFS=$'\t' read -r tag name res detail; do
 done < "$LOGDIR/subset.log"
 if ! grep -q '^ROW' "$LOGDIR/subset.log"; then row "CUDA subset" FAIL "crashed (rc $SUBSET_RC): $(tail -3 "$LOGDIR/subset.log" | tr '\n' ' ')"; fi
 grep -E '^[0-9]+ passed, [0-9]+ failed' "$LOGDIR/subset.log" || true
+
+# ---- ONNX: export time, ONNX Runtime (CPU provider) vs libtorch on the device, parity ----------------------
+if [ $BENCH = 1 ]; then
+  B0=$(date +%s)
+  if [ $CPU = 1 ]; then ONNX_ARGS="--variants atto --quick --parity"; else ONNX_ARGS="--variants atto,tiny,base,large --quick --device cuda"; fi
+  # shellcheck disable=SC2086
+  if node --import tsx benchmarks/onnx/export.ts $ONNX_ARGS > "$LOGDIR/onnx.txt" 2>&1; then
+    row "ONNX benchmark" ok "$(( $(date +%s) - B0 )) s; table below"
+  else
+    row "ONNX benchmark" FAIL "see $LOGDIR/onnx.txt"; tail -20 "$LOGDIR/onnx.txt"
+  fi
+fi
 
 # ---- throughput: heimdall-torch vs PyTorch eager, same AMP settings ---------------------------------------
 if [ $BENCH = 1 ]; then

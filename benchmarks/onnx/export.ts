@@ -2,7 +2,9 @@
 //   export time of the native exporter (target: convnext_large < 20 s on 2 cores), file size vs parameters × 4 bytes,
 //   ONNX Runtime (onnxruntime-node, CPU) latency at batch 1 and throughput at batch 32, against libtorch eager through
 //   our addon (Engine.predict) in the same run, with the ratio. The reference service quoted 20–30 ms CPU latency.
-//   npx tsx benchmarks/onnx/export.ts [--quick] [--variants atto,tiny,large] [--threads 2]
+//   npx tsx benchmarks/onnx/export.ts [--quick] [--variants atto,tiny,large] [--threads 2] [--device cuda]
+// With --device cuda (a GPU machine; benchmarks/cuda_check.sh runs it): libtorch runs on the GPU, ONNX Runtime on its
+// CPU provider, and a parity column gives max |Δ| between the two on the batch-32 input.
 // Needs the built addon (npm run build:native, or HEIMDALL_TORCH_ADDON=<path>).
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,6 +19,9 @@ const arg = (name: string, fallback: string) => {
 };
 const quick = process.argv.includes('--quick');
 const threads = Number(arg('--threads', '2'));
+const device = arg('--device', 'cpu');
+const gpu = device !== 'cpu';
+const withParity = gpu || process.argv.includes('--parity');  // --parity: the column on CPU too
 const variants = arg('--variants', quick ? 'atto,tiny' : 'atto,femto,pico,nano,tiny,small,base,large')
   .split(',').map((v) => (v.startsWith('convnext_') ? v : `convnext_${v}`));
 const SHAPE = [3, 128, 32];
@@ -54,6 +59,7 @@ interface Row {
   torchB1ms: number;
   ortB32: number;
   torchB32: number;
+  parity: number | null;
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'heimdall-onnx-bench-'));
@@ -69,7 +75,7 @@ try {
     const bytes = statSync(path).size + (report.dataPath ? statSync(report.dataPath).size : 0);
 
     const session = await ort.InferenceSession.create(path, { intraOpNumThreads: threads, interOpNumThreads: 1 });
-    const engine = new addon.Engine(model, { device: 'cpu', threads });
+    const engine = new addon.Engine(model, { device, threads });
     const runs = quick ? 5 : 20;
     const b1 = randomInput(1);
     const b32 = randomInput(32);
@@ -79,12 +85,23 @@ try {
     const torchB1 = await time(() => engine.predict(b1, { shape: [1, ...SHAPE], batchSize: 1 }), runs, 10);
     const ortB32 = await time(() => session.run(feeds32), quick ? 2 : 5, 20);
     const torchB32 = await time(() => engine.predict(b32, { shape: [32, ...SHAPE], batchSize: 32 }), quick ? 2 : 5, 20);
+    let parity: number | null = null;
+    if (withParity) {  // ORT on CPU vs libtorch on the device, same weights and input
+      const o = await session.run(feeds32);
+      const t = await engine.predict(b32, { shape: [32, ...SHAPE], batchSize: 32 });
+      parity = 0;
+      for (const name of Object.keys(t)) {
+        if (!o[name]) throw new Error(`ONNX Runtime gave no output '${name}' (outputs: ${Object.keys(o).join(', ')})`);
+        const a = o[name]!.data as Float32Array, b = t[name].data as Float32Array;
+        for (let i = 0; i < a.length; i++) parity = Math.max(parity, Math.abs(a[i]! - b[i]!));
+      }
+    }
     await session.release();
     rmSync(path, { force: true });
     if (report.dataPath) rmSync(report.dataPath, { force: true });
     const row: Row = {
       variant, params, exportS, fileMB: bytes / 1e6, sizeRatio: bytes / (params * 4),
-      ortB1ms: ortB1 * 1000, torchB1ms: torchB1 * 1000, ortB32: 32 / ortB32, torchB32: 32 / torchB32,
+      ortB1ms: ortB1 * 1000, torchB1ms: torchB1 * 1000, ortB32: 32 / ortB32, torchB32: 32 / torchB32, parity,
     };
     rows.push(row);
     console.error(`${variant}: export ${exportS.toFixed(2)} s, ORT b1 ${row.ortB1ms.toFixed(1)} ms, libtorch b1 ${row.torchB1ms.toFixed(1)} ms`);
@@ -93,16 +110,17 @@ try {
   rmSync(dir, { recursive: true, force: true });
 }
 
-const header = ['variant', 'params', 'export s', 'file MB', 'file/(params×4)', 'ORT b1 ms', 'libtorch b1 ms', 'ratio',
-  'ORT b32 img/s', 'libtorch b32 img/s', 'ratio'];
+const header = ['variant', 'params', 'export s', 'file MB', 'file/(params×4)', 'ORT b1 ms', `libtorch${gpu ? ` ${device}` : ''} b1 ms`, 'ratio',
+  'ORT b32 img/s', `libtorch${gpu ? ` ${device}` : ''} b32 img/s`, 'ratio', ...(withParity ? ['max |Δ| ORT cpu vs libtorch'] : [])];
 const table = rows.map((r) => [
   r.variant, `${(r.params / 1e6).toFixed(1)}M`, r.exportS.toFixed(2), r.fileMB.toFixed(1), r.sizeRatio.toFixed(4),
   r.ortB1ms.toFixed(1), r.torchB1ms.toFixed(1), `${(r.torchB1ms / r.ortB1ms).toFixed(2)}×`,
   r.ortB32.toFixed(1), r.torchB32.toFixed(1), `${(r.ortB32 / r.torchB32).toFixed(2)}×`,
+  ...(withParity ? [r.parity!.toExponential(2)] : []),
 ]);
 const widths = header.map((h, i) => Math.max(h.length, ...table.map((row) => row[i].length)));
 const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i])).join(' | ')} |`;
-console.log(`ONNX export + inference, localization head, input 3×128×32, CPU, ${threads} threads, onnxruntime-node ${ort.env.versions?.common ?? ''}`);
+console.log(`ONNX export + inference, localization head, input 3×128×32, ORT on CPU, libtorch on ${device}, ${threads} threads, onnxruntime-node ${ort.env.versions?.common ?? ''}`);
 console.log(line(header));
 console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
 for (const r of table) console.log(line(r));
