@@ -103,6 +103,20 @@ print("{}")`);
     await expect(loadNpy(join(dir, 'i4.npy'))).rejects.toMatchObject({ code: 'HEIMDALL_BAD_FILE', message: expect.stringContaining(join(dir, 'i4.npy')) });
   });
 
+  it('materialize() fills the cache on all threads with exactly the features generated one by one', async () => {
+    const addon = native();
+    const cached = HeimdallDataModule.synthetic({ samples: 96, seed: 9 });
+    await cached.materialize();
+    const streamed = HeimdallDataModule.synthetic({ samples: 96, seed: 9, cache: false });
+    const model = new addon.Model({ variant: 'atto', head: 'localization', inChans: 7, seed: 1 });
+    const engine = new addon.Engine(model, { device: 'cpu', seed: 1, threads: 2 });
+    const a = await engine.predict(cached.dataset, { batchSize: 32 });
+    const b = await engine.predict(streamed.dataset, { batchSize: 32 });
+    expect(a.positions!.data.length).toBe(96 * 2);
+    expect(Array.from(a.positions!.data)).toEqual(Array.from(b.positions!.data));
+    expect(Array.from(a.uncertainties!.data)).toEqual(Array.from(b.uncertainties!.data));
+  });
+
   it('trains convnext_atto through the native loader, reporting position errors in metres', async () => {
     const addon = native();
     const data = HeimdallDataModule.synthetic({ samples: 240, seed: 5 });

@@ -1,11 +1,17 @@
 #include "data/heimdall/rf_dataset.h"
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <exception>
+#include <mutex>
 #include <sstream>
+#include <thread>
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
+#include <c10/util/ParallelGuard.h>
 
 #include "errors.h"
 
@@ -131,14 +137,36 @@ at::Tensor RfDataset::features(const std::vector<int64_t>& indices) const {
 
 void RfDataset::materialize() const {
   if (!cache_enabled_) return;
+  // Samples are independent: one worker per intra-op thread, each taking chunks of 16 from a shared counter.
+  // Not at::parallel_for: with the OpenMP backend its parallel body is an inline template compiled into this
+  // file, which is built without -fopenmp (the process must not hold a second OpenMP runtime next to
+  // libtorch's), so it would run serially. Each worker marks itself as inside a parallel region, so the ATen
+  // ops it calls (STFT, matmul) stay single-threaded instead of oversubscribing the cores.
   const int64_t chunk = 16;
-  at::parallel_for(0, (size() + chunk - 1) / chunk, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t c = begin; c < end; ++c) {
-      std::vector<int64_t> idx;
-      for (int64_t i = c * chunk; i < std::min(size(), (c + 1) * chunk); ++i) idx.push_back(i);
-      features(idx);
+  const int64_t chunks = (size() + chunk - 1) / chunk;
+  const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), chunks));
+  std::atomic<int64_t> next{0};
+  std::exception_ptr error;
+  std::mutex error_mutex;
+  auto work = [&] {
+    c10::ParallelGuard guard(true);
+    try {
+      for (int64_t c; (c = next.fetch_add(1)) < chunks;) {
+        std::vector<int64_t> idx;
+        for (int64_t i = c * chunk; i < std::min(size(), (c + 1) * chunk); ++i) idx.push_back(i);
+        features(idx);
+      }
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(error_mutex);
+      if (!error) error = std::current_exception();
+      next.store(chunks);
     }
-  });
+  };
+  std::vector<std::thread> pool;
+  for (int64_t w = 1; w < workers; ++w) pool.emplace_back(work);
+  work();
+  for (auto& t : pool) t.join();
+  if (error) std::rethrow_exception(error);
 }
 
 at::Tensor RfDataset::positions_deg(const std::vector<int64_t>& indices) const {
