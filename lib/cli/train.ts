@@ -6,7 +6,7 @@ import { z } from 'zod';
 import { ConfigError } from '../config.js';
 import { HeimdallDataModule } from '../data/heimdall.js';
 import { ConvNeXt } from '../model.js';
-import { exportOnnx, formatOnnxReport, writeMlflowOnnxModel } from '../onnx/index.js';
+import { formatOnnxReport } from '../onnx/index.js';
 import { EarlyStopping, LearningRateMonitor, MLflowLogger, ModelCheckpoint, Trainer } from '../trainer/index.js';
 
 const VARIANTS = ['atto', 'femto', 'pico', 'nano', 'tiny', 'small', 'base', 'large', 'xlarge'];
@@ -179,14 +179,10 @@ export async function train(flags: TrainFlags): Promise<number> {
     log(`  improvement over the baseline: ${(baseline.mean / ours).toFixed(2)}× (mean error)`);
     if (flags.exportOnnx) {
       const onnxPath = join(resolve(flags.outputDir), 'model.onnx');
-      const report = await exportOnnx(checkpoint.bestModelPath ?? model.native, onnxPath, {
-        inputShape: data.inputShape as [number, number, number],
-        metadata: { 'heimdall.data': data.info.metadataJson },
-      });
+      // The best checkpoint, validated in ONNX Runtime, logged as the run's `model/` in MLflow's onnx flavor:
+      // mlflow.onnx.load_model('runs:/<id>/model') loads it.
+      const report = await trainer.exportOnnx(onnxPath);
       log(formatOnnxReport(report));
-      // The run's `model/` folder in MLflow's onnx flavor: mlflow.onnx.load_model('runs:/<id>/model') loads it.
-      const mlflowModel = writeMlflowOnnxModel(report, join(resolve(flags.outputDir), 'mlflow-model'), { runId: logger.runId ?? undefined });
-      await logger.logArtifact(mlflowModel.dir, 'model', { 'heimdall.onnx_sha256': report.sha256 });
     }
     log(`MLflow run ${logger.runId} (${history.reason === 'stopped' ? 'early-stopped' : 'max epochs'}, ${history.epochs.length} epochs) in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
     await logger.close();

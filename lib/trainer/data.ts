@@ -15,6 +15,8 @@ export interface DataModule {
   setup(): DataSplits | Promise<DataSplits>;
   /** For localization data with normalised targets: how to map them back to degrees (metrics in metres). */
   readonly positionScale?: PositionScale;
+  /** One sample's input shape [C, H, W], when fixed (recorded in exported ONNX models). */
+  readonly inputShape?: readonly number[];
   /** Logged as parameters (`data/...`). */
   hyperparameters?(): Record<string, unknown>;
   /**
@@ -66,6 +68,9 @@ export class TensorDataModule implements DataModule {
       this.splits = { train: addon.subset(all, s.train), val: addon.subset(all, s.val), test: addon.subset(all, s.test) };
     }
     return this.splits;
+  }
+  get inputShape(): number[] {
+    return this.shape.slice(1);
   }
   get positionScale(): PositionScale | undefined {
     return this.options.positionScale;

@@ -1,5 +1,5 @@
 export { Trainer, InterruptedError } from './trainer.js';
-export type { TrainerOptions, FitHistory, FitOptions, EpochRecord } from './trainer.js';
+export type { TrainerOptions, FitHistory, FitOptions, EpochRecord, TrainerExportOptions, TrainerExportResult } from './trainer.js';
 export { Callback } from './callback.js';
 export type { Metrics, TrainBatch } from './callback.js';
 export { ModelCheckpoint, formatFilename, pathSafe } from './callbacks/model_checkpoint.js';

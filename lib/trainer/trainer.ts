@@ -1,10 +1,12 @@
 // The Trainer: Lightning's loop shape over the native engine. One native call trains one epoch off the
 // JavaScript thread; callbacks run between epochs and as batch events arrive.
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { MLflowTracker } from '../tracking/index.js';
 import type { ConvNeXt } from '../model.js';
 import { native, type NativeEngine, type NativeEngineOptions, type PredictOutput } from '../native.js';
+import { exportOnnx as exportOnnxFile, type ExportOnnxOptions, type OnnxExportReport } from '../onnx/export.js';
+import { writeMlflowOnnxModel } from '../onnx/mlflow_model.js';
 import { Callback, prefixed, toTrainBatch, type Metrics } from './callback.js';
 import { MLflowLogger } from './callbacks/mlflow_logger.js';
 import { ProgressBar } from './callbacks/progress_bar.js';
@@ -39,6 +41,26 @@ export interface FitHistory {
 export interface FitOptions {
   /** Resume from this checkpoint: model, optimizer, schedule, callbacks and the same MLflow run. */
   ckptPath?: string;
+}
+
+export interface TrainerExportOptions extends ExportOnnxOptions {
+  /**
+   * Which weights: `'best'` (the ModelCheckpoint's best checkpoint), `'last'`, a checkpoint file, or `'current'`
+   * (the model as it is now). Default: the best checkpoint when one was saved, else the current weights.
+   */
+  ckptPath?: 'best' | 'last' | 'current' | string;
+  /**
+   * With an MLflowLogger: log the file as the run's `model/` artifact in MLflow's onnx flavor (loadable by
+   * `mlflow.onnx.load_model('runs:/<id>/model')`, registrable), tagged with its SHA-256. Default true.
+   */
+  logModel?: boolean;
+}
+
+export interface TrainerExportResult extends OnnxExportReport {
+  /** The weights exported: a checkpoint path, or 'current'. */
+  source: string;
+  /** `runs:/<id>/model` when the model was logged to the MLflow run. */
+  modelUri?: string;
 }
 
 export class InterruptedError extends Error {
@@ -174,7 +196,7 @@ export class Trainer {
     const splits = options.data ? await options.data.setup() : this.splits;
     if (!data || !splits?.test) throw new Error('test(): the data module has no test split');
     if (options.ckptPath) {
-      const path = this.resolveCheckpoint(options.ckptPath);
+      const path = this.resolveCheckpoint(options.ckptPath, 'test');
       if (path) await engine.loadCheckpoint(path);
     }
     const r = await engine.evaluate(splits.test, { batchSize: data.batchSize });
@@ -192,6 +214,38 @@ export class Trainer {
     }
     const splits = await input.setup();
     return engine.predict(splits.test ?? splits.val ?? splits.train, { batchSize: input.batchSize });
+  }
+
+  /**
+   * Exports the trained model to ONNX at `path` (native exporter), validated in ONNX Runtime against libtorch
+   * (throws when over the thresholds). The data module's input shape and inference metadata (target
+   * normalisation, feature constants) go into the file; with an MLflowLogger the model joins the run as `model/`.
+   */
+  async exportOnnx(path: string, options: TrainerExportOptions = {}): Promise<TrainerExportResult> {
+    if (!this.model) throw new Error('exportOnnx(): call fit() first (the Trainer has no model yet)');
+    const { ckptPath, logModel = true, ...exportOptions } = options;
+    const hasBest = Boolean(this.checkpointCallback()?.bestModelPath);
+    const which = ckptPath ?? (hasBest ? 'best' : 'current');
+    const source = which === 'current' ? null : this.resolveCheckpoint(which, 'exportOnnx');
+    const data = this.datamodule;
+    const shape = data?.inputShape;
+    const metadata: Record<string, string> = {};
+    const dataJson = data?.metadataJson?.();
+    if (dataJson) metadata['heimdall.data'] = dataJson;
+    const report = await exportOnnxFile(source ?? this.model.native, resolve(path), {
+      ...(shape && shape.length === 3 && shape[1]! >= 32 && shape[2]! >= 32 ? { inputShape: [shape[0]!, shape[1]!, shape[2]!] as [number, number, number] } : {}),
+      ...exportOptions,
+      metadata: { ...metadata, ...exportOptions.metadata },
+    });
+    const result: TrainerExportResult = { ...report, source: source ?? 'current' };
+    if (logModel && this.logger) {
+      const dir = join(this.rootDir, 'mlflow-model');
+      rmSync(dir, { recursive: true, force: true });
+      const model = writeMlflowOnnxModel(report, dir, { runId: this.logger.runId ?? undefined });
+      await this.logger.logArtifact(model.dir, 'model', { 'heimdall.onnx_sha256': report.sha256, 'heimdall.onnx_checkpoint': (source ?? 'current').slice(0, 5000) });
+      result.modelUri = `runs:/${this.logger.runId}/model`;
+    }
+    return result;
   }
 
   /** Writes a full training checkpoint (weights, optimizer, schedule, RNG, callbacks, MLflow run). */
@@ -294,11 +348,18 @@ export class Trainer {
     return this.engine;
   }
 
-  private resolveCheckpoint(which: string): string | null {
-    if (which !== 'best' && which !== 'last') return which;
-    const ckpt = this.callbacks.find((c) => 'bestModelPath' in c) as { bestModelPath?: string; lastModelPath?: string } | undefined;
+  private checkpointCallback(): { bestModelPath?: string; lastModelPath?: string } | undefined {
+    return this.callbacks.find((c) => 'bestModelPath' in c) as { bestModelPath?: string; lastModelPath?: string } | undefined;
+  }
+
+  private resolveCheckpoint(which: string, caller: string): string {
+    if (which !== 'best' && which !== 'last') {
+      if (!existsSync(which)) throw new Error(`${caller}({ ckptPath }): checkpoint file ${which} does not exist`);
+      return which;
+    }
+    const ckpt = this.checkpointCallback();
     const path = which === 'best' ? ckpt?.bestModelPath : ckpt?.lastModelPath;
-    if (!path) throw new Error(`test({ ckptPath: '${which}' }) needs a ModelCheckpoint callback that saved a ${which} checkpoint`);
+    if (!path) throw new Error(`${caller}({ ckptPath: '${which}' }) needs a ModelCheckpoint callback that saved a ${which} checkpoint`);
     return path;
   }
 

@@ -99,13 +99,13 @@ describe('npm pack → install with no compiler → train, track, export', () =>
 
   it('a plain .mjs script trains a few batches, logs one MLflow run to sqlite and exports a validated ONNX file', async () => {
     writeFileSync(join(work, 'app.mjs'), `
-import { Trainer, ConvNeXt, HeimdallDataModule, MLflowLogger, exportOnnx, torchInfo } from 'heimdall-torch';
+import { Trainer, ConvNeXt, HeimdallDataModule, MLflowLogger, torchInfo } from 'heimdall-torch';
 const info = torchInfo();
 const trainer = new Trainer({ maxEpochs: 1, device: 'cpu', threads: 2, enableProgressBar: false, handleSignals: false,
   optimizer: { name: 'adamw', lr: 1e-3 }, logger: new MLflowLogger({ runName: 'user-app' }), defaultRootDir: 'outputs' });
 const model = ConvNeXt.localization('convnext_atto', { inChans: 7 });
 const history = await trainer.fit(model, HeimdallDataModule.synthetic({ samples: 80, batchSize: 16, seed: 1 }));
-const report = await exportOnnx(model.native, 'model.onnx');
+const report = await trainer.exportOnnx('model.onnx');
 console.log(JSON.stringify({ libtorch: info.libtorch, epochs: history.epochs?.length ?? null,
   valid: report.validation?.passed ?? null, onnxBytes: report.modelBytes, output: report.outputNames }));
 `);
@@ -122,8 +122,8 @@ console.log(JSON.stringify({ libtorch: info.libtorch, epochs: history.epochs?.le
     const out = await python(`import sys, mlflow
 c = mlflow.MlflowClient(sys.argv[1])
 runs = c.search_runs([e.experiment_id for e in c.search_experiments()])
-print(len(runs), runs[0].info.status, runs[0].info.run_name, 'train/loss' in runs[0].data.metrics)`, [`sqlite:///${join(work, 'mlflow.db')}`]);
-    expect(out.trim()).toBe('1 FINISHED user-app True');
+print(len(runs), runs[0].info.status, runs[0].info.run_name, 'train/loss' in runs[0].data.metrics, 'heimdall.onnx_sha256' in runs[0].data.tags)`, [`sqlite:///${join(work, 'mlflow.db')}`]);
+    expect(out.trim()).toBe('1 FINISHED user-app True True');
   }, 300_000);
 
   it('require() gives the same module, the bin runs, LIBTORCH is honoured', () => {

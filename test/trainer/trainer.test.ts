@@ -1,8 +1,11 @@
-import { existsSync, readdirSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConvNeXt } from '../../lib/model.js';
-import { Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint, TensorDataModule, Trainer, formatFilename, type Metrics, type TrainBatch } from '../../lib/trainer/index.js';
+import { MLflowTracker } from '../../lib/tracking/index.js';
+import { Callback, EarlyStopping, LearningRateMonitor, MLflowLogger, ModelCheckpoint, TensorDataModule, Trainer, formatFilename, type Metrics, type TrainBatch } from '../../lib/trainer/index.js';
 import { blobs } from '../native/fixtures.js';
 import { tempDir } from '../helpers/tmp.js';
 
@@ -141,4 +144,40 @@ describe('Trainer', () => {
     await expect(trainer.fit(ConvNeXt.localization('atto'), blobData(60))).rejects.toThrow('hook failed');
     expect(seen.map((e) => e.message)).toEqual(['hook failed']);
   });
+
+  it('exportOnnx() exports the best checkpoint, validated in ONNX Runtime, and logs it to the run as model/', async () => {
+    const dir = tempDir();
+    const trackingUri = `sqlite:///${join(dir, 'mlflow.db')}`;
+    const ckpt = new ModelCheckpoint({ saveTopK: 1 });
+    const logger = new MLflowLogger({ runName: 'export-from-trainer', trackerOptions: { trackingUri, artifactUri: join(dir, 'artifacts') } });
+    const trainer = new Trainer({ ...base, maxEpochs: 2, defaultRootDir: dir, callbacks: [ckpt], logger });
+    await expect(trainer.exportOnnx(join(dir, 'early.onnx'))).rejects.toThrow(/call fit\(\) first/);
+    await trainer.fit(ConvNeXt.localization('atto', { seed: 5 }), blobData(60, 5));
+    const report = await trainer.exportOnnx(join(dir, 'model.onnx'));
+    expect(report.source).toBe(ckpt.bestModelPath);
+    expect(report.validation?.passed).toBe(true);
+    expect(report.inputShape).toEqual([-1, 3, 32, 32]);  // the data module's sample shape, dynamic batch
+    expect(report.outputNames).toEqual(['positions', 'uncertainties']);
+    expect(report.modelUri).toBe(`runs:/${logger.runId}/model`);
+    await logger.close();
+
+    const tracker = new MLflowTracker({ trackingUri, handleSignals: false });
+    try {
+      const run = await tracker.getRun(logger.runId!);
+      expect(run.info.status).toBe('FINISHED');
+      const root = run.info.artifactUri.startsWith('file:') ? fileURLToPath(run.info.artifactUri) : run.info.artifactUri;
+      const logged = readFileSync(join(root, 'model', 'model.onnx'));
+      expect(createHash('sha256').update(logged).digest('hex')).toBe(report.sha256);
+      expect(run.tags['heimdall.onnx_sha256']).toBe(report.sha256);
+      expect(readFileSync(join(root, 'model', 'MLmodel'), 'utf8')).toMatch(/onnx:[\s\S]*data: "model\.onnx"/);
+    } finally {
+      await tracker.close();
+    }
+
+    // the current weights, without logging; a checkpoint that is not there is named
+    const current = await trainer.exportOnnx(join(dir, 'current.onnx'), { ckptPath: 'current', logModel: false, validate: false });
+    expect(current.source).toBe('current');
+    expect(current.modelUri).toBeUndefined();
+    await expect(trainer.exportOnnx(join(dir, 'x.onnx'), { ckptPath: join(dir, 'missing.safetensors') })).rejects.toThrow(/missing\.safetensors does not exist/);
+  }, 180_000);
 });
