@@ -1,10 +1,12 @@
-// class Engine: trains a Model one epoch per call on a worker thread; batch events stream to a JS callback.
+// class Engine: trains a Model one epoch per call off the JavaScript thread — always on the engine's own
+// SerialThread (see serial_thread.h) — while batch events stream to a JS callback.
 #include <atomic>
 
 #include <ATen/ATen.h>
 
 #include "errors.h"
 #include "napi/handles.h"
+#include "napi/serial_thread.h"
 #include "train/engine.h"
 
 namespace heimdall::napi {
@@ -15,6 +17,7 @@ struct EngineState {
   std::unique_ptr<Engine> engine;
   std::atomic<bool> stop{false};
   std::atomic<bool> busy{false};
+  SerialThread thread;  // every operation of this engine runs here
 };
 using StatePtr = std::shared_ptr<EngineState>;
 
@@ -69,9 +72,11 @@ class EpochWorker : public Napi::AsyncProgressQueueWorker<BatchEvent> {
   void Execute(const ExecutionProgress& progress) override {
     BusyScope busy(state_);
     try {
-      std::lock_guard<std::mutex> lock(state_->model->mutex);
-      result_ = state_->engine->train_epoch(
-          data_, batch_size_, max_epochs_, [&](const BatchEvent& ev) { progress.Send(&ev, 1); }, state_->stop);
+      state_->thread.Run([&] {
+        std::lock_guard<std::mutex> lock(state_->model->mutex);
+        result_ = state_->engine->train_epoch(
+            data_, batch_size_, max_epochs_, [&](const BatchEvent& ev) { progress.Send(&ev, 1); }, state_->stop);
+      });
     } catch (...) {
       error_ = CaptureCurrentException();
       SetError(error_.message);
@@ -247,8 +252,10 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
           info.Env(),
           [s, data, batch_size, result] {
             BusyScope busy(s);
-            std::lock_guard<std::mutex> lock(s->model->mutex);
-            *result = s->engine->evaluate(data, batch_size, &s->stop);
+            s->thread.Run([&] {
+              std::lock_guard<std::mutex> lock(s->model->mutex);
+              *result = s->engine->evaluate(data, batch_size, &s->stop);
+            });
           },
           [result](Napi::Env env) -> Napi::Value { return EpochToJs(env, *result); }, "heimdall.evaluate");
     });
@@ -276,8 +283,10 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
           info.Env(),
           [s, data, inputs, batch_size, outputs] {
             BusyScope busy(s);
-            std::lock_guard<std::mutex> lock(s->model->mutex);
-            *outputs = data ? s->engine->predict(data, batch_size) : s->engine->predict(inputs, batch_size);
+            s->thread.Run([&] {
+              std::lock_guard<std::mutex> lock(s->model->mutex);
+              *outputs = data ? s->engine->predict(data, batch_size) : s->engine->predict(inputs, batch_size);
+            });
           },
           [outputs, names](Napi::Env env) -> Napi::Value {
             Napi::Object o = Napi::Object::New(env);
@@ -315,8 +324,10 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
           info.Env(),
           [s, path, user] {
             BusyScope busy(s);
-            std::lock_guard<std::mutex> lock(s->model->mutex);
-            s->engine->save_checkpoint(path, user);
+            s->thread.Run([&] {
+              std::lock_guard<std::mutex> lock(s->model->mutex);
+              s->engine->save_checkpoint(path, user);
+            });
           },
           nullptr, "heimdall.saveCheckpoint");
     });
@@ -332,8 +343,10 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
           info.Env(),
           [s, path, user] {
             BusyScope busy(s);
-            std::lock_guard<std::mutex> lock(s->model->mutex);
-            *user = s->engine->load_checkpoint(path);
+            s->thread.Run([&] {
+              std::lock_guard<std::mutex> lock(s->model->mutex);
+              *user = s->engine->load_checkpoint(path);
+            });
           },
           [user](Napi::Env env) -> Napi::Value { return Napi::String::New(env, *user); }, "heimdall.loadCheckpoint");
     });
