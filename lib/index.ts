@@ -1,6 +1,6 @@
 // heimdall-torch: train and track ConvNeXt models from Node.js.
 export { ConvNeXt } from './model.js';
-export type { ConvNeXtOptions } from './model.js';
+export type { ConvNeXtCreateOptions, ConvNeXtOptions } from './model.js';
 export * from './trainer/index.js';
 export { HeimdallDataModule, computeFeatures, haversineM, summarizeErrors } from './data/heimdall.js';
 export type { ErrorSummary, SyntheticOptions, DirectoryOptions, HeimdallDataInfo, FeatureConfig, Receiver } from './data/heimdall.js';

@@ -172,7 +172,11 @@ export interface NativeAddon {
   torchInfo(): TorchInfo;
   setNumThreads(threads: number): void;
   variants: VariantInfo[];
-  Model: new (options?: NativeModelOptions) => NativeModel;
+  Model: {
+    new (options?: NativeModelOptions): NativeModel;
+    /** Builds (initialises the weights of) the model on a worker thread. */
+    create(options?: NativeModelOptions): Promise<NativeModel>;
+  };
   Engine: new (model: NativeModel, options?: NativeEngineOptions) => NativeEngine;
   NativeDataset: new () => NativeDataset;
   tensorDataset(inputs: Float32Array, inputShape: number[], targets?: Float32Array | Int32Array | BigInt64Array, targetShape?: number[]): NativeDataset;

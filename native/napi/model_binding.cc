@@ -41,54 +41,92 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
             InstanceMethod<&ModelWrap::LoadWeights>("loadWeights"),
             InstanceMethod<&ModelWrap::SaveWeights>("saveWeights"),
             InstanceMethod<&ModelWrap::SetBackboneFrozen>("setBackboneFrozen"),
+            StaticMethod<&ModelWrap::Create>("create"),
         });
     constructor = new Napi::FunctionReference(Napi::Persistent(cls));
     exports.Set("Model", cls);
   }
 
+  // new Model(options): builds the network on the JavaScript thread. Model.create(options) builds it on a
+  // worker thread and constructs the JS object with the finished handle (adopting_).
   explicit ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
     Guard(info.Env(), [&]() -> Napi::Value {
-      Napi::Object o = OptionsArg(info, 0);
-      NetworkOptions opts;
-      opts.backbone.variant = GetString(o, "variant", "convnext_atto");
-      opts.backbone.in_chans = GetInt(o, "inChans", 3);
-      opts.backbone.drop_path_rate = GetNumber(o, "dropPathRate", 0.0);
-      opts.backbone.ls_init_value = GetNumber(o, "layerScaleInit", 1e-6);
-      opts.head.kind = parse_head_kind(GetString(o, "head", "localization"));
-      opts.head.outputs = GetInt(o, "outputs", opts.head.kind == HeadKind::Localization ? 2 : 1);
-      opts.head.sigma_min = GetNumber(o, "sigmaMin", 0.01);
-      opts.head.sigma_max = GetNumber(o, "sigmaMax", 1.0);
-      opts.freeze_backbone = GetBool(o, "freezeBackbone", false);
-      // headDropout: one rate for every hidden layer of the localization MLPs, or one per layer.
-      if (Napi::Value d = o.Get("headDropout"); !d.IsUndefined() && !d.IsNull()) {
-        const char* what = "option headDropout must be a number in [0, 1) or an array of them (one per hidden layer)";
-        auto bad = [](const Napi::Env& env, const std::string& msg) { throw MakeError(env, {kErrInvalidArgument, msg}); };
-        std::vector<double> rates;
-        if (d.IsNumber()) {
-          rates.assign(opts.head.hidden.size(), d.As<Napi::Number>().DoubleValue());
-        } else if (d.IsArray()) {
-          Napi::Array a = d.As<Napi::Array>();
-          for (uint32_t i = 0; i < a.Length(); ++i) {
-            if (!a.Get(i).IsNumber()) bad(info.Env(), what);
-            rates.push_back(a.Get(i).As<Napi::Number>().DoubleValue());
-          }
-          if (rates.size() != opts.head.hidden.size())
-            bad(info.Env(), std::string(what) + "; got " + std::to_string(rates.size()) + " rates for " +
-                                std::to_string(opts.head.hidden.size()) + " hidden layers");
-        } else {
-          bad(info.Env(), what);
-        }
-        for (double r : rates)
-          if (!(r >= 0.0 && r < 1.0)) bad(info.Env(), std::string(what) + "; got " + std::to_string(r));
-        opts.head.dropout = rates;
+      if (adopting_) {
+        handle_ = std::move(*adopting_);
+        adopting_ = nullptr;
+      } else {
+        int64_t seed = 42;
+        NetworkOptions opts = ParseOptions(OptionsArg(info, 0), &seed);
+        handle_ = Build(opts, seed);
       }
-      const int64_t seed = GetInt(o, "seed", 42);
-      std::lock_guard<std::mutex> lock(g_rng_mutex);
-      torch::manual_seed(static_cast<uint64_t>(seed));
-      handle_ = std::make_shared<ModelHandle>(Network(opts));
       for (const auto& [k, t] : handle_->net->state_dict()) shapes_.emplace_back(k, t.sizes().vec());
       return info.Env().Undefined();
     });
+  }
+
+  // Model.create(options) → Promise<Model>: the weights are initialised off the JavaScript thread
+  // (convnext_large: seconds).
+  static Napi::Value Create(const Napi::CallbackInfo& info) {
+    return Guard(info.Env(), [&]() -> Napi::Value {
+      int64_t seed = 42;
+      NetworkOptions opts = ParseOptions(OptionsArg(info, 0), &seed);
+      auto built = std::make_shared<ModelPtr>();
+      return Task::Run(
+          info.Env(), [opts, seed, built] { *built = Build(opts, seed); },
+          [built](Napi::Env) -> Napi::Value {
+            struct Reset {
+              ~Reset() { adopting_ = nullptr; }
+            } reset;
+            adopting_ = built.get();
+            return constructor->New({});
+          },
+          "heimdall.createModel");
+    });
+  }
+
+  static NetworkOptions ParseOptions(const Napi::Object& o, int64_t* seed) {
+    const Napi::Env env = o.Env();
+    NetworkOptions opts;
+    opts.backbone.variant = GetString(o, "variant", "convnext_atto");
+    opts.backbone.in_chans = GetInt(o, "inChans", 3);
+    opts.backbone.drop_path_rate = GetNumber(o, "dropPathRate", 0.0);
+    opts.backbone.ls_init_value = GetNumber(o, "layerScaleInit", 1e-6);
+    opts.head.kind = parse_head_kind(GetString(o, "head", "localization"));
+    opts.head.outputs = GetInt(o, "outputs", opts.head.kind == HeadKind::Localization ? 2 : 1);
+    opts.head.sigma_min = GetNumber(o, "sigmaMin", 0.01);
+    opts.head.sigma_max = GetNumber(o, "sigmaMax", 1.0);
+    opts.freeze_backbone = GetBool(o, "freezeBackbone", false);
+    // headDropout: one rate for every hidden layer of the localization MLPs, or one per layer.
+    if (Napi::Value d = o.Get("headDropout"); !d.IsUndefined() && !d.IsNull()) {
+      const char* what = "option headDropout must be a number in [0, 1) or an array of them (one per hidden layer)";
+      auto bad = [](const Napi::Env& env, const std::string& msg) { throw MakeError(env, {kErrInvalidArgument, msg}); };
+      std::vector<double> rates;
+      if (d.IsNumber()) {
+        rates.assign(opts.head.hidden.size(), d.As<Napi::Number>().DoubleValue());
+      } else if (d.IsArray()) {
+        Napi::Array a = d.As<Napi::Array>();
+        for (uint32_t i = 0; i < a.Length(); ++i) {
+          if (!a.Get(i).IsNumber()) bad(env, what);
+          rates.push_back(a.Get(i).As<Napi::Number>().DoubleValue());
+        }
+        if (rates.size() != opts.head.hidden.size())
+          bad(env, std::string(what) + "; got " + std::to_string(rates.size()) + " rates for " +
+                       std::to_string(opts.head.hidden.size()) + " hidden layers");
+      } else {
+        bad(env, what);
+      }
+      for (double r : rates)
+        if (!(r >= 0.0 && r < 1.0)) bad(env, std::string(what) + "; got " + std::to_string(r));
+      opts.head.dropout = rates;
+    }
+    *seed = GetInt(o, "seed", 42);
+    return opts;
+  }
+
+  static ModelPtr Build(const NetworkOptions& opts, int64_t seed) {
+    std::lock_guard<std::mutex> lock(g_rng_mutex);
+    torch::manual_seed(static_cast<uint64_t>(seed));
+    return std::make_shared<ModelHandle>(Network(opts));
   }
 
   ModelPtr handle() const { return handle_; }
@@ -176,9 +214,11 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
 
   ModelPtr handle_;
   std::vector<std::pair<std::string, std::vector<int64_t>>> shapes_;
+  static ModelPtr* adopting_;  // set on the JS thread only, for the duration of one constructor->New
 };
 
 Napi::FunctionReference* ModelWrap::constructor = nullptr;
+ModelPtr* ModelWrap::adopting_ = nullptr;
 
 }  // namespace
 

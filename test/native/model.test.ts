@@ -1,6 +1,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { ConvNeXt } from '../../lib/model.js';
 import { native } from '../../lib/native.js';
 import { python } from '../helpers/python.js';
 import { tempDir } from '../helpers/tmp.js';
@@ -62,6 +63,27 @@ describe('ConvNeXt family', () => {
         message: expect.stringContaining('valid variants: convnext_atto, convnext_femto'),
       }),
     );
+  });
+
+  it('ConvNeXt.create builds off the JavaScript thread: the same weights as the sync factory, timers keep firing', async () => {
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 5);
+    const small = await ConvNeXt.create({ variant: 'convnext_small', head: 'regression', outputs: 2, seed: 3 });
+    clearInterval(timer);
+    expect(small.variant).toBe('convnext_small');
+    expect(ticks).toBeGreaterThanOrEqual(2);  // a sync build of convnext_small holds the loop for its whole ~0.5–1 s
+
+    const viaCreate = await ConvNeXt.create({ variant: 'atto', seed: 11, headDropout: 0 });
+    const viaSync = ConvNeXt.localization('atto', { seed: 11, headDropout: 0 });
+    expect(viaCreate.head).toBe('localization');
+    const x = new Float32Array(2 * 3 * 32 * 32).map((_, i) => Math.sin(i / 3));
+    const pa = await new addon.Engine(viaCreate.native, { device: 'cpu' }).predict(x, { shape: [2, 3, 32, 32] });
+    const pb = await new addon.Engine(viaSync.native, { device: 'cpu' }).predict(x, { shape: [2, 3, 32, 32] });
+    expect(Array.from(pa.positions!.data)).toEqual(Array.from(pb.positions!.data));
+
+    await expect(ConvNeXt.create({ variant: 'convnext_huge' })).rejects.toMatchObject({ code: 'HEIMDALL_UNKNOWN_VARIANT' });
+    await expect(ConvNeXt.create({ variant: 'atto', pretrained: '/nonexistent/w.safetensors' })).rejects.toThrow(/nonexistent\/w\.safetensors/);
+    expect(new addon.Model({ variant: 'atto' }).variant).toBe('convnext_atto');  // the sync constructor is unaffected
   });
 
   it('freezes the backbone: only the head stays trainable', () => {
