@@ -1,7 +1,9 @@
 // heimdall-torch: train | export | predict | info | runs best
 import { Command, Option } from 'commander';
 import { ConfigError, redact } from './config.js';
-import { torchInfo } from './native.js';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { packageRoot, torchInfo } from './native.js';
 import { MLflowTracker } from './tracking/index.js';
 import { trainCommand } from './cli/train.js';
 import { exportCommand } from './cli/export.js';
@@ -60,8 +62,11 @@ function runsCommand(): Command {
 }
 
 export function program(): Command {
+  // The version comes from package.json, so that `--version` works even where libtorch cannot be loaded.
+  const { version } = JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string };
   return new Command('heimdall-torch')
     .description('Train and track ConvNeXt models from Node.js (libtorch + MLflow)')
+    .version(version, '-V, --version', 'the package version (`info` also reports libtorch and CUDA)')
     .showHelpAfterError()
     .addCommand(trainCommand())
     .addCommand(exportCommand())
@@ -75,7 +80,7 @@ export async function main(argv = process.argv): Promise<void> {
     await program().parseAsync(argv);
   } catch (err) {
     const e = err as Error & { code?: string };
-    process.stderr.write(`heimdall-torch: ${redact(e.message)}\n`);
+    process.stderr.write(`heimdall-torch: ${redact(e.message).replace(/^heimdall-torch:\s*/, '')}\n`);
     process.exitCode = e instanceof ConfigError || e.code === 'HEIMDALL_INVALID_ARGUMENT' ? 2 : 1;
   }
 }

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -191,5 +191,15 @@ print([list(o.shape) for o in out])`,
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/libtorch\s+2\.\d+\.\d+/);
     expect(r.stdout).toMatch(/devices\s+cpu/);
+  });
+
+  it('--version prints the package version without loading libtorch; a libtorch that is not there is one error', async () => {
+    const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string };
+    const v = await cli(['--version'], tempDir(), { LIBTORCH: '/nonexistent/libtorch' });
+    expect(v.code).toBe(0);
+    expect(v.stdout.trim()).toBe(pkg.version);
+    const info = await cli(['info'], tempDir(), { LIBTORCH: '/nonexistent/libtorch' });
+    expect(info.code).toBe(1);
+    expect(info.stderr).toMatch(/^heimdall-torch: LIBTORCH=\/nonexistent\/libtorch is not a usable libtorch/);
   });
 });
