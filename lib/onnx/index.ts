@@ -8,7 +8,7 @@ export {
   validateWithOnnxRuntime,
 } from './export.js';
 export type { ExportOnnxOptions, OnnxBinding, OnnxExportReport, OnnxValidation, OutputDiff } from './export.js';
-export { MLMODEL_MLFLOW_VERSION, writeMlflowOnnxModel } from './mlflow_model.js';
+export { MLMODEL_MLFLOW_VERSION, onnxModelTags, writeMlflowOnnxModel } from './mlflow_model.js';
 export type { MlflowOnnxModel, MlflowOnnxModelOptions } from './mlflow_model.js';
 export {
   DEFAULT_REGISTERED_MODEL, dataMetadataOfRun, exportRun, findRunCheckpoint, readCheckpointHeader, registerOnnxModel,

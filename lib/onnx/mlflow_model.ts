@@ -50,6 +50,11 @@ function utcCreated(d = new Date()): string {
     `${p(d.getUTCSeconds())}.${p(d.getUTCMilliseconds(), 3)}000`;
 }
 
+/** The run tags logged with a run's `model/`: the ONNX file's SHA-256 and the checkpoint it was exported from. */
+export function onnxModelTags(report: OnnxExportReport, checkpoint: string): Record<string, string> {
+  return { 'heimdall.onnx_sha256': report.sha256, 'heimdall.onnx_checkpoint': checkpoint.slice(0, 5000) };
+}
+
 /** Writes the MLflow model directory `dir` for the ONNX file of `report` (copied in with its external data). */
 export function writeMlflowOnnxModel(report: OnnxExportReport, dir: string, options: MlflowOnnxModelOptions = {}): MlflowOnnxModel {
   mkdirSync(dir, { recursive: true });

@@ -13,7 +13,7 @@ import { redact } from '../config.js';
 import type { MLflowTracker, RunSummary } from '../tracking/tracker.js';
 import type { ModelStage, ModelVersion } from '../tracking/types.js';
 import { exportOnnx, type OnnxExportReport } from './export.js';
-import { writeMlflowOnnxModel } from './mlflow_model.js';
+import { onnxModelTags, writeMlflowOnnxModel } from './mlflow_model.js';
 
 export const DEFAULT_REGISTERED_MODEL = 'heimdall-localization-onnx';
 
@@ -280,7 +280,7 @@ export async function exportRun(tracker: MLflowTracker, runId: string, opts: Exp
     const status = run.status === 'RUNNING' ? 'FINISHED' : run.status;
     await tracker.startRun({ runId });
     tracker.logArtifacts(modelDir, 'model');
-    tracker.setTags({ 'heimdall.onnx_sha256': report.sha256, 'heimdall.onnx_checkpoint': ckpt.source.slice(0, 5000) });
+    tracker.setTags(onnxModelTags(report, ckpt.source));
     const flushed = await tracker.endRun(status === 'SCHEDULED' ? 'FINISHED' : status);
     if (!flushed.complete || flushed.errors.length) {
       throw new InferenceError('HEIMDALL_NOT_FOUND', `logging model/ into run ${runId} did not complete: ${flushed.errors.join('; ') || 'backend unavailable'}`);

@@ -6,7 +6,7 @@ import { MLflowTracker } from '../tracking/index.js';
 import type { ConvNeXt } from '../model.js';
 import { native, type NativeEngine, type NativeEngineOptions, type PredictOutput } from '../native.js';
 import { exportOnnx as exportOnnxFile, type ExportOnnxOptions, type OnnxExportReport } from '../onnx/export.js';
-import { writeMlflowOnnxModel } from '../onnx/mlflow_model.js';
+import { onnxModelTags, writeMlflowOnnxModel } from '../onnx/mlflow_model.js';
 import { Callback, prefixed, toTrainBatch, type Metrics } from './callback.js';
 import { MLflowLogger } from './callbacks/mlflow_logger.js';
 import { ProgressBar } from './callbacks/progress_bar.js';
@@ -242,7 +242,7 @@ export class Trainer {
       const dir = join(this.rootDir, 'mlflow-model');
       rmSync(dir, { recursive: true, force: true });
       const model = writeMlflowOnnxModel(report, dir, { runId: this.logger.runId ?? undefined });
-      await this.logger.logArtifact(model.dir, 'model', { 'heimdall.onnx_sha256': report.sha256, 'heimdall.onnx_checkpoint': (source ?? 'current').slice(0, 5000) });
+      await this.logger.logArtifact(model.dir, 'model', onnxModelTags(report, result.source));
       result.modelUri = `runs:/${this.logger.runId}/model`;
     }
     return result;
