@@ -18,6 +18,14 @@ struct EngineState {
   std::atomic<bool> stop{false};
   std::atomic<bool> busy{false};
   SerialThread thread;  // every operation of this engine runs here
+
+  // Runs `fn` on the engine's thread, holding the model's mutex; returns when it is done, rethrows its error.
+  void Run(const std::function<void()>& fn) {
+    thread.Run([&] {
+      std::lock_guard<std::mutex> lock(model->mutex);
+      fn();
+    });
+  }
 };
 using StatePtr = std::shared_ptr<EngineState>;
 
@@ -72,8 +80,7 @@ class EpochWorker : public Napi::AsyncProgressQueueWorker<BatchEvent> {
   void Execute(const ExecutionProgress& progress) override {
     BusyScope busy(state_);
     try {
-      state_->thread.Run([&] {
-        std::lock_guard<std::mutex> lock(state_->model->mutex);
+      state_->Run([&] {
         result_ = state_->engine->train_epoch(
             data_, batch_size_, max_epochs_, [&](const BatchEvent& ev) { progress.Send(&ev, 1); }, state_->stop);
       });
@@ -252,10 +259,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
           info.Env(),
           [s, data, batch_size, result] {
             BusyScope busy(s);
-            s->thread.Run([&] {
-              std::lock_guard<std::mutex> lock(s->model->mutex);
-              *result = s->engine->evaluate(data, batch_size, &s->stop);
-            });
+            s->Run([&] { *result = s->engine->evaluate(data, batch_size, &s->stop); });
           },
           [result](Napi::Env env) -> Napi::Value { return EpochToJs(env, *result); }, "heimdall.evaluate");
     });
@@ -283,10 +287,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
           info.Env(),
           [s, data, inputs, batch_size, outputs] {
             BusyScope busy(s);
-            s->thread.Run([&] {
-              std::lock_guard<std::mutex> lock(s->model->mutex);
-              *outputs = data ? s->engine->predict(data, batch_size) : s->engine->predict(inputs, batch_size);
-            });
+            s->Run([&] { *outputs = data ? s->engine->predict(data, batch_size) : s->engine->predict(inputs, batch_size); });
           },
           [outputs, names](Napi::Env env) -> Napi::Value {
             Napi::Object o = Napi::Object::New(env);
@@ -324,10 +325,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
           info.Env(),
           [s, path, user] {
             BusyScope busy(s);
-            s->thread.Run([&] {
-              std::lock_guard<std::mutex> lock(s->model->mutex);
-              s->engine->save_checkpoint(path, user);
-            });
+            s->Run([&] { s->engine->save_checkpoint(path, user); });
           },
           nullptr, "heimdall.saveCheckpoint");
     });
@@ -343,10 +341,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
           info.Env(),
           [s, path, user] {
             BusyScope busy(s);
-            s->thread.Run([&] {
-              std::lock_guard<std::mutex> lock(s->model->mutex);
-              *user = s->engine->load_checkpoint(path);
-            });
+            s->Run([&] { *user = s->engine->load_checkpoint(path); });
           },
           [user](Napi::Env env) -> Napi::Value { return Napi::String::New(env, *user); }, "heimdall.loadCheckpoint");
     });
