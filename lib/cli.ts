@@ -1,8 +1,8 @@
 // heimdall-torch: train | export | predict | info | runs best
-import { Command, Option } from 'commander';
-import { ConfigError, redact } from './config.js';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { Command, Option } from 'commander';
+import { ConfigError, redact } from './config.js';
 import { packageRoot, torchInfo } from './native.js';
 import { MLflowTracker } from './tracking/index.js';
 import { trainCommand } from './cli/train.js';

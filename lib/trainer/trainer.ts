@@ -233,7 +233,7 @@ export class Trainer {
     const dataJson = data?.metadataJson?.();
     if (dataJson) metadata['heimdall.data'] = dataJson;
     const report = await exportOnnxFile(source ?? this.model.native, resolve(path), {
-      ...(shape && shape.length === 3 && shape[1]! >= 32 && shape[2]! >= 32 ? { inputShape: [shape[0]!, shape[1]!, shape[2]!] as [number, number, number] } : {}),
+      ...(shape?.length === 3 ? { inputShape: [shape[0]!, shape[1]!, shape[2]!] as [number, number, number] } : {}),
       ...exportOptions,
       metadata: { ...metadata, ...exportOptions.metadata },
     });
