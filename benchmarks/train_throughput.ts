@@ -1,29 +1,33 @@
-// Training-step throughput: heimdall-torch (the addon's Engine.trainEpoch) vs PyTorch eager in Python
-// (benchmarks/train_throughput.py: timm's convnext_*), same libtorch, same threads, same machine, one run.
+// Training throughput as users get it: heimdall-torch's `trainer.fit()` through the public API against the
+// PyTorch loop a user writes (benchmarks/train_throughput.py: timm + torch.optim.AdamW + DataLoader), eager and
+// torch.compile, same torch/libtorch, same machine, one run, the environment left exactly as it is.
 //
-//   npx tsx benchmarks/train_throughput.ts                       # CPU, default set (~3 min on 2 quiet cores, ~8 under load)
-//   npx tsx benchmarks/train_throughput.ts --reps 7 --steps-scale 3 --json out.json    # longer, steadier
+//   npx tsx benchmarks/train_throughput.ts                      # CPU, default set (~10 min on 2 quiet cores)
 //   npx tsx benchmarks/train_throughput.ts --only atto:128x32:8 --reps 9
 //   npx tsx benchmarks/train_throughput.ts --device cuda --precision bf16-mixed --channels-last
 //
-// A step is forward + loss + backward + AdamW step + zero_grad (set to none), on a regression head with
-// 2 outputs and MSE on both sides (see the .py's docstring for what the anchor does each step). Each
-// configuration gets two fresh child processes (ours: this file with --worker; the anchor: the .py with
-// --serve), so peak RSS is per configuration. After warm-up reps, timed reps alternate between the two
-// (ABBA order), and the ratio is the median of the per-pair ratios, which cancels slow drifts in the load
-// of a shared machine. A rep is one epoch of `steps` batches on our side (timed from JS: the Promise's
-// wall time, batch events delivered to a JS callback as the Trainer does) and `steps` steps in Python.
+// Our side, as a user writes it:
+//   const trainer = new Trainer({ maxEpochs, logger: false, optimizer: { name: 'adamw', lr: 1e-3 }, schedule: { name: 'constant' } });
+//   await trainer.fit(ConvNeXt.regression('convnext_atto', 2), new TensorDataModule(x, shape, y, [n, 2], { batchSize, split: false }));
+// and, for the end-to-end rows (`--e2e`), the same fit with an MLflowLogger (SQLite in a temporary folder, batch
+// metrics every step) and a ModelCheckpoint (top 1 by train/loss + last, every epoch), as the CLI trains.
+// A rep is one epoch on every side (ours: from the go signal, given in onTrainEpochStart, until every hook of
+// that epoch has finished, checkpoint writes and logging included; the anchors: one pass over the DataLoader).
+// Nothing is set for either side: no thread count, no OMP_* variable, no allocator. Each configuration gets
+// fresh child processes (peak RSS per configuration); after warm-up the reps rotate the order of the sides,
+// and each ratio is the median of the per-rep ratios, which cancels slow drifts in a shared machine's load.
 //
-// Flags: --variants atto,tiny  --shapes heimdall,224  --batches 32,8 (heimdall shape; 224 uses --batches224)
-//        --batches224 8  --only variant:HxW:batch[,…]  --reps N (5)  --warmup N (1)  --steps N (override)
-//        --steps-scale X  --threads N (default: CPU cores)  --device cpu|cuda|cuda:N
-//        --precision 32|bf16-mixed|16-mixed  --channels-last  --py-optimizer default|fused|foreach|loop
-//        --omp passive|inherit (OMP_WAIT_POLICY=PASSIVE for both children, the default; or leave the env)
+// Flags: --variants atto,tiny  --shapes heimdall,224  --batches 32,8 (heimdall shape)  --batches224 8
+//        --only variant:HxW:batch[,…]  --reps N (5)  --warmup N (1)  --steps N  --steps-scale X
+//        --compile auto|all|none (auto: torch.compile on the 3×128×32 rows)  --e2e LIST (atto:128x32:32; 'none')
+//        --e2e-steps N (44: the main job's 1400 training samples at batch 32)  --device cpu|cuda|cuda:N
+//        --precision 32|bf16-mixed|16-mixed  --channels-last  --threads N (ours only: Trainer `threads`)
+//        --profile-threads (per epoch: CPU seconds and context switches of each thread of each side, by name)
 //        --python PATH  --json FILE  --verbose  --help
 // On CUDA the defaults are 2 warm-up reps and 20× the CPU step counts (--steps-scale).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -38,13 +42,15 @@ interface Config {
   width: number;
   batch: number;
   steps: number;
+  compile: boolean;
+  e2e: boolean;
 }
 
 interface RunOptions {
-  threads: number;
   device: string;
   precision: '32' | 'bf16-mixed' | '16-mixed';
   channelsLast: boolean;
+  threads?: number;
 }
 
 type Json = Record<string, unknown>;
@@ -74,21 +80,12 @@ const num = (k: string, d: number) => {
   return n;
 };
 
-// ---- our side: a worker process that trains through the addon -------------------------------------------
+// ---- our side: a child process that trains through trainer.fit() -----------------------------------------
 
-async function worker(cfg: Config, run: RunOptions): Promise<void> {
-  const { native } = await import('../lib/native.js');
-  const addon = native();
-  const model = new addon.Model({ variant: cfg.variant, head: 'regression', outputs: 2, inChans: 3, seed: 42 });
-  const engine = new addon.Engine(model, {
-    device: run.device,
-    optimizer: { name: 'adamw', lr: 1e-3, weightDecay: 1e-5 },
-    schedule: { name: 'constant' },
-    precision: run.precision,
-    channelsLast: run.channelsLast,
-    threads: run.threads,
-    seed: 42,
-  });
+async function worker(cfg: Config, run: RunOptions, withTracking: boolean): Promise<void> {
+  const lib = await import('../lib/index.js');
+  const { Trainer, ConvNeXt, TensorDataModule, Callback, ModelCheckpoint, MLflowTracker, torchInfo } = lib;
+  const send = (o: Json) => process.stdout.write(JSON.stringify(o) + '\n');
   const n = cfg.batch * cfg.steps;
   const per = 3 * cfg.height * cfg.width;
   const inputs = new Float32Array(n * per);
@@ -102,32 +99,87 @@ async function worker(cfg: Config, run: RunOptions): Promise<void> {
   };
   for (let i = 0; i < inputs.length; i++) inputs[i] = rnd();
   for (let i = 0; i < targets.length; i++) targets[i] = rnd() * 2 - 1;
-  const data = addon.tensorDataset(inputs, [n, 3, cfg.height, cfg.width], targets, [n, 2]);
-  const info = addon.torchInfo();
-  const send = (o: Json) => process.stdout.write(JSON.stringify(o) + '\n');
-  send({ ready: true, torch: info.libtorch, threads: info.threads, device: engine.device, rssReadyKb: process.resourceUsage().maxRSS });
 
+  // The go signal for each epoch comes from the driver; the time of an epoch runs from its go until the next
+  // epoch's start hook (or the end of training), so every hook of the epoch — checkpoints, logging — is in it.
   const lines = createInterface({ input: process.stdin });
-  for await (const line of lines) {
-    const cmd = line.trim();
-    if (cmd === 'rep') {
-      const losses: number[] = [];
-      const f0 = process.resourceUsage().minorPageFault;
-      const t0 = performance.now();
-      const r = await engine.trainEpoch(data, { batchSize: cfg.batch, maxEpochs: 1_000_000 }, (e) => {
-        losses.push(e.metrics.loss!);
-      });
-      const seconds = (performance.now() - t0) / 1000;
-      if (r.batches !== cfg.steps) throw new Error(`expected ${cfg.steps} batches, trained ${r.batches}`);
-      send({ seconds, nativeSeconds: r.seconds, lastLoss: losses.at(-1), minorFaults: process.resourceUsage().minorPageFault - f0 });
-    } else if (cmd === 'done') {
-      send({ maxRssKb: process.resourceUsage().maxRSS });
-      lines.close();
-      process.exit(0);
-    } else if (cmd) {
-      send({ error: `unknown command ${cmd}` });
+  const waiting: Array<(cmd: string) => void> = [];
+  const queued: string[] = [];
+  lines.on('line', (l) => {
+    const cmd = l.trim();
+    if (!cmd) return;
+    const w = waiting.shift();
+    if (w) w(cmd);
+    else queued.push(cmd);
+  });
+  const nextCommand = () => new Promise<string>((res) => (queued.length ? res(queued.shift()!) : waiting.push(res)));
+  let t0 = 0;
+  let f0 = 0;
+  let timing = false;
+  let lastLoss = NaN;
+  const report = () => {
+    if (!timing) return;
+    timing = false;
+    send({ seconds: (performance.now() - t0) / 1000, lastLoss, minorFaults: process.resourceUsage().minorPageFault - f0 });
+  };
+  class Gate extends Callback {
+    override get stateKey() {
+      return 'BenchmarkGate';
+    }
+    override async onTrainEpochStart(): Promise<void> {
+      report();
+      const cmd = await nextCommand();
+      if (cmd === 'done') {
+        // after the last rep: end fit at this epoch's first batch boundary
+        trainer.stop('benchmark done');
+        return;
+      }
+      if (cmd !== 'rep') throw new Error(`expected rep or done, got ${cmd}`);
+      f0 = process.resourceUsage().minorPageFault;
+      timing = true;
+      t0 = performance.now();
+    }
+    override onTrainEpochEnd(_t: unknown, metrics: Record<string, number>): void {
+      lastLoss = metrics['train/loss'] ?? NaN;
+    }
+    override onTrainEnd(): void {
+      report();
+    }
+    override onInterrupt(): void {
+      report();
     }
   }
+  const root = mkdtempSync(join(tmpdir(), 'heimdall-bench-'));
+  const maxEpochs = num('epochs', 1000);
+  const tracker = withTracking ? new MLflowTracker({ trackingUri: `sqlite:///${join(root, 'mlflow.db')}`, experimentName: 'throughput' }) : undefined;
+  const trainer = new Trainer({
+    maxEpochs,
+    device: run.device,
+    precision: run.precision,
+    ...(run.channelsLast ? { channelsLast: true } : {}),
+    ...(run.threads ? { threads: run.threads } : {}),
+    optimizer: { name: 'adamw', lr: 1e-3 },
+    schedule: { name: 'constant' },
+    defaultRootDir: root,
+    enableProgressBar: false,
+    handleSignals: false,
+    callbacks: [new Gate(), ...(withTracking ? [new ModelCheckpoint({ monitor: 'train/loss', saveTopK: 1 })] : [])],
+    logger: tracker ?? false,
+  });
+  const model = ConvNeXt.regression(`convnext_${cfg.variant}`, 2, { seed: 42 });
+  const data = new TensorDataModule(inputs, [n, 3, cfg.height, cfg.width], targets, [n, 2], { batchSize: cfg.batch, split: false });
+  const info = torchInfo();
+  send({ ready: true, torch: info.libtorch, threads: info.threads, rssReadyKb: process.resourceUsage().maxRSS });
+  const fitting = trainer.fit(model, data);
+  fitting.catch((e: unknown) => {
+    send({ error: String((e as Error)?.stack ?? e) });
+    process.exit(1);
+  });
+  await fitting;
+  await tracker?.close();
+  rmSync(root, { recursive: true, force: true });
+  send({ maxRssKb: process.resourceUsage().maxRSS });
+  process.exit(0);
 }
 
 // ---- the driver ----------------------------------------------------------------------------------------
@@ -139,8 +191,8 @@ class Child {
   private exited: string | undefined;
   readonly proc: ChildProcess;
 
-  constructor(readonly name: string, cmd: string, argv: string[], env: NodeJS.ProcessEnv) {
-    this.proc = spawn(cmd, argv, { cwd: ROOT, env, stdio: ['pipe', 'pipe', 'inherit'] });
+  constructor(readonly name: string, cmd: string, argv: string[]) {
+    this.proc = spawn(cmd, argv, { cwd: ROOT, env: process.env, stdio: ['pipe', 'pipe', 'inherit'] });
     const rl = createInterface({ input: this.proc.stdout! });
     rl.on('line', (line) => {
       let msg: Json;
@@ -176,6 +228,47 @@ class Child {
   }
 }
 
+/** CPU seconds and context switches per thread of a process, summed by thread name (Linux /proc). */
+type ThreadTimes = Map<string, { cpu: number; voluntary: number; involuntary: number; threads: number }>;
+function threadTimes(pid: number): ThreadTimes {
+  const out: ThreadTimes = new Map();
+  const hz = 100; // USER_HZ
+  let tids: string[] = [];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out;
+  }
+  for (const tid of tids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const cpu = (Number(f[11]) + Number(f[12])) / hz; // utime + stime
+      const status = readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8');
+      const vol = Number(/voluntary_ctxt_switches:\s+(\d+)/.exec(status)?.[1] ?? 0);
+      const invol = Number(/nonvoluntary_ctxt_switches:\s+(\d+)/.exec(status)?.[1] ?? 0);
+      const e = out.get(name) ?? { cpu: 0, voluntary: 0, involuntary: 0, threads: 0 };
+      e.cpu += cpu;
+      e.voluntary += vol;
+      e.involuntary += invol;
+      e.threads += 1;
+      out.set(name, e);
+    } catch {
+      /* the thread ended */
+    }
+  }
+  return out;
+}
+function threadDelta(a: ThreadTimes, b: ThreadTimes): ThreadTimes {
+  const out: ThreadTimes = new Map();
+  for (const [k, v] of b) {
+    const p = a.get(k) ?? { cpu: 0, voluntary: 0, involuntary: 0, threads: 0 };
+    out.set(k, { cpu: v.cpu - p.cpu, voluntary: v.voluntary - p.voluntary, involuntary: v.involuntary - p.involuntary, threads: v.threads });
+  }
+  return out;
+}
+
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
@@ -184,21 +277,36 @@ const median = (xs: number[]) => {
 
 let verbose = false;
 
+interface Side {
+  name: string;
+  seconds: number[];
+  imagesPerSec: number;
+  maxRssMb: number;
+  readyRssMb: number;
+  ready: Json;
+}
+
 interface Result {
   config: Config;
-  ours: { seconds: number[]; imagesPerSec: number; best: number; maxRssMb: number; readyRssMb: number; nativeSeconds: number[] };
-  torch: { seconds: number[]; imagesPerSec: number; best: number; maxRssMb: number; readyRssMb: number; extra: Json };
-  minorFaultsPerStep: { ours: number; torch: number }; // page faults (first touches of fresh memory) per step, median
-  ratio: number; // median of per-pair ratios (ours img/s ÷ PyTorch img/s)
-  ratioBest: number; // best rep vs best rep
-  target: number;
+  sides: Record<string, Side>;
+  ratios: Record<string, number>; // median of per-rep ratios (ours faster > 1)
+  targets: Record<string, number>;
 }
 
 function defaultSteps(variant: string, h: number, w: number, batch: number): number {
-  // Aimed at ~1–3 s per rep on 2 shared cores; --steps-scale multiplies.
+  // Aimed at ~1–3 s per epoch on 2 cores; --steps-scale multiplies.
   const px = h * w * batch;
   const cost = (variant.includes('atto') ? 1 : variant.includes('tiny') ? 5.5 : 8) * px;
-  return Math.max(3, Math.round(4e5 / cost));
+  return Math.max(4, Math.round(8e5 / cost));
+}
+
+function targetsFor(c: Config, cuda: boolean): Record<string, number> {
+  const heimdall = c.height === 128 && c.width === 32;
+  if (cuda) return { eager: 1.1 };
+  const t: Record<string, number> = { eager: c.variant === 'atto' && heimdall ? 1.2 : 1.0 };
+  if (c.compile && c.variant === 'atto' && heimdall && c.batch === 8) t.compile = 1.0;
+  if (c.e2e) t.e2e = 0.97;
+  return t;
 }
 
 async function main(): Promise<void> {
@@ -209,13 +317,13 @@ async function main(): Promise<void> {
     return;
   }
   const run: RunOptions = {
-    threads: num('threads', availableParallelism()),
     device: str('device', 'cpu'),
     precision: str('precision', '32') as RunOptions['precision'],
     channelsLast: args.has('channels-last'),
+    ...(args.has('threads') ? { threads: num('threads', 0) } : {}),
   };
   if (args.has('worker')) {
-    await worker(JSON.parse(str('worker', '{}')) as Config, run);
+    await worker(JSON.parse(str('worker', '{}')) as Config, run, args.has('tracking'));
     return;
   }
   const cuda = run.device.startsWith('cuda');
@@ -223,125 +331,151 @@ async function main(): Promise<void> {
   const warmup = num('warmup', cuda ? 2 : 1);
   const scale = num('steps-scale', cuda ? 20 : 1);
   const python = str('python', existsSync(join(ROOT, '.venv/bin/python')) ? join(ROOT, '.venv/bin/python') : 'python3');
-  const pyOptimizer = str('py-optimizer', 'default');
+  const compileMode = str('compile', 'auto');
+  const e2eList = str('e2e', 'atto:128x32:32');
+  const profile = args.has('profile-threads');
 
-  let configs: Config[] = [];
   const stepsFor = (v: string, h: number, w: number, b: number) =>
     args.has('steps') ? num('steps', 4) : Math.max(3, Math.round(defaultSteps(v, h, w, b) * scale));
+  const specs: Array<[string, number, number, number]> = [];
   if (args.has('only')) {
     for (const spec of str('only', '').split(',')) {
       const m = /^([a-z]+):(\d+)x(\d+):(\d+)$/.exec(spec.trim());
       if (!m) throw new Error(`--only wants variant:HxW:batch (e.g. atto:128x32:8), got ${spec}`);
-      const [h, w, b] = [Number(m[2]), Number(m[3]), Number(m[4])];
-      configs.push({ variant: m[1]!, height: h, width: w, batch: b, steps: stepsFor(m[1]!, h, w, b) });
+      specs.push([m[1]!, Number(m[2]), Number(m[3]), Number(m[4])]);
     }
   } else {
-    const variants = str('variants', 'atto,tiny').split(',');
-    const shapes = str('shapes', 'heimdall,224').split(',');
-    const batches = str('batches', '32,8').split(',').map(Number);
-    const batches224 = str('batches224', '8').split(',').map(Number);
-    for (const v of variants) {
-      for (const shape of shapes) {
+    for (const v of str('variants', 'atto,tiny').split(',')) {
+      for (const shape of str('shapes', 'heimdall,224').split(',')) {
         const [h, w] = shape === 'heimdall' ? [128, 32] : shape === '224' ? [224, 224] : shape.split('x').map(Number);
-        for (const b of shape === '224' ? batches224 : batches)
-          configs.push({ variant: v, height: h!, width: w!, batch: b, steps: stepsFor(v, h!, w!, b) });
+        for (const b of (shape === '224' ? str('batches224', '8') : str('batches', '32,8')).split(',').map(Number))
+          if (b > 0) specs.push([v, h!, w!, b]);
       }
     }
   }
-  configs = configs.filter((c) => c.batch > 0);
-
-  // Both children get the same OpenMP settings. By default OMP_WAIT_POLICY=PASSIVE: on a shared, oversubscribed
-  // machine libgomp's default spin-waiting made a 2-thread PyTorch step 10–20× slower (its worker spins while
-  // the main thread needs the core), which measures the machine's load rather than the two stacks.
-  // --omp inherit keeps the environment as it is (on a quiet machine both spin, as users get by default).
-  const ompMode = str('omp', 'passive');
-  const env: NodeJS.ProcessEnv = { ...process.env, PYTHONUNBUFFERED: '1' };
-  if (ompMode === 'passive') env.OMP_WAIT_POLICY = 'PASSIVE';
-  else if (ompMode !== 'inherit') throw new Error(`--omp wants passive or inherit, got ${ompMode}`);
-  const results: Result[] = [];
-  let header: Json = {};
-  const t0 = performance.now();
-  for (const cfg of configs) {
-    const tag = `convnext_${cfg.variant} 3×${cfg.height}×${cfg.width} b${cfg.batch} (${cfg.steps} steps/rep)`;
-    process.stderr.write(`${tag} …`);
-    const ours = new Child('heimdall-torch', process.execPath, [...process.execArgv, SELF, '--worker', JSON.stringify(cfg),
-      '--threads', String(run.threads), '--device', run.device, '--precision', run.precision,
-      ...(run.channelsLast ? ['--channels-last'] : [])], env);
-    const py = new Child('pytorch', python, [join(HERE, 'train_throughput.py'), '--serve', '--variant', cfg.variant,
-      '--height', String(cfg.height), '--width', String(cfg.width), '--batch', String(cfg.batch), '--steps', String(cfg.steps),
-      '--threads', String(run.threads), '--device', run.device, '--precision', run.precision, '--optimizer', pyOptimizer,
-      ...(run.channelsLast ? ['--channels-last'] : [])], env);
-    const [oReady, pReady] = await Promise.all([ours.next(), py.next()]);
-    if (oReady.error || pReady.error) throw new Error(String(oReady.error ?? pReady.error));
-    header = { ours: oReady, torch: pReady };
-    for (let w = 0; w < warmup; w++) {
-      await ours.send('rep');
-      await py.send('rep');
+  const configs: Config[] = specs.map(([v, h, w, b]) => ({
+    variant: v, height: h, width: w, batch: b, steps: stepsFor(v, h, w, b),
+    compile: compileMode === 'all' || (compileMode === 'auto' && h === 128 && w === 32),
+    e2e: false,
+  }));
+  if (e2eList !== 'none') {
+    for (const spec of e2eList.split(',')) {
+      const m = /^([a-z]+):(\d+)x(\d+):(\d+)$/.exec(spec.trim());
+      if (!m) throw new Error(`--e2e wants variant:HxW:batch, got ${spec}`);
+      configs.push({ variant: m[1]!, height: Number(m[2]), width: Number(m[3]), batch: Number(m[4]),
+        steps: num('e2e-steps', 44), compile: false, e2e: true });
     }
-    const oSec: number[] = [], oNative: number[] = [], pSec: number[] = [], pairs: number[] = [], oFaults: number[] = [], pFaults: number[] = [];
+  }
+
+  const results: Result[] = [];
+  const t0 = performance.now();
+  const load0 = loadavg()[0]!;
+  for (const cfg of configs) {
+    const tag = `convnext_${cfg.variant} 3×${cfg.height}×${cfg.width} b${cfg.batch} (${cfg.steps} steps/epoch${cfg.e2e ? ', logger + checkpoints' : ''})`;
+    process.stderr.write(`${tag} …`);
+    const oursArgv = (tracking: boolean) => [...process.execArgv, SELF, '--worker', JSON.stringify(cfg),
+      '--device', run.device, '--precision', run.precision, ...(run.channelsLast ? ['--channels-last'] : []),
+      ...(run.threads ? ['--threads', String(run.threads)] : []), ...(tracking ? ['--tracking'] : []),
+      '--epochs', String(warmup + reps + 1)];
+    const pyArgv = (mode: string) => [join(HERE, 'train_throughput.py'), '--serve', '--mode', mode, '--variant', cfg.variant,
+      '--height', String(cfg.height), '--width', String(cfg.width), '--batch', String(cfg.batch), '--steps', String(cfg.steps),
+      '--device', run.device, '--precision', run.precision, ...(run.channelsLast ? ['--channels-last'] : [])];
+    const children: Record<string, Child> = {};
+    if (cfg.e2e) {
+      children.ours = new Child('heimdall-torch', process.execPath, oursArgv(false));
+      children.e2e = new Child('heimdall-torch + logger + checkpoints', process.execPath, oursArgv(true));
+    } else {
+      children.ours = new Child('heimdall-torch', process.execPath, oursArgv(false));
+      children.eager = new Child('PyTorch eager', python, pyArgv('eager'));
+      if (cfg.compile) children.compile = new Child('torch.compile', python, pyArgv('compile'));
+    }
+    const names = Object.keys(children);
+    // The reps start once every side is ready (torch.compile has compiled).
+    const ready: Record<string, Json> = {};
+    for (const k of names) {
+      ready[k] = await children[k]!.next();
+      if (ready[k]!.error) throw new Error(`${k}: ${String(ready[k]!.error)}`);
+    }
+    for (let w = 0; w < warmup; w++) for (const k of names) await children[k]!.send('rep');
+    const secs: Record<string, number[]> = Object.fromEntries(names.map((k) => [k, [] as number[]]));
+    const perRep: Record<string, number[]> = {};
     for (let r = 0; r < reps; r++) {
-      // ABBA: ours first on even reps, PyTorch first on odd ones.
-      let o: Json, p: Json;
-      if (r % 2 === 0) {
-        o = await ours.send('rep');
-        p = await py.send('rep');
-      } else {
-        p = await py.send('rep');
-        o = await ours.send('rep');
+      const order = names.map((_, i) => names[(i + r) % names.length]!); // rotate who goes first
+      if (r % 2 === 1) order.reverse();
+      const got: Record<string, number> = {};
+      for (const k of order) {
+        const before = profile ? threadTimes(children[k]!.proc.pid!) : undefined;
+        got[k] = (await children[k]!.send('rep')).seconds as number;
+        if (before) {
+          const d = threadDelta(before, threadTimes(children[k]!.proc.pid!));
+          const parts = [...d].filter(([, v]) => v.cpu > 0.005 || v.voluntary + v.involuntary > 20).sort((x, y) => y[1].cpu - x[1].cpu)
+            .map(([n, v]) => `${n}×${v.threads} ${v.cpu.toFixed(2)}s cs ${v.voluntary}/${v.involuntary}`);
+          process.stderr.write(`\n  [${k}] ${got[k]!.toFixed(3)} s: ${parts.join('; ')}`);
+        }
       }
-      oSec.push(o.seconds as number);
-      oNative.push(o.nativeSeconds as number);
-      pSec.push(p.seconds as number);
-      pairs.push((p.seconds as number) / (o.seconds as number));
-      oFaults.push((o.minorFaults as number) / cfg.steps);
-      pFaults.push((p.minorFaults as number) / cfg.steps);
+      for (const k of names) secs[k]!.push(got[k]!);
+      for (const k of names) if (k !== 'ours') (perRep[k] ??= []).push(k === 'e2e' ? got.ours! / got.e2e! : got[k]! / got.ours!);
       process.stderr.write('.');
     }
-    const [oDone, pDone] = await Promise.all([ours.send('done'), py.send('done')]);
+    const doneMsgs: Record<string, Json> = {};
+    for (const k of names) doneMsgs[k] = await children[k]!.send('done');
     const imgs = cfg.batch * cfg.steps;
-    const isHeimdallB8 = cfg.variant === 'atto' && cfg.height === 128 && cfg.width === 32 && cfg.batch === 8;
-    const res: Result = {
-      config: cfg,
-      ours: { seconds: oSec, nativeSeconds: oNative, imagesPerSec: imgs / median(oSec), best: imgs / Math.min(...oSec),
-        maxRssMb: (oDone.maxRssKb as number) / 1024, readyRssMb: (oReady.rssReadyKb as number) / 1024 },
-      torch: { seconds: pSec, imagesPerSec: imgs / median(pSec), best: imgs / Math.min(...pSec),
-        maxRssMb: (pDone.maxRssKb as number) / 1024, readyRssMb: (pReady.rssReadyKb as number) / 1024, extra: pDone },
-      minorFaultsPerStep: { ours: median(oFaults), torch: median(pFaults) },
-      ratio: median(pairs),
-      ratioBest: Math.min(...pSec) / Math.min(...oSec),
-      target: isHeimdallB8 ? 1.1 : 1.0,
-    };
-    results.push(res);
-    process.stderr.write(` ${res.ours.imagesPerSec.toFixed(1)} vs ${res.torch.imagesPerSec.toFixed(1)} img/s\n`);
-    if (verbose) {
-      process.stderr.write(`  ours s/rep ${oSec.map((x) => x.toFixed(3)).join(' ')}; torch s/rep ${pSec.map((x) => x.toFixed(3)).join(' ')}\n`);
-      process.stderr.write(`  minor page faults per step: ours ${res.minorFaultsPerStep.ours.toFixed(0)}, torch ${res.minorFaultsPerStep.torch.toFixed(0)}\n`);
+    const sides: Record<string, Side> = {};
+    for (const k of names) {
+      sides[k] = { name: children[k]!.name, seconds: secs[k]!, imagesPerSec: imgs / median(secs[k]!),
+        maxRssMb: (doneMsgs[k]!.maxRssKb as number) / 1024, readyRssMb: (ready[k]!.rssReadyKb as number) / 1024, ready: ready[k]! };
     }
+    const res: Result = { config: cfg, sides, ratios: Object.fromEntries(Object.entries(perRep).map(([k, v]) => [k, median(v)])),
+      targets: targetsFor(cfg, cuda) };
+    results.push(res);
+    process.stderr.write(' ' + names.map((k) => `${k} ${sides[k]!.imagesPerSec.toFixed(1)}`).join(', ') + ' img/s\n');
+    if (verbose) for (const k of names) process.stderr.write(`  ${k} s/epoch ${secs[k]!.map((x) => x.toFixed(3)).join(' ')}\n`);
   }
   const wall = (performance.now() - t0) / 1000;
 
-  const o = header.ours as Json, p = header.torch as Json;
-  console.log(`\nTraining-step throughput (forward + MSE + backward + AdamW + zero_grad), images/s, median of ${reps} reps after ${warmup} warm-up rep(s)`);
-  console.log(`device ${run.device}${p?.deviceName ? ` (${String(p.deviceName)})` : ''}, precision ${run.precision}${run.channelsLast ? ', channels_last' : ''}, ` +
-    `threads ${run.threads} (addon reports ${String(o?.threads)}, PyTorch ${String(p?.threads)}); libtorch ${String(o?.torch)}, torch ${String(p?.torch)}; ` +
-    `OMP_WAIT_POLICY=${env.OMP_WAIT_POLICY ?? '(unset)'}; PyTorch AdamW: ${pyOptimizer === 'default' ? 'default implementation' : pyOptimizer}; heimdall-torch AdamW: fused; ${wall.toFixed(0)} s`);
-  const rows = [['model', 'input', 'batch', 'heimdall-torch', 'PyTorch eager', 'ratio', 'ratio (best)', 'target', 'peak RSS ours MB (ready)', 'peak RSS PyTorch MB (ready)']];
-  for (const r of results) {
-    const c = r.config;
-    rows.push([`convnext_${c.variant}`, `3×${c.height}×${c.width}`, String(c.batch), r.ours.imagesPerSec.toFixed(1),
-      r.torch.imagesPerSec.toFixed(1), `${r.ratio.toFixed(2)}×`, `${r.ratioBest.toFixed(2)}×`,
-      `≥${r.target.toFixed(2)} ${r.ratio >= r.target ? 'ok' : 'MISS'}`, `${r.ours.maxRssMb.toFixed(0)} (${r.ours.readyRssMb.toFixed(0)})`, `${r.torch.maxRssMb.toFixed(0)} (${r.torch.readyRssMb.toFixed(0)})`]);
+  const anyReady = results[0]?.sides.ours?.ready ?? {};
+  const pyReady = results.find((r) => r.sides.eager)?.sides.eager?.ready ?? {};
+  console.log(`\nTraining throughput, images/s (median of ${reps} epochs after ${warmup} warm-up epoch(s)); ` +
+    `device ${run.device}${pyReady.deviceName ? ` (${String(pyReady.deviceName)})` : ''}, precision ${run.precision}${run.channelsLast ? ', channels_last' : ''}; ` +
+    `${cpus().length} CPUs, load ${load0.toFixed(1)} → ${loadavg()[0]!.toFixed(1)}; libtorch ${String(anyReady.torch)}, torch ${String(pyReady.torch ?? '?')}; ` +
+    `threads: ours ${String(anyReady.threads)}${run.threads ? ' (--threads)' : ' (engine default)'}, PyTorch ${String(pyReady.threads ?? '?')} (default); ` +
+    `OMP_WAIT_POLICY=${process.env.OMP_WAIT_POLICY ?? '(unset)'}; ${wall.toFixed(0)} s`);
+  const fmtRatio = (r: Result, k: string) => {
+    const v = r.ratios[k];
+    if (v === undefined) return '–';
+    const t = r.targets[k];
+    return `${v.toFixed(2)}×${t !== undefined ? (v >= t ? ' ok' : ` MISS ≥${t}`) : ''}`;
+  };
+  const rows = [['model', 'input', 'batch', 'heimdall-torch', 'PyTorch eager', 'torch.compile (compile s)', 'vs eager', 'vs compile', 'peak RSS MB ours / eager']];
+  for (const r of results.filter((x) => !x.config.e2e)) {
+    const c = r.config, s = r.sides;
+    rows.push([`convnext_${c.variant}`, `3×${c.height}×${c.width}`, String(c.batch), s.ours!.imagesPerSec.toFixed(1),
+      s.eager?.imagesPerSec.toFixed(1) ?? '–',
+      s.compile ? `${s.compile.imagesPerSec.toFixed(1)} (${Number(s.compile.ready.compileSeconds).toFixed(0)})` : '–',
+      fmtRatio(r, 'eager'), fmtRatio(r, 'compile'),
+      `${s.ours!.maxRssMb.toFixed(0)} / ${s.eager?.maxRssMb.toFixed(0) ?? '–'}${s.eager ? (s.ours!.maxRssMb <= s.eager.maxRssMb ? ' ok' : ' MISS') : ''}`]);
   }
+  printTable(rows);
+  console.log('vs = median over epochs of (their s/epoch ÷ ours), order rotating; > 1: heimdall-torch is faster. Peak RSS of each whole process.');
+  const e2e = results.filter((x) => x.config.e2e);
+  if (e2e.length) {
+    const rows2 = [['model', 'input', 'batch', 'steps/epoch', 'fit, logger: false', 'fit + MLflowLogger + ModelCheckpoint', 'ratio']];
+    for (const r of e2e) {
+      const c = r.config;
+      rows2.push([`convnext_${c.variant}`, `3×${c.height}×${c.width}`, String(c.batch), String(c.steps), r.sides.ours!.imagesPerSec.toFixed(1),
+        r.sides.e2e!.imagesPerSec.toFixed(1), fmtRatio(r, 'e2e')]);
+    }
+    console.log('\nEnd to end: the same fit with tracking (SQLite, batch metrics every step) and checkpoints (top 1 + last, every epoch)');
+    printTable(rows2);
+  }
+  if (args.has('json')) writeFileSync(str('json', 'train_throughput.json'), JSON.stringify({ run, reps, warmup, results, wallSeconds: wall }, null, 2));
+}
+
+function printTable(rows: string[][]): void {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
   for (const [i, row] of rows.entries()) {
     console.log('| ' + row.map((cell, j) => (j < 3 ? cell.padEnd(widths[j]!) : cell.padStart(widths[j]!))).join(' | ') + ' |');
     if (i === 0) console.log('|' + widths.map((w, j) => (j < 3 ? '-'.repeat(w + 2) : '-'.repeat(w + 1) + ':')).join('|') + '|');
-  }
-  console.log('ratio = median over reps of (PyTorch s/rep ÷ ours s/rep), reps alternating; >1 means heimdall-torch is faster. ' +
-    'RSS = peak resident set of each whole process (Node + addon + libtorch vs Python + torch + timm); ' +
-    '(ready) = after loading, building the model and the data, before the first step.');
-  if (args.has('json')) {
-    writeFileSync(str('json', 'train_throughput.json'), JSON.stringify({ run, omp: env.OMP_WAIT_POLICY ?? null, reps, warmup, pyOptimizer, header, results, wallSeconds: wall }, null, 2));
   }
 }
 

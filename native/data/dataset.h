@@ -31,6 +31,10 @@ class Dataset {
   virtual at::ScalarType target_dtype() const { return at::kFloat; }
   // Must be safe to call from the loader's thread while no other thread mutates the data set.
   virtual Batch get_batch(const std::vector<int64_t>& indices, const BatchContext& ctx) const = 0;
+  // True when a batch is a gather from memory (microseconds), false when it is computed or read from disk.
+  // The engine's loader gathers in-memory batches on the engine's own thread between steps and prefetches the
+  // others on a background thread (see train/loader.h).
+  virtual bool in_memory() const { return false; }
   // A short description for errors and logs ("synthetic RF, 2000 samples").
   virtual std::string describe() const = 0;
 };
@@ -46,6 +50,7 @@ class SubsetDataset final : public Dataset {
   std::vector<int64_t> target_shape() const override { return base_->target_shape(); }
   at::ScalarType target_dtype() const override { return base_->target_dtype(); }
   Batch get_batch(const std::vector<int64_t>& indices, const BatchContext& ctx) const override;
+  bool in_memory() const override { return base_->in_memory(); }
   std::string describe() const override;
   const std::vector<int64_t>& indices() const { return indices_; }
   const DatasetPtr& base() const { return base_; }

@@ -15,6 +15,7 @@ class TensorDataset final : public Dataset {
   std::vector<int64_t> target_shape() const override;
   at::ScalarType target_dtype() const override;
   Batch get_batch(const std::vector<int64_t>& indices, const BatchContext& ctx) const override;
+  bool in_memory() const override { return true; }
   std::string describe() const override;
 
  private:

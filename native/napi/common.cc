@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
 
+#include "common/threads.h"
 #include "errors.h"
 #include "napi/handles.h"
 
@@ -58,6 +59,7 @@ Napi::Promise Task::Run(Napi::Env env, Work work, Done done, const char* name) {
 }
 
 void Task::Execute() {
+  OneIntraopThread serial;  // libuv's pool threads start no OpenMP team of their own (common/threads.h)
   try {
     work_();
   } catch (...) {

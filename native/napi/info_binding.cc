@@ -5,6 +5,7 @@
 #include <ATen/Parallel.h>
 #include <ATen/detail/CUDAHooksInterface.h>
 
+#include "common/threads.h"
 #include "errors.h"
 #include "napi/handles.h"
 #include "train/engine.h"
@@ -54,7 +55,7 @@ Napi::Value TorchInfo(const Napi::CallbackInfo& info) {
       o.Set("cudaRuntime", env.Null());
       o.Set("cudnn", env.Null());
     }
-    o.Set("threads", at::get_num_threads());
+    o.Set("threads", heimdall::default_intraop_threads());  // what an engine without a `threads` option uses
     o.Set("interopThreads", at::get_num_interop_threads());
     o.Set("parallelInfo", at::get_parallel_info());
     return o;
@@ -65,7 +66,8 @@ Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
   return Guard(info.Env(), [&]() -> Napi::Value {
     if (info.Length() < 1 || !info[0].IsNumber() || info[0].As<Napi::Number>().Int32Value() < 1)
       throw heimdall::Error(kErrInvalidArgument, "threads must be an integer ≥ 1");
-    at::set_num_threads(info[0].As<Napi::Number>().Int32Value());
+    // Engines without their own `threads` option use it from their next operation (common/threads.h).
+    heimdall::set_default_intraop_threads(info[0].As<Napi::Number>().Int32Value());
     return info.Env().Undefined();
   });
 }

@@ -1,5 +1,7 @@
 #include "napi/serial_thread.h"
 
+#include <pthread.h>
+
 #include <future>
 
 namespace heimdall::napi {
@@ -32,6 +34,7 @@ void SerialThread::Run(const std::function<void()>& fn) {
 }
 
 void SerialThread::Loop(std::shared_ptr<Queue> q) {
+  pthread_setname_np(pthread_self(), "heimdall-engine");  // OpenMP workers it starts inherit the name
   for (;;) {
     std::function<void()> job;
     {

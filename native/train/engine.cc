@@ -14,6 +14,7 @@
 #include "data/tensor_dataset.h"
 #include "errors.h"
 #include "common/json.h"
+#include "common/threads.h"
 #include "train/loader.h"
 
 namespace heimdall {
@@ -114,7 +115,6 @@ Engine::Engine(Network network, const EngineOptions& options)
   if (options_.grad_clip_norm < 0) throw Error(kErrInvalidArgument, "gradClipNorm must be ≥ 0");
   if (options_.label_smoothing < 0 || options_.label_smoothing >= 1)
     throw Error(kErrInvalidArgument, "labelSmoothing must be in [0, 1)");
-  if (options_.threads > 0) at::set_num_threads(options_.threads);
 
   at::manual_seed(options_.seed);
   network_->to(device_);
@@ -128,6 +128,14 @@ Engine::Engine(Network network, const EngineOptions& options)
     amp_scale_ = at::full({1}, 65536.0f, at::TensorOptions().device(device_));
     amp_growth_ = at::zeros({1}, at::TensorOptions().device(device_).dtype(at::kInt));
   }
+}
+
+int Engine::intraop_threads() const { return options_.threads > 0 ? options_.threads : default_intraop_threads(); }
+
+bool Engine::background_loading(const Dataset& data) const {
+  // CUDA: the GPU computes while the CPU prepares the next batch. CPU: in-memory batches are gathered between
+  // steps on this thread (see train/loader.h); computed or file-backed ones are prefetched on a helper thread.
+  return device_.is_cuda() || !data.in_memory();
 }
 
 double Engine::current_lr() const { return scheduled_lr(options_.optimizer, options_.schedule, step_); }
@@ -216,6 +224,7 @@ void recalibrate_batchnorm(Network& network, DatasetPtr data, int64_t batch_size
   LoaderOptions lo;
   lo.batch_size = std::max<int64_t>(2, batch_size);
   lo.pin_memory = pin_memory;
+  lo.background = pin_memory || !data->in_memory();
   Loader loader(data, lo);
   c10::NoGradGuard no_grad;
   std::vector<std::optional<double>> momentum;
@@ -247,6 +256,7 @@ void recalibrate_batchnorm(Network& network, DatasetPtr data, int64_t batch_size
 EpochResult Engine::train_epoch(DatasetPtr data, int64_t batch_size, int64_t max_epochs, const BatchCallback& on_batch,
                                 const std::atomic<bool>& stop) {
   check_input(*data);
+  set_intraop_threads_here(intraop_threads());
   if (batch_size < 1) throw Error(kErrInvalidArgument, "batchSize must be ≥ 1");
   LoaderOptions lo;
   lo.batch_size = batch_size;
@@ -256,6 +266,7 @@ EpochResult Engine::train_epoch(DatasetPtr data, int64_t batch_size, int64_t max
   lo.epoch = epoch_;
   lo.drop_singleton = network_->options().head.kind == HeadKind::Localization;  // BatchNorm in the heads
   lo.pin_memory = device_.is_cuda();
+  lo.background = background_loading(*data);
   Loader loader(data, lo);
   const int64_t nb = loader.num_batches();
   if (options_.schedule.total_steps <= 0 && max_epochs > 0)
@@ -335,9 +346,11 @@ EpochResult Engine::train_epoch(DatasetPtr data, int64_t batch_size, int64_t max
 
 EpochResult Engine::evaluate(DatasetPtr data, int64_t batch_size, const std::atomic<bool>* stop) {
   check_input(*data);
+  set_intraop_threads_here(intraop_threads());
   LoaderOptions lo;
   lo.batch_size = batch_size;
   lo.pin_memory = device_.is_cuda();
+  lo.background = background_loading(*data);
   Loader loader(data, lo);
   network_->eval();
   c10::NoGradGuard no_grad;
@@ -366,6 +379,7 @@ EpochResult Engine::evaluate(DatasetPtr data, int64_t batch_size, const std::ato
 }
 
 std::vector<at::Tensor> Engine::predict(DatasetPtr data, int64_t batch_size) {
+  set_intraop_threads_here(intraop_threads());
   const auto in = data->input_shape();
   const int64_t c = network_->options().backbone.in_chans;
   if (in.size() != 3 || in[0] != c)
@@ -374,6 +388,7 @@ std::vector<at::Tensor> Engine::predict(DatasetPtr data, int64_t batch_size) {
   LoaderOptions lo;
   lo.batch_size = batch_size;
   lo.pin_memory = device_.is_cuda();
+  lo.background = background_loading(*data);
   Loader loader(data, lo);
   network_->eval();
   c10::NoGradGuard no_grad;

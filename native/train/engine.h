@@ -39,7 +39,9 @@ struct EngineOptions {
   bool channels_last = false;      // NHWC memory format (fast on CUDA tensor cores)
   uint64_t seed = 42;
   PositionScale position_scale;
-  int threads = 0;                 // intra-op threads; 0 keeps libtorch's default
+  // Intra-op (OpenMP) threads of the engine's thread; 0: default_intraop_threads() (common/threads.h) — libtorch's
+  // default (physical cores or OMP_NUM_THREADS) capped at the CPUs this process may use.
+  int threads = 0;
 };
 
 struct BatchEvent {
@@ -79,6 +81,7 @@ class Engine {
   int64_t epoch() const { return epoch_; }
   int64_t step() const { return step_; }
   double current_lr() const;
+  int intraop_threads() const;
   const EngineOptions& options() const { return options_; }
 
  private:
@@ -86,6 +89,7 @@ class Engine {
   std::vector<at::Tensor> forward(const at::Tensor& input);
   void optimizer_step();
   void check_input(const Dataset& data) const;
+  bool background_loading(const Dataset& data) const;
 
   Network network_;
   EngineOptions options_;

@@ -4,8 +4,11 @@
 #include <numeric>
 #include <random>
 
+#include <pthread.h>
+
 #include <ATen/ATen.h>
 
+#include "common/threads.h"
 #include "errors.h"
 
 namespace heimdall {
@@ -32,7 +35,7 @@ Loader::Loader(DatasetPtr dataset, const LoaderOptions& options) : dataset_(std:
     if (options.drop_singleton && end - start == 1 && start > 0) break;
     batches_.emplace_back(order.begin() + start, order.begin() + end);
   }
-  thread_ = std::thread([this] { produce(); });
+  if (options.background) thread_ = std::thread([this] { produce(); });
 }
 
 Loader::~Loader() {
@@ -44,7 +47,21 @@ Loader::~Loader() {
   if (thread_.joinable()) thread_.join();
 }
 
+Batch Loader::make_batch(size_t b) const {
+  BatchContext ctx;
+  ctx.augment = options_.augment;
+  ctx.seed = mix_seed(mix_seed(options_.seed, static_cast<uint64_t>(options_.epoch)), b);
+  Batch batch = dataset_->get_batch(batches_[b], ctx);
+  if (options_.pin_memory) {
+    batch.input = batch.input.pin_memory();
+    batch.target = batch.target.pin_memory();
+  }
+  return batch;
+}
+
 void Loader::produce() {
+  pthread_setname_np(pthread_self(), "heimdall-loader");
+  OneIntraopThread serial;  // ATen ops on this thread stay single-threaded: no second OpenMP team
   try {
     for (size_t b = 0; b < batches_.size(); ++b) {
       {
@@ -52,14 +69,7 @@ void Loader::produce() {
         cv_.wait(lock, [&] { return stop_ || ready_.size() < static_cast<size_t>(std::max(1, options_.prefetch)); });
         if (stop_) return;
       }
-      BatchContext ctx;
-      ctx.augment = options_.augment;
-      ctx.seed = mix_seed(mix_seed(options_.seed, static_cast<uint64_t>(options_.epoch)), b);
-      Batch batch = dataset_->get_batch(batches_[b], ctx);
-      if (options_.pin_memory) {
-        batch.input = batch.input.pin_memory();
-        batch.target = batch.target.pin_memory();
-      }
+      Batch batch = make_batch(b);
       {
         std::lock_guard<std::mutex> lock(mutex_);
         ready_.push_back(std::move(batch));
@@ -75,6 +85,10 @@ void Loader::produce() {
 }
 
 std::optional<Batch> Loader::next() {
+  if (!options_.background) {
+    if (consumed_ >= batches_.size()) return std::nullopt;
+    return make_batch(consumed_++);
+  }
   std::unique_lock<std::mutex> lock(mutex_);
   if (consumed_ >= batches_.size()) return std::nullopt;
   cv_.wait(lock, [&] { return !ready_.empty() || error_; });

@@ -1,6 +1,13 @@
-// Batches a Dataset on a producer thread, a few batches ahead of the training loop (prefetch), with a
-// seeded shuffle that depends only on (seed, epoch): the same seed gives the same batches, and resuming at
-// epoch k gives the batches an uninterrupted run would have seen.
+// Batches a Dataset with a seeded shuffle that depends only on (seed, epoch): the same seed gives the same
+// batches, and resuming at epoch k gives the batches an uninterrupted run would have seen.
+//
+// Two ways to produce the batches, the same batches either way:
+// - inline (background = false): next() gathers the batch on the calling thread, using ATen's intra-op
+//   threads. For in-memory data on CPU a gather takes microseconds, and doing it between two steps keeps the
+//   cores to the training step: no extra thread is runnable while the step's OpenMP team works.
+// - background (background = true): a producer thread prepares `prefetch` batches ahead (data computed or
+//   read per batch, or CUDA, where the GPU works while the CPU prepares). Its ATen calls run single-threaded
+//   (common/threads.h), so it never starts a second OpenMP thread team next to the training step's.
 #pragma once
 
 #include <condition_variable>
@@ -21,8 +28,9 @@ struct LoaderOptions {
   uint64_t seed = 0;
   int64_t epoch = 0;
   bool drop_singleton = false;  // drop a last batch of one sample (BatchNorm cannot train on it)
-  int prefetch = 2;
+  int prefetch = 2;             // background: batches prepared ahead
   bool pin_memory = false;      // page-locked host memory for non-blocking copies to CUDA
+  bool background = true;       // false: gather each batch on the thread that calls next()
 };
 
 uint64_t mix_seed(uint64_t a, uint64_t b);  // splitmix64 of a combination: decorrelated sub-seeds
@@ -40,6 +48,7 @@ class Loader {
 
  private:
   void produce();
+  Batch make_batch(size_t b) const;
 
   DatasetPtr dataset_;
   LoaderOptions options_;

@@ -10,8 +10,9 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+
+#include "common/threads.h"
 #include <ATen/Parallel.h>
-#include <c10/util/ParallelGuard.h>
 
 #include "errors.h"
 
@@ -127,8 +128,10 @@ at::Tensor RfDataset::features(const std::vector<int64_t>& indices) const {
     at::Tensor f = compute_features(missing);  // outside the lock: concurrent duplicates are identical
     std::lock_guard<std::mutex> lock(cache_mutex_);
     for (size_t k = 0; k < missing.size(); ++k) {
+      if (filled_[missing[k]].load(std::memory_order_relaxed)) continue;  // another thread filled it meanwhile
       cache_[missing[k]].copy_(f[static_cast<int64_t>(k)]);
       filled_[missing[k]].store(true, std::memory_order_release);
+      filled_count_.fetch_add(1, std::memory_order_acq_rel);
     }
   }
   at::Tensor idx = at::tensor(indices, at::kLong);
@@ -140,8 +143,8 @@ void RfDataset::materialize() const {
   // Samples are independent: one worker per intra-op thread, each taking chunks of 16 from a shared counter.
   // Not at::parallel_for: with the OpenMP backend its parallel body is an inline template compiled into this
   // file, which is built without -fopenmp (the process must not hold a second OpenMP runtime next to
-  // libtorch's), so it would run serially. Each worker marks itself as inside a parallel region, so the ATen
-  // ops it calls (STFT, matmul) stay single-threaded instead of oversubscribing the cores.
+  // libtorch's), so it would run serially. Each worker sets its own OpenMP thread count to one, so the ATen ops
+  // it calls (STFT, matmul) stay single-threaded instead of each starting a team (common/threads.h).
   const int64_t chunk = 16;
   const int64_t chunks = (size() + chunk - 1) / chunk;
   const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), chunks));
@@ -149,7 +152,7 @@ void RfDataset::materialize() const {
   std::exception_ptr error;
   std::mutex error_mutex;
   auto work = [&] {
-    c10::ParallelGuard guard(true);
+    OneIntraopThread serial;
     try {
       for (int64_t c; (c = next.fetch_add(1)) < chunks;) {
         std::vector<int64_t> idx;

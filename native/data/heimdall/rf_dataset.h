@@ -49,6 +49,8 @@ class RfDataset : public Dataset {
   std::vector<int64_t> input_shape() const override;
   std::vector<int64_t> target_shape() const override { return {2}; }
   Batch get_batch(const std::vector<int64_t>& indices, const BatchContext& ctx) const override;
+  // Once every sample's features are in the cache (after materialize() or a first epoch).
+  bool in_memory() const override { return cache_enabled_ && filled_count_.load(std::memory_order_acquire) == size(); }
 
   const PositionNormalization& normalization() const { return norm_; }
   const std::vector<Receiver>& receivers() const { return receivers_; }
@@ -88,6 +90,7 @@ class RfDataset : public Dataset {
   mutable std::mutex cache_mutex_;
   mutable at::Tensor cache_;                            // [N, C, M, T] when enabled
   mutable std::unique_ptr<std::atomic<bool>[]> filled_;
+  mutable std::atomic<int64_t> filled_count_{0};
 };
 
 // The RF data set behind `dataset` (unwrapping SubsetDataset views), or nullptr.
