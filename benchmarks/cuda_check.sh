@@ -354,9 +354,10 @@ fi
 # ---- throughput: heimdall-torch vs PyTorch eager, same AMP settings ---------------------------------------
 if [ $BENCH = 1 ]; then
   if [ $CPU = 1 ]; then
-    DEFAULT_BENCH="--device cpu --only atto:128x32:8 --reps 1 --steps 3"
+    DEFAULT_BENCH="--device cpu --only atto:128x32:8 --reps 1 --steps 3 --compile none --e2e none"
   else
-    DEFAULT_BENCH="--device cuda --precision bf16-mixed --channels-last --reps 5 --warmup 2 --steps-scale 10"
+    # The CUDA rows: eager AMP and torch.compile anchors on the same card.
+    DEFAULT_BENCH="--device cuda --precision bf16-mixed --channels-last --only tiny:224x224:64,large:224x224:32 --compile all --e2e none --reps 5 --warmup 2 --steps 30"
   fi
   B0=$(date +%s)
   # shellcheck disable=SC2086

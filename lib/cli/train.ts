@@ -163,6 +163,12 @@ export async function train(flags: TrainFlags): Promise<number> {
     for (const e of history.epochs) {
       log(`epoch ${e.epoch}: train/loss ${e.train['train/loss']?.toFixed(4)}  val/loss ${e.val?.['val/loss']?.toFixed(4)}  val/position_error_m ${e.val?.['val/position_error_m']?.toFixed(0)}  (${e.samplesPerSec.toFixed(0)} samples/s)`);
     }
+    const trainSeconds = history.epochs.reduce((a, e) => a + e.seconds, 0);
+    const trainSamples = history.epochs.reduce((a, e) => a + e.samplesPerSec * e.seconds, 0);
+    if (trainSeconds > 0) {
+      log(`training: ${(trainSamples / trainSeconds).toFixed(0)} samples/s (${trainSamples.toFixed(0)} samples in ${trainSeconds.toFixed(1)} s of ` +
+        `training epochs; fit ${history.seconds.toFixed(1)} s with validation, checkpoints and logging)`);
+    }
     if (history.reason === 'interrupted') {
       log(`interrupted: checkpoint ${history.interruptCheckpoint}; MLflow run ${logger.runId} ended KILLED. Resume with --resume ${history.interruptCheckpoint}`);
       await logger.close();

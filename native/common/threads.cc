@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <exception>
 #include <thread>
 
 #include <ATen/Parallel.h>
@@ -36,6 +37,20 @@ void set_intraop_threads_here(int n) {
   if (n < 1) n = 1;
   if (omp_set_num_threads) omp_set_num_threads(n);
   else at::set_num_threads(n);  // a non-OpenMP libtorch: its own pool, one setting for the process
+}
+
+void run_on_fresh_thread(const std::function<void()>& fn) {
+  std::exception_ptr error;
+  std::thread worker([&] {
+    try {
+      set_intraop_threads_here(default_intraop_threads());
+      fn();
+    } catch (...) {
+      error = std::current_exception();
+    }
+  });
+  worker.join();
+  if (error) std::rethrow_exception(error);
 }
 
 int default_intraop_threads() {

@@ -15,6 +15,8 @@
 // single-threaded.
 #pragma once
 
+#include <functional>
+
 namespace heimdall {
 
 // While it lives, ATen ops called from this thread run single-threaded (OpenMP's per-thread thread count);
@@ -42,6 +44,11 @@ void set_intraop_threads_here(int n);
 // at the CPUs this process may run on (a container or taskset may allow fewer than the machine has).
 int default_intraop_threads();
 void set_default_intraop_threads(int n);  // n ≤ 0: back to the automatic choice
+
+// Runs `fn` on a new thread with the default intra-op thread count and waits for it; rethrows what `fn` threw.
+// For one-off heavy work requested from a single-threaded thread (a model's weight initialisation): its OpenMP
+// team exists only while it runs, and ends with the thread.
+void run_on_fresh_thread(const std::function<void()>& fn);
 
 // The number of CPUs this process may run on (sched_getaffinity; cgroup CPU quotas are not consulted).
 int available_cpus();

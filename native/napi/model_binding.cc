@@ -1,6 +1,7 @@
 // class Model: a ConvNeXt network with a head, shared with engines and exporters through ModelHandle.
 #include <torch/torch.h>
 
+#include "common/threads.h"
 #include "errors.h"
 #include "napi/handles.h"
 
@@ -123,10 +124,17 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     return opts;
   }
 
+  // On a fresh thread with all intra-op threads (common/threads.h): the caller — the JavaScript thread or a libuv
+  // pool thread — runs its own ATen ops single-threaded, and weight initialisation of the large variants takes
+  // seconds. The thread's OpenMP team ends with it.
   static ModelPtr Build(const NetworkOptions& opts, int64_t seed) {
-    std::lock_guard<std::mutex> lock(g_rng_mutex);
-    torch::manual_seed(static_cast<uint64_t>(seed));
-    return std::make_shared<ModelHandle>(Network(opts));
+    ModelPtr built;
+    heimdall::run_on_fresh_thread([&] {
+      std::lock_guard<std::mutex> lock(g_rng_mutex);
+      torch::manual_seed(static_cast<uint64_t>(seed));
+      built = std::make_shared<ModelHandle>(Network(opts));
+    });
+    return built;
   }
 
   ModelPtr handle() const { return handle_; }
