@@ -10,7 +10,6 @@
 // blocking contrast to measure here; the reference figure is the training time itself: any stall of the
 // event loop as long as one batch would show up as max delay ≈ one batch time.
 import { writeFileSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { native } from '../lib/native.js';
 
@@ -24,12 +23,14 @@ const epochs = Number(arg('epochs', '3'));
 const samples = Number(arg('samples', '384'));
 const batchSize = Number(arg('batch', '32'));
 const [h, w] = arg('shape', '128x32').split('x').map(Number) as [number, number];
-const threads = Number(arg('threads', String(availableParallelism())));
+const threadsArg = arg('threads', ''); // default: the engine's own choice, as users get it
+
 const device = arg('device', 'cpu');
 
 const addon = native();
 const model = new addon.Model({ variant, head: 'localization', seed: 1 });
-const engine = new addon.Engine(model, { device, threads, seed: 1, optimizer: { name: 'adamw', lr: 1e-3 } });
+const engine = new addon.Engine(model, { device, ...(threadsArg ? { threads: Number(threadsArg) } : {}), seed: 1, optimizer: { name: 'adamw', lr: 1e-3 } });
+const threads = threadsArg ? Number(threadsArg) : addon.torchInfo().threads;
 
 let s = 12345;
 const rnd = () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 4294967296);
