@@ -27,6 +27,9 @@ function threadNames(): Map<string, number> {
   return out;
 }
 const count = (name: string) => threadNames().get(name) ?? 0;
+// Engines stay referenced for the whole file: a collected engine ends its thread (and its team), which would
+// change the counts below in the middle of a test.
+const alive: unknown[] = [];
 
 describe.runIf(process.platform === 'linux')('thread placement', () => {
   it('the JavaScript thread and libuv\'s pool start no OpenMP team, however much ATen work they run', async () => {
@@ -51,6 +54,7 @@ describe.runIf(process.platform === 'linux')('thread placement', () => {
     const engines0 = count('heimdall-engine');
     const model = new addon.Model({ variant: 'atto', head: 'regression', outputs: 2, seed: 3 });
     const engine = new addon.Engine(model, { ...cpu, threads: 2 });
+    alive.push(engine);
     const during: Array<Map<string, number>> = [];
     await engine.trainEpoch(blobDataset(64, 1), { batchSize: 16, maxEpochs: 1 }, () => during.push(threadNames()));
     expect(during.length).toBe(4);
@@ -60,6 +64,7 @@ describe.runIf(process.platform === 'linux')('thread placement', () => {
 
     // threads: 1 → a fresh engine starts no worker at all
     const single = new addon.Engine(new addon.Model({ variant: 'atto', head: 'regression', outputs: 2, seed: 3 }), { ...cpu, threads: 1 });
+    alive.push(single);
     await single.trainEpoch(blobDataset(32, 2), { batchSize: 16, maxEpochs: 1 });
     expect(count('heimdall-engine') - engines0).toBe(3);
   });
@@ -69,6 +74,7 @@ describe.runIf(process.platform === 'linux')('thread placement', () => {
     const { train } = data.split(0);
     const model = new addon.Model({ variant: 'atto', head: 'localization', inChans: 7, seed: 1 });
     const engine = new addon.Engine(model, { ...cpu, threads: 2, positionScale: data.positionScale });
+    alive.push(engine);
     const loaders: number[] = [];
     await engine.trainEpoch(train, { batchSize: 8, maxEpochs: 1 }, () => loaders.push(count('heimdall-loader')));
     expect(loaders.length).toBeGreaterThan(2);
@@ -88,6 +94,7 @@ describe.runIf(process.platform === 'linux')('thread placement', () => {
       expect(addon.torchInfo().threads).toBe(1);
       const engines0 = count('heimdall-engine');
       const engine = new addon.Engine(new addon.Model({ variant: 'atto', head: 'regression', outputs: 2, seed: 5 }), cpu);
+      alive.push(engine);
       await engine.trainEpoch(blobDataset(32, 3), { batchSize: 16, maxEpochs: 1 });
       expect(count('heimdall-engine') - engines0).toBe(1); // default now 1: the engine's thread alone
     } finally {
