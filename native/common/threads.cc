@@ -35,8 +35,16 @@ void use_one_intraop_thread_here() {
 void set_intraop_threads_here(int n) {
   record_libtorch_default();
   if (n < 1) n = 1;
-  if (omp_set_num_threads) omp_set_num_threads(n);
-  else at::set_num_threads(n);  // a non-OpenMP libtorch: its own pool, one setting for the process
+  if (omp_set_num_threads) {
+    omp_set_num_threads(n);
+    return;
+  }
+  // A libtorch without OpenMP: one pool for the whole process, sized once (its set_num_threads refuses a second
+  // size after parallel work has started): best effort.
+  try {
+    if (at::get_num_threads() != n) at::set_num_threads(n);
+  } catch (const std::exception&) {
+  }
 }
 
 void run_on_fresh_thread(const std::function<void()>& fn) {
