@@ -2,16 +2,16 @@
 // or file://, s3://bucket/key (MinIO/AWS, with the tracker's S3 settings), and mlflow-artifacts:/ through a
 // tracking server's artifact proxy. A URI names a file or a directory; a directory is fetched recursively.
 import { createWriteStream } from 'node:fs';
-import { mkdir, mkdtemp, readdir, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join, posix, resolve } from 'node:path';
+import { dirname, join, posix, resolve, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import { redact, type TrackerConfig } from '../config.js';
 import { createS3Client } from '../tracking/artifacts.js';
 import { httpRequest } from '../tracking/rest/http.js';
-import { badInput, InferenceError, notFound } from './errors.js';
+import { badFile, badInput, InferenceError, notFound } from './errors.js';
 
 export interface FetchedArtifact {
   /** The local file or directory. */
@@ -19,8 +19,13 @@ export interface FetchedArtifact {
   isDir: boolean;
   /** Files below localPath (relative, '/'-separated); [basename] for a file. */
   files: string[];
-  /** True when localPath is a download (a temporary directory the caller may remove). */
+  /** True when localPath is a download. */
   downloaded: boolean;
+  /**
+   * The temporary directory this call created for the download (no `dest` given): the one folder the caller
+   * removes when done. Never the system's temporary folder itself, whatever the URI or the server answers.
+   */
+  downloadRoot?: string;
 }
 
 const isS3 = (uri: string) => /^s3:\/\//i.test(uri);
@@ -48,12 +53,50 @@ async function walkLocal(dir: string, prefix = ''): Promise<string[]> {
   return out.sort();
 }
 
-async function downloadDir(destRoot: string | undefined): Promise<string> {
+/** The download folder: `dest` (made if missing), or a new temporary directory (`created`). */
+async function downloadDir(destRoot: string | undefined): Promise<{ root: string; created?: string }> {
   if (destRoot) {
     await mkdir(destRoot, { recursive: true });
-    return destRoot;
+    return { root: destRoot };
   }
-  return mkdtemp(join(tmpdir(), 'heimdall-artifact-'));
+  const root = await mkdtemp(join(tmpdir(), 'heimdall-artifact-'));
+  return { root, created: root };
+}
+
+/** A remote path with `.` segments and trailing slashes dropped (`model/.` → `model`). */
+function normalizeRemotePath(path: string): string {
+  return path.split('/').filter((s) => s !== '.').join('/').replace(/\/+$/, '');
+}
+
+/** The local name of a downloaded artifact: its last path segment, or `fallback` for '', '.' or '..'. */
+function artifactName(path: string, fallback: string): string {
+  const last = path.split('/').filter((s) => s && s !== '.').at(-1);
+  return !last || last === '..' ? fallback : last;
+}
+
+/**
+ * `base/rel` for a file name that a remote listing gave (S3 keys and proxy listings may hold `..`, absolute or
+ * empty segments): refuses any name that would land outside `base`.
+ */
+function localFile(base: string, rel: string, uri: string): string {
+  const segs = rel.split('/');
+  const bad = !rel || segs.some((s) => s === '' || s === '.' || s === '..' || s.includes('\\') || s.includes('\0'));
+  const out = join(base, ...segs);
+  if (bad || !out.startsWith(base + sep)) {
+    throw badFile(`artifact ${uri} lists a file named '${rel.slice(0, 200)}', which would be written outside the download ` +
+      `folder ${base}: refused, nothing was written there. Check who can write to that store or server.`);
+  }
+  return out;
+}
+
+/** Runs a download into `dl`; on failure removes the temporary directory it created, then rethrows. */
+async function cleanOnFailure<T>(dl: { created?: string }, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    if (dl.created) await rm(dl.created, { recursive: true, force: true }).catch(() => undefined);
+    throw e;
+  }
 }
 
 // ---- S3 --------------------------------------------------------------------------------------------------
@@ -70,7 +113,7 @@ async function fetchS3(uri: string, cfg: TrackerConfig, dest?: string): Promise<
   const m = /^s3:\/\/([^/]+)\/?(.*)$/i.exec(uri);
   if (!m) throw badInput(`invalid S3 URI '${uri}'`);
   const bucket = m[1]!;
-  const key = m[2]!.replace(/\/+$/, '');
+  const key = normalizeRemotePath(m[2]!);
   const { ListObjectsV2Command, GetObjectCommand } = await import('@aws-sdk/client-s3');
   const client = await createS3Client(cfg);
   try {
@@ -87,15 +130,19 @@ async function fetchS3(uri: string, cfg: TrackerConfig, dest?: string): Promise<
       await mkdir(dirname(file), { recursive: true });
       await pipeline(r.Body as Readable, createWriteStream(file));
     };
-    const root = await downloadDir(dest);
-    const name = posix.basename(key) || bucket;
-    if (keys.length) {
-      const files = keys.map((k) => k.slice(key ? key.length + 1 : 0)).sort();
-      for (const f of files) await get(key ? `${key}/${f}` : f, join(root, name, ...f.split('/')));
-      return { localPath: join(root, name), isDir: true, files, downloaded: true };
-    }
-    await get(key, join(root, name));
-    return { localPath: join(root, name), isDir: false, files: [name], downloaded: true };
+    const dl = await downloadDir(dest);
+    const name = artifactName(key, bucket);
+    const base = join(dl.root, name);
+    return await cleanOnFailure(dl, async () => {
+      if (keys.length) {
+        const files = keys.map((k) => k.slice(key ? key.length + 1 : 0)).sort();
+        const targets = files.map((f) => localFile(base, f, uri)); // all checked before anything is written
+        for (const [i, f] of files.entries()) await get(key ? `${key}/${f}` : f, targets[i]!);
+        return { localPath: base, isDir: true, files, downloaded: true, downloadRoot: dl.created };
+      }
+      await get(key, base);
+      return { localPath: base, isDir: false, files: [name], downloaded: true, downloadRoot: dl.created };
+    });
   } finally {
     client.destroy();
   }
@@ -104,7 +151,7 @@ async function fetchS3(uri: string, cfg: TrackerConfig, dest?: string): Promise<
 // ---- mlflow-artifacts:/ (the tracking server's proxy) -----------------------------------------------------
 function proxyBase(uri: string, cfg: TrackerConfig): { base: string; path: string } {
   const m = /^mlflow-artifacts:(?:\/\/([^/]+))?\/?(.*)$/i.exec(uri)!;
-  const path = (m[2] ?? '').replace(/\/+$/, '');
+  const path = normalizeRemotePath(m[2] ?? '');
   if (m[1]) return { base: `${/^https:/i.test(cfg.trackingUri) ? 'https' : 'http'}://${m[1]}`, path };
   if (!/^https?:/i.test(cfg.trackingUri)) {
     throw badInput(`artifact ${uri} is served by an MLflow tracking server: set MLFLOW_TRACKING_URI to its http(s) address (now '${redact(cfg.trackingUri)}')`);
@@ -155,20 +202,24 @@ async function fetchProxy(uri: string, cfg: TrackerConfig, dest?: string): Promi
     }
   };
   await walk('');
-  const root = await downloadDir(dest);
-  const name = posix.basename(path) || 'artifacts';
+  const dl = await downloadDir(dest);
+  const name = artifactName(path, 'artifacts');
+  const local = join(dl.root, name);
   const get = async (p: string, file: string) => {
     const data = await proxyGet(cfg, `${base}/api/2.0/mlflow-artifacts/artifacts/${enc(p)}`, p === path ? uri : `${uri}/${p.slice(path.length + 1)}`);
     await mkdir(dirname(file), { recursive: true });
     await pipeline(Readable.from([data]), createWriteStream(file));
   };
-  if (files.length) {
-    files.sort();
-    for (const f of files) await get(`${path}/${f}`, join(root, name, ...f.split('/')));
-    return { localPath: join(root, name), isDir: true, files, downloaded: true };
-  }
-  await get(path, join(root, name));
-  return { localPath: join(root, name), isDir: false, files: [name], downloaded: true };
+  return cleanOnFailure(dl, async () => {
+    if (files.length) {
+      files.sort();
+      const targets = files.map((f) => localFile(local, f, uri)); // all checked before anything is written
+      for (const [i, f] of files.entries()) await get(`${path}/${f}`, targets[i]!);
+      return { localPath: local, isDir: true, files, downloaded: true, downloadRoot: dl.created };
+    }
+    await get(path, local);
+    return { localPath: local, isDir: false, files: [name], downloaded: true, downloadRoot: dl.created };
+  });
 }
 
 /**

@@ -4,7 +4,7 @@
 // as the data sets compute them for training) or ready features, and returns positions in degrees with
 // uncertainties (σ in degrees and metres).
 import { readdir, readFile, rm, stat } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import type * as Ort from 'onnxruntime-node';
 import { computeFeatures, EARTH_RADIUS_M, haversineM, summarizeErrors, type ErrorSummary } from '../data/heimdall.js';
 import { loadNpy } from '../data/npy.js';
@@ -386,7 +386,8 @@ export async function loadModel(uri: string, options: LoadModelOptions = {}): Pr
       uri, source: resolved.artifactUri, registered: resolved.registered, runId: resolved.runId, intraOpNumThreads: options.intraOpNumThreads,
     });
   } finally {
-    if (fetched?.downloaded && !options.downloadDir) await rm(dirname(fetched.localPath), { recursive: true, force: true });
+    // Exactly the temporary directory the download created (never a parent of it: see FetchedArtifact).
+    if (fetched?.downloadRoot) await rm(fetched.downloadRoot, { recursive: true, force: true });
     if (owned) await tracker!.close();
   }
 }
