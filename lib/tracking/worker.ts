@@ -4,7 +4,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import type { TrackerConfig } from '../config.js';
 import { artifactRepositoryFor, type ArtifactRepository, type UploadedArtifact } from './artifacts.js';
 import { isRetryable, MlflowError, toSafeError } from './errors.js';
-import { backoffMs } from './rest/http.js';
+import { backoffMs, timerMs } from './rest/http.js';
 import { wireToMetrics, type WireMetrics } from './columns.js';
 import { Spool, countOp, emptyCounts, type PendingCounts, type SpoolOp } from './spool.js';
 import { openStore } from './stores.js';
@@ -308,7 +308,7 @@ class TrackerWorker {
   // -------------------------------------------------------------------------------------------------------
   private flush(id: number, seq: number, timeoutMs: number, persist: boolean): void {
     if (this.delivered >= seq && !this.foreignPending) { this.answerFlush(id, true); return; }
-    const timer = setTimeout(() => this.answerFlush(id, false), Math.max(0, timeoutMs));
+    const timer = setTimeout(() => this.answerFlush(id, false), timerMs(timeoutMs));
     this.flushWaiters.push({ id, seq, timer, persist });
     this.kick();
   }

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigError, loadTrackerConfig, redact, registerSecret } from '../../lib/config.js';
 import { MlflowError, MLflowTracker, parseFilter, parseOrderBy } from '../../lib/tracking/index.js';
+import { timerMs } from '../../lib/tracking/rest/http.js';
 import { flattenParams, validateArtifactPath, validateKey, validateParam, validateTag } from '../../lib/tracking/validation.js';
 import { cleanupTmp, tmp, trackerOptions } from './helpers/scenario.js';
 
@@ -161,5 +162,17 @@ describe('MLflow validation', () => {
     expect(info.params).toEqual({ lr: '0.1', epochs: '3' }); // 'batch' of the refused call did not land
     expect(info.metrics).toEqual({}); // nor did 'ok' of the refused logMetrics call
     await t.close();
+  });
+});
+
+// Issue 14, finding 10: Node runs a timer longer than 2³¹−1 ms after ~1 ms (a huge configured timeout must
+// mean "practically never"); the delivery side is tested against PostgreSQL in sql-store.test.ts.
+describe('timeouts above what a Node timer holds', () => {
+  it('saturate at 2³¹−1 ms', () => {
+    expect(timerMs(99_999_999_000)).toBe(2 ** 31 - 1);
+    expect(timerMs(Number.POSITIVE_INFINITY)).toBe(2 ** 31 - 1);
+    expect(timerMs(-5)).toBe(0);
+    expect(timerMs(1500)).toBe(1500);
+    expect(loadTrackerConfig({}, { env: { HEIMDALL_MLFLOW_CLOSE_TIMEOUT: '99999999' }, dotenvPath: false }).closeTimeoutS).toBe(99_999_999);
   });
 });

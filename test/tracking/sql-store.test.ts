@@ -185,3 +185,24 @@ describe('private PostgreSQL cluster', () => {
     }
   });
 });
+
+// Issue 14, finding 10: HEIMDALL_MLFLOW_CLOSE_TIMEOUT above what a Node timer holds (2³¹−1 ms) made close()'s
+// deadline fire after ~1 ms: close() reported undelivered data at once while PostgreSQL was still writing it.
+describe('a close deadline beyond a Node timer', () => {
+  it('close() with closeTimeoutS 99999999 waits for every point to reach PostgreSQL', async () => {
+    const uri = await createPgDb(dbName('huge_timeout'));
+    const t = new MLflowTracker(trackerOptions(uri, { closeTimeoutS: 99_999_999 }));
+    const runId = await t.startRun({ runName: 'huge-timeout' });
+    for (let step = 0; step < 4000; step++) t.logMetrics({ a: step, b: step / 2, c: -step, d: 1, e: 2 }, step);
+    const report = await t.close();
+    expect(report.complete).toBe(true);
+    const c = new pg.Client({ connectionString: uri });
+    await c.connect();
+    try {
+      const r = await c.query('SELECT count(*)::int AS n FROM metrics WHERE run_uuid = $1', [runId]);
+      expect(r.rows[0].n).toBe(20_000);
+    } finally {
+      await c.end();
+    }
+  });
+});

@@ -26,6 +26,16 @@ const agents = {
   insecure: new https.Agent({ keepAlive: true, maxSockets: 8, rejectUnauthorized: false }),
 };
 
+/**
+ * Node's timers hold at most 2³¹−1 ms (~24.8 days) and turn anything longer into 1 ms: every configured
+ * timeout (MLFLOW_HTTP_REQUEST_TIMEOUT, HEIMDALL_MLFLOW_CLOSE_TIMEOUT, a close() deadline) goes through this,
+ * so a huge value means "practically never", not "at once".
+ */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+export function timerMs(ms: number): number {
+  return Number.isFinite(ms) ? Math.min(Math.max(0, ms), MAX_TIMER_MS) : ms > 0 ? MAX_TIMER_MS : 0;
+}
+
 export function httpRequest(o: HttpOptions): Promise<HttpResponse> {
   return new Promise((resolvePromise, reject) => {
     const u = new URL(o.url);
@@ -37,7 +47,7 @@ export function httpRequest(o: HttpOptions): Promise<HttpResponse> {
         method: o.method,
         headers: o.headers,
         agent: isHttps ? (o.insecureTls ? agents.insecure : agents.https) : agents.http,
-        timeout: o.timeoutMs,
+        timeout: timerMs(o.timeoutMs),
       },
       (res) => {
         const chunks: Buffer[] = [];
@@ -79,4 +89,4 @@ export function backoffMs(attempt: number, baseMs = 500, maxMs = 30_000): number
   return exp / 2 + Math.random() * (exp / 2);
 }
 
-export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, timerMs(ms)));
