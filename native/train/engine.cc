@@ -258,6 +258,16 @@ EpochResult Engine::train_epoch(DatasetPtr data, int64_t batch_size, int64_t max
   check_input(*data);
   set_intraop_threads_here(intraop_threads());
   if (batch_size < 1) throw Error(kErrInvalidArgument, "batchSize must be ≥ 1");
+  if (network_->options().head.kind == HeadKind::Localization) {
+    // The localization heads' BatchNorm layers cannot train on a batch of one sample (libtorch would fail inside
+    // the forward with "Expected more than 1 value per channel"); a last batch of one is dropped by the loader.
+    if (batch_size < 2)
+      throw Error(kErrInvalidArgument, "batchSize 1 cannot train the localization head: its BatchNorm layers need at least 2 "
+                                       "samples per batch; use batchSize ≥ 2");
+    if (data->size() < 2)
+      throw Error(kErrInvalidArgument, "the training data holds " + std::to_string(data->size()) + " sample (" + data->describe() +
+                                           "); the localization head's BatchNorm layers need at least 2 per batch: use more samples");
+  }
   LoaderOptions lo;
   lo.batch_size = batch_size;
   lo.shuffle = true;

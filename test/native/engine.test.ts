@@ -161,6 +161,20 @@ describe('engine errors', () => {
     });
   });
 
+  it('refuses batches of one sample for the localization head (BatchNorm) with what to do, not libtorch\'s error', async () => {
+    // issue 14, finding 14
+    const engine = new addon.Engine(new addon.Model({ variant: 'atto', head: 'localization', seed: 2 }), cpu);
+    await expect(engine.trainEpoch(blobDataset(8, 1), { batchSize: 1, maxEpochs: 1 })).rejects.toMatchObject({
+      code: 'HEIMDALL_INVALID_ARGUMENT', message: expect.stringContaining('use batchSize ≥ 2'),
+    });
+    await expect(engine.trainEpoch(blobDataset(1, 1), { batchSize: 8, maxEpochs: 1 })).rejects.toMatchObject({
+      code: 'HEIMDALL_INVALID_ARGUMENT', message: expect.stringMatching(/holds 1 sample .*use more samples/),
+    });
+    // the same engine trains once the data allows it
+    const r = await engine.trainEpoch(blobDataset(8, 1), { batchSize: 4, maxEpochs: 1 });
+    expect(r.batches).toBe(2);
+  });
+
   it('stops with an error naming the step when the loss is not finite, keeping the weights', async () => {
     const model = new addon.Model({ variant: 'atto', head: 'regression', outputs: 2 });
     const engine = new addon.Engine(model, cpu);
