@@ -21,7 +21,7 @@
 //        --only variant:HxW:batch[,…]  --reps N (5)  --warmup N (1)  --steps N  --steps-scale X
 //        --compile auto|all|none (auto: torch.compile on the 3×128×32 rows)  --e2e LIST (atto:128x32:32; 'none')
 //        --e2e-steps N (44: the main job's 1400 training samples at batch 32)  --device cpu|cuda|cuda:N
-//        --precision 32|bf16-mixed|16-mixed  --channels-last  --threads N (ours only: Trainer `threads`)
+//        --precision 32|bf16-mixed|16-mixed  --channels-last (both sides)
 //        --profile-threads (per epoch: CPU seconds and context switches of each thread of each side, by name)
 //        --python PATH  --json FILE  --verbose  --help
 // On CUDA the defaults are 2 warm-up reps and 20× the CPU step counts (--steps-scale).
@@ -50,7 +50,6 @@ interface RunOptions {
   device: string;
   precision: '32' | 'bf16-mixed' | '16-mixed';
   channelsLast: boolean;
-  threads?: number;
 }
 
 type Json = Record<string, unknown>;
@@ -157,7 +156,6 @@ async function worker(cfg: Config, run: RunOptions, withTracking: boolean): Prom
     device: run.device,
     precision: run.precision,
     ...(run.channelsLast ? { channelsLast: true } : {}),
-    ...(run.threads ? { threads: run.threads } : {}),
     optimizer: { name: 'adamw', lr: 1e-3 },
     schedule: { name: 'constant' },
     defaultRootDir: root,
@@ -320,7 +318,6 @@ async function main(): Promise<void> {
     device: str('device', 'cpu'),
     precision: str('precision', '32') as RunOptions['precision'],
     channelsLast: args.has('channels-last'),
-    ...(args.has('threads') ? { threads: num('threads', 0) } : {}),
   };
   if (args.has('worker')) {
     await worker(JSON.parse(str('worker', '{}')) as Config, run, args.has('tracking'));
@@ -375,7 +372,7 @@ async function main(): Promise<void> {
     process.stderr.write(`${tag} …`);
     const oursArgv = (tracking: boolean) => [...process.execArgv, SELF, '--worker', JSON.stringify(cfg),
       '--device', run.device, '--precision', run.precision, ...(run.channelsLast ? ['--channels-last'] : []),
-      ...(run.threads ? ['--threads', String(run.threads)] : []), ...(tracking ? ['--tracking'] : []),
+      ...(tracking ? ['--tracking'] : []),
       '--epochs', String(warmup + reps + 1)];
     const pyArgv = (mode: string) => [join(HERE, 'train_throughput.py'), '--serve', '--mode', mode, '--variant', cfg.variant,
       '--height', String(cfg.height), '--width', String(cfg.width), '--batch', String(cfg.batch), '--steps', String(cfg.steps),
@@ -438,7 +435,7 @@ async function main(): Promise<void> {
   console.log(`\nTraining throughput, images/s (median of ${reps} epochs after ${warmup} warm-up epoch(s)); ` +
     `device ${run.device}${pyReady.deviceName ? ` (${String(pyReady.deviceName)})` : ''}, precision ${run.precision}${run.channelsLast ? ', channels_last' : ''}; ` +
     `${cpus().length} CPUs, load ${load0.toFixed(1)} → ${loadavg()[0]!.toFixed(1)}; libtorch ${String(anyReady.torch)}, torch ${String(pyReady.torch ?? '?')}; ` +
-    `threads: ours ${String(anyReady.threads)}${run.threads ? ' (--threads)' : ' (engine default)'}, PyTorch ${String(pyReady.threads ?? '?')} (default); ` +
+    `threads: ours ${String(anyReady.threads)} (engine default), PyTorch ${String(pyReady.threads ?? '?')} (default); ` +
     `OMP_WAIT_POLICY=${process.env.OMP_WAIT_POLICY ?? '(unset)'}; ${wall.toFixed(0)} s`);
   const fmtRatio = (r: Result, k: string) => {
     const v = r.ratios[k];

@@ -106,7 +106,7 @@ torch::Tensor ConvNeXtBlockImpl::forward(const torch::Tensor& x) {
   // timm's 1×1-convolution parameters ([4C, C, 1, 1], same names) and use them as the [4C, C] matrices they
   // are: one GEMM with fused bias over B·H·W rows instead of a 1×1 convolution between two permuted copies
   // of the activations (~10 % of a convnext_atto training step on CPU). On a channels_last input (the
-  // engine's default) the permutes below are views: the block makes no layout copy at all.
+  // engine's default on CUDA) the permutes below are views: the block makes no layout copy at all.
   const torch::Tensor& norm_w = conv_mlp_ ? norm2d_->weight : norm_nhwc_->weight;
   const torch::Tensor& norm_b = conv_mlp_ ? norm2d_->bias : norm_nhwc_->bias;
   const torch::Tensor w1 = conv_mlp_ ? conv_fc1_->weight.flatten(1) : fc1_->weight;

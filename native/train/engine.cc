@@ -215,7 +215,8 @@ namespace {
 constexpr int64_t kRecalibrationBatches = 16;
 
 template <typename Forward>
-void recalibrate_batchnorm(Network& network, DatasetPtr data, int64_t batch_size, bool pin_memory, Forward&& forward) {
+void recalibrate_batchnorm(Network& network, DatasetPtr data, int64_t batch_size, bool pin_memory, bool background,
+                           Forward&& forward) {
   std::vector<std::shared_ptr<torch::nn::BatchNorm1dImpl>> norms;
   for (const auto& m : network->modules(/*include_self=*/false))
     if (auto bn = std::dynamic_pointer_cast<torch::nn::BatchNorm1dImpl>(m); bn && bn->options.track_running_stats())
@@ -224,7 +225,7 @@ void recalibrate_batchnorm(Network& network, DatasetPtr data, int64_t batch_size
   LoaderOptions lo;
   lo.batch_size = std::max<int64_t>(2, batch_size);
   lo.pin_memory = pin_memory;
-  lo.background = pin_memory || !data->in_memory();
+  lo.background = background;
   Loader loader(data, lo);
   c10::NoGradGuard no_grad;
   std::vector<std::optional<double>> momentum;
@@ -339,7 +340,7 @@ EpochResult Engine::train_epoch(DatasetPtr data, int64_t batch_size, int64_t max
     pending_ = 0;
   }
   if (!result.stopped)
-    recalibrate_batchnorm(network_, data, batch_size, device_.is_cuda(),
+    recalibrate_batchnorm(network_, data, batch_size, device_.is_cuda(), background_loading(*data),
                           [&](const at::Tensor& input) { forward(to_device(input, true)); });
   result.batches = result.stopped ? batch_in_epoch_ : nb;
   result.samples = acc.samples();

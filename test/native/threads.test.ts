@@ -84,6 +84,23 @@ describe.runIf(process.platform === 'linux')('thread placement', () => {
     expect(Math.max(...loaders)).toBe(1);
   });
 
+  it('materialize() spreads over the engines\' thread count even though it runs on a single-threaded pool thread', async () => {
+    const n = addon.torchInfo().threads;
+    if (n < 2) return; // one CPU: nothing to spread over
+    const total = () => [...threadNames().values()].reduce((a, b) => a + b, 0);
+    const before = total();
+    const data = HeimdallDataModule.synthetic({ samples: 160, seed: 8, materialize: false });
+    let most = before;
+    const poll = setInterval(() => (most = Math.max(most, total())), 2);
+    try {
+      await data.materialize();
+    } finally {
+      clearInterval(poll);
+    }
+    // n − 1 helper threads next to the pool thread that called it
+    expect(most - before).toBe(n - 1);
+  });
+
   it('torchInfo().threads is the engines\' default, setNumThreads() changes it, and neither touches the JavaScript thread', async () => {
     const info = addon.torchInfo();
     const { availableParallelism } = await import('node:os');

@@ -147,7 +147,9 @@ void RfDataset::materialize() const {
   // it calls (STFT, matmul) stay single-threaded instead of each starting a team (common/threads.h).
   const int64_t chunk = 16;
   const int64_t chunks = (size() + chunk - 1) / chunk;
-  const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), chunks));
+  // The engines' thread count, not this thread's: materialize() runs on a libuv pool thread, whose own ATen ops are
+  // single-threaded (common/threads.h).
+  const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(default_intraop_threads(), chunks));
   std::atomic<int64_t> next{0};
   std::exception_ptr error;
   std::mutex error_mutex;
