@@ -2,7 +2,9 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
-import { ConfigError, redact } from './config.js';
+import { redact } from './config.js';
+import { HeimdallError, type HeimdallErrorCode } from './errors.js';
+import { ConvNeXt } from './model.js';
 import { packageRoot, torchInfo } from './native.js';
 import { MLflowTracker } from './tracking/index.js';
 import { trainCommand } from './cli/train.js';
@@ -25,6 +27,7 @@ function infoCommand(): Command {
         `cuDNN          ${i.cudnn ?? '-'}`,
         `devices        ${devices}`,
         `threads        ${i.threads} intra-op, ${i.interopThreads} inter-op`,
+        `variants       ${ConvNeXt.variants().join(', ')}`,
       ].join('\n') + '\n',
     );
   });
@@ -79,8 +82,15 @@ export async function main(argv = process.argv): Promise<void> {
   try {
     await program().parseAsync(argv);
   } catch (err) {
-    const e = err as Error & { code?: string };
+    const e = err as Error;
     process.stderr.write(`heimdall-torch: ${redact(e.message).replace(/^heimdall-torch:\s*/, '')}\n`);
-    process.exitCode = e instanceof ConfigError || e.code === 'HEIMDALL_INVALID_ARGUMENT' ? 2 : 1;
+    process.exitCode = exitCode(err);
   }
+}
+
+/** Exit 2 for what the user gave wrong (options, flags, arguments), 1 for everything else. */
+const USAGE_CODES: ReadonlySet<HeimdallErrorCode> = new Set<HeimdallErrorCode>(['HEIMDALL_INVALID_CONFIG', 'HEIMDALL_INVALID_ARGUMENT']);
+
+export function exitCode(err: unknown): number {
+  return err instanceof HeimdallError && USAGE_CODES.has(err.code) ? 2 : 1;
 }

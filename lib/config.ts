@@ -5,12 +5,13 @@ import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parse as parseDotenv } from 'dotenv';
 import { z } from 'zod';
+import { HeimdallError } from './errors.js';
 
 /** One error listing every invalid field. `issues` holds one line per problem (values redacted). */
-export class ConfigError extends Error {
+export class ConfigError extends HeimdallError<'HEIMDALL_INVALID_CONFIG'> {
   readonly issues: string[];
   constructor(issues: string[], source = 'configuration') {
-    super(`Invalid ${source}:\n${issues.map((i) => `  - ${i}`).join('\n')}`);
+    super('HEIMDALL_INVALID_CONFIG', `Invalid ${source}:\n${issues.map((i) => `  - ${i}`).join('\n')}`);
     this.name = 'ConfigError';
     this.issues = issues;
   }
@@ -249,4 +250,129 @@ export function loadTrackerConfig(options: TrackerConfigInput = {}, load: LoadOp
   const cfg = loadConfig(trackerConfigSchema, TRACKER_ENV, options as Record<string, unknown>, load);
   for (const f of SECRET_FIELDS) registerSecret(cfg[f] as string | undefined);
   return cfg;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Training options: the one declaration of the engine's and the Trainer's options — their enums, ranges and
+// defaults. The Trainer validates its constructor options with `trainerOptionsSchema`, lib/native.ts completes
+// every Engine's options with `engineOptionsSchema` (the binding takes no defaults of its own), and the CLI
+// derives its `train` flags, their help text and defaults from these fields (lib/cli/flags.ts).
+// ---------------------------------------------------------------------------------------------------------
+export const DEVICES = 'auto, cpu, cuda or cuda:N';
+export const deviceSchema = z.string().regex(/^(auto|cpu|cuda(:\d+)?)$/, `must be ${DEVICES}`).default('auto').describe(DEVICES);
+export const PRECISIONS = ['32', 'bf16-mixed', '16-mixed'] as const;
+export const precisionSchema = z.enum(PRECISIONS).default('32').describe('training precision (the mixed ones on CUDA)');
+export const OPTIMIZERS = ['adamw', 'sgd'] as const;
+export const SCHEDULES = ['cosine', 'constant'] as const;
+
+/** AdamW (beta1, beta2, eps) or SGD (momentum, dampening, nesterov); weight decay spares norms, biases and γ. */
+export const optimizerSchema = z
+  .object({
+    name: z.enum(OPTIMIZERS).default('adamw'),
+    lr: z.number().positive().default(1e-3).describe('learning rate'),
+    weightDecay: z.number().min(0).default(1e-5).describe('weight decay (not on norms, biases, layer scale)'),
+    beta1: z.number().min(0).lt(1).default(0.9),
+    beta2: z.number().min(0).lt(1).default(0.999),
+    eps: z.number().positive().default(1e-8),
+    momentum: z.number().min(0).default(0.9),
+    dampening: z.number().min(0).max(1).default(0),
+    nesterov: z.boolean().default(false),
+  })
+  .strict();
+
+export const scheduleSchema = z
+  .object({
+    name: z.enum(SCHEDULES).default('cosine'),
+    warmupSteps: z.number().int().min(0).default(0).describe('linear warmup steps before the cosine decay'),
+    minLr: z.number().min(0).default(1e-6),
+  })
+  .strict();
+
+const positionScaleSchema = z.object({ latCenter: z.number(), lonCenter: z.number(), latScale: z.number(), lonScale: z.number() });
+
+/** Everything the native Engine takes; lib/native.ts sends it complete. */
+export const engineOptionsSchema = z
+  .object({
+    device: deviceSchema,
+    precision: precisionSchema,
+    optimizer: optimizerSchema.prefault({}),
+    schedule: scheduleSchema.extend({ totalSteps: z.number().int().min(0).default(0) }).prefault({}),
+    loss: z.enum(['auto', 'gaussian_nll', 'cross_entropy', 'mse']).default('auto'),
+    labelSmoothing: z.number().min(0).lt(1).default(0),
+    gradClipNorm: z.number().min(0).default(0).describe('clip gradients to this norm (0: off)'),
+    accumulate: z.number().int().min(1).default(1),
+    channelsLast: z.boolean().default(false),
+    seed: z.number().int().min(0).default(42).describe('seed for data, initialisation and shuffling'),
+    /** Intra-op threads; 0: the engine's default (the CPUs this process may use). */
+    threads: z.number().int().min(0).default(0),
+    positionScale: positionScaleSchema.optional(),
+  })
+  .strict();
+export type EngineConfigInput = z.input<typeof engineOptionsSchema>;
+export type EngineConfig = z.output<typeof engineOptionsSchema>;
+
+const engine = engineOptionsSchema.shape;
+export const trainerOptionsSchema = z
+  .object({
+    maxEpochs: z.number().int().min(1).default(100).describe('maximum epochs'),
+    device: engine.device,
+    precision: engine.precision,
+    optimizer: engine.optimizer,
+    schedule: scheduleSchema.prefault({}),
+    gradClipNorm: engine.gradClipNorm,
+    accumulateGradBatches: engine.accumulate,
+    /** Default: on for CUDA devices. */
+    channelsLast: z.boolean().optional(),
+    seed: engine.seed,
+    threads: z.number().int().min(1).optional().describe('CPU threads for libtorch'),
+    defaultRootDir: z.string().min(1).default('./outputs').describe('checkpoints and exports'),
+    enableProgressBar: z.boolean().optional(),
+    handleSignals: z.boolean().default(true),
+    checkValEveryNEpoch: z.number().int().min(1).default(1),
+  })
+  .strict();
+export type TrainerConfigInput = z.input<typeof trainerOptionsSchema>;
+export type TrainerConfig = z.output<typeof trainerOptionsSchema>;
+
+export const earlyStoppingOptionsSchema = z
+  .object({
+    monitor: z.string().min(1).default('val/loss'),
+    /** Validations without improvement before stopping (reference: 5). */
+    patience: z.number().int().min(0).default(5).describe('early-stopping patience on val/loss'),
+    /** The least change that counts as an improvement. */
+    minDelta: z.number().default(0).transform(Math.abs),
+    mode: z.enum(['min', 'max']).default('min'),
+    /** Stop at once when the metric becomes NaN or infinite. */
+    checkFinite: z.boolean().default(true),
+  })
+  .strict();
+
+export const modelCheckpointOptionsSchema = z
+  .object({
+    /** Folder (default `<defaultRootDir>/checkpoints`). */
+    dirpath: z.string().min(1).optional(),
+    /** Template: `{epoch}` and `{<metric>}` with an optional format `{val/loss:.4f}`; keys become path-safe (`val_loss`). */
+    filename: z.string().min(1).optional(),
+    monitor: z.string().min(1).default('val/loss'),
+    mode: z.enum(['min', 'max']).default('min'),
+    /** How many best checkpoints to keep (0 keeps none, -1 keeps all). */
+    saveTopK: z.number().int().min(-1).default(3),
+    /** Also write `last.safetensors` every epoch. */
+    saveLast: z.boolean().default(true),
+  })
+  .strict();
+
+/** Parses options with `schema`; throws one ConfigError naming every invalid field. */
+export function parseOptions<S extends z.ZodType>(schema: S, input: unknown, source: string): z.output<S> {
+  const r = schema.safeParse(input ?? {});
+  if (r.success) return r.data;
+  throw new ConfigError(
+    r.error.issues.map((i) => `${i.path.join('.') || '(options)'}: ${i.message}`),
+    source,
+  );
+}
+
+/** The Trainer's options, validated; throws one ConfigError naming every invalid field. */
+export function parseTrainerOptions(input: unknown, source = 'Trainer options'): TrainerConfig {
+  return parseOptions(trainerOptionsSchema, input, source);
 }

@@ -33,10 +33,11 @@ export type LibraryErrorCode =
   | 'HEIMDALL_INVALID_CONFIG'
   | 'HEIMDALL_NOT_FOUND'
   | 'HEIMDALL_ONNX_MISMATCH'
-  | 'HEIMDALL_INTERRUPTED'
   | 'HEIMDALL_LIBTORCH_NOT_FOUND'
   | 'HEIMDALL_LIBTORCH_INCOMPATIBLE'
-  | 'HEIMDALL_LIBTORCH_LOAD';
+  | 'HEIMDALL_LIBTORCH_LOAD'
+  | 'HEIMDALL_ADDON_NOT_FOUND'
+  | 'HEIMDALL_ADDON_LOAD';
 
 export type HeimdallErrorCode = NativeErrorCode | LibraryErrorCode | MlflowErrorCode;
 
@@ -51,12 +52,23 @@ export function isNativeErrorCode(code: unknown): code is NativeErrorCode {
   return typeof code === 'string' && NATIVE_CODES.has(code);
 }
 
+export interface HeimdallErrorOptions {
+  cause?: unknown;
+  /**
+   * The option or argument at fault, by its API name (`dataDir`, `checkpoint`, `runId`), when one is. The message
+   * does not repeat it; a front end (the CLI) names it its own way (`--data-dir: …`).
+   */
+  option?: string;
+}
+
 export class HeimdallError<C extends HeimdallErrorCode = HeimdallErrorCode> extends Error {
   readonly code: C;
-  constructor(code: C, message: string, options?: { cause?: unknown }) {
+  readonly option?: string;
+  constructor(code: C, message: string, options?: HeimdallErrorOptions) {
     super(message, options?.cause !== undefined ? { cause: options.cause } : undefined);
     this.name = 'HeimdallError';
     this.code = code;
+    if (options?.option !== undefined) this.option = options.option;
   }
 
   /**

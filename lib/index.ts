@@ -5,6 +5,9 @@ export * from './trainer/index.js';
 export { HeimdallDataModule, computeFeatures, haversineM, summarizeErrors } from './data/heimdall.js';
 export type { ErrorSummary, SyntheticOptions, DirectoryOptions, HeimdallDataInfo, FeatureConfig, Receiver } from './data/heimdall.js';
 export * from './tracking/index.js';
+export { HeimdallError, isNativeErrorCode } from './errors.js';
+export type { HeimdallErrorCode, HeimdallErrorOptions, LibraryErrorCode, MlflowErrorCode } from './errors.js';
+export { engineOptionsSchema, optimizerSchema, scheduleSchema, earlyStoppingOptionsSchema, modelCheckpointOptionsSchema } from './config.js';
 export { torchInfo, native } from './native.js';
 export type {
   TorchInfo, NativeErrorCode, BatchEvent, EpochResult, WeightsReport, PositionScale, Precision, OptimizerOptions, ScheduleOptions,

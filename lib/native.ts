@@ -1,24 +1,16 @@
 // The single place that loads the native addon and declares its types. Everything else in lib/ goes
-// through the small typed functions and classes exported here.
+// through the small typed functions and classes exported here. The addon's errors become HeimdallErrors here,
+// once, at the loader (see wrapAddon), and every Engine gets complete options (lib/config.ts' engineOptionsSchema).
 import { createRequire } from 'node:module';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { engineOptionsSchema, parseOptions, type EngineConfigInput } from './config.js';
+import { HeimdallError } from './errors.js';
 import { fixCommand, loadLibtorch, loadedLibtorch, readBuildRecord } from './loader/libtorch.js';
 
-/** Error codes the native side attaches to `error.code`. */
-export type NativeErrorCode =
-  | 'HEIMDALL_INVALID_ARGUMENT'
-  | 'HEIMDALL_SHAPE_MISMATCH'
-  | 'HEIMDALL_UNKNOWN_VARIANT'
-  | 'HEIMDALL_BAD_FILE'
-  | 'HEIMDALL_NON_FINITE_LOSS'
-  | 'HEIMDALL_DEVICE_UNAVAILABLE'
-  | 'HEIMDALL_WEIGHTS_MISMATCH'
-  | 'HEIMDALL_INVALID_STATE'
-  | 'HEIMDALL_OUT_OF_MEMORY'
-  | 'HEIMDALL_TORCH_ERROR'
-  | 'HEIMDALL_INTERNAL';
+/** Error codes the native side attaches to `error.code` (declared with every other code in lib/errors.ts). */
+export type { NativeErrorCode } from './errors.js';
 
 export interface TorchInfo {
   libtorch: string;
@@ -78,24 +70,13 @@ export interface NativeDataset {
   describe(): string;
 }
 
-export interface OptimizerOptions {
-  name?: 'adamw' | 'sgd';
-  lr?: number;
-  weightDecay?: number;
-  beta1?: number;
-  beta2?: number;
-  eps?: number;
-  momentum?: number;
-  dampening?: number;
-  nesterov?: boolean;
-}
+// ---- engine ----------------------------------------------------------------------------------------------
 
-export interface ScheduleOptions {
-  name?: 'cosine' | 'constant';
-  warmupSteps?: number;
-  totalSteps?: number;
-  minLr?: number;
-}
+/** The Engine's options; omitted fields take lib/config.ts' defaults (the binding requires every field). */
+export type NativeEngineOptions = EngineConfigInput;
+export type OptimizerOptions = NonNullable<NativeEngineOptions['optimizer']>;
+export type ScheduleOptions = NonNullable<NativeEngineOptions['schedule']>;
+export type Precision = NonNullable<NativeEngineOptions['precision']>;
 
 /** deg = center + normalised × scale, for position errors in metres. */
 export interface PositionScale {
@@ -103,23 +84,6 @@ export interface PositionScale {
   lonCenter: number;
   latScale: number;
   lonScale: number;
-}
-
-export type Precision = '32' | 'bf16-mixed' | '16-mixed';
-
-export interface NativeEngineOptions {
-  device?: string;
-  optimizer?: OptimizerOptions;
-  schedule?: ScheduleOptions;
-  loss?: 'auto' | 'gaussian_nll' | 'cross_entropy' | 'mse';
-  labelSmoothing?: number;
-  gradClipNorm?: number;
-  accumulate?: number;
-  precision?: Precision;
-  channelsLast?: boolean;
-  seed?: number;
-  threads?: number;
-  positionScale?: PositionScale;
 }
 
 export interface BatchEvent {
@@ -162,6 +126,100 @@ export interface NativeEngine {
   loadCheckpoint(path: string): Promise<string>;
 }
 
+// ---- data (native/napi/data_binding.cc) ---------------------------------------------------------------------
+
+export interface FeatureConfig {
+  sampleRate: number;
+  nFft: number;
+  hop: number;
+  nMels: number;
+  frames: number;
+  melScale: 'htk';
+  amin: number;
+  /** x = (max(10·log10(max(mel, amin)), floorDb) − refDb) / scaleDb */
+  floorDb: number;
+  refDb: number;
+  scaleDb: number;
+}
+
+export interface Receiver {
+  name: string;
+  lat: number;
+  lon: number;
+  alt: number;
+}
+
+export interface HeimdallDataInfo {
+  /** deg = center + normalised × scale (targets are normalised positions [lat, lon]). */
+  positionScale: PositionScale;
+  features: FeatureConfig;
+  receivers: Receiver[];
+  /** The same as JSON, for ONNX metadata_props / MLflow params. */
+  metadataJson: string;
+}
+
+export interface NpyArray {
+  data: Float32Array;
+  shape: number[];
+  /** The file's dtype: '<f4', '<f8' or '<c8'. */
+  dtype: string;
+}
+
+/** The Heimdall data functions (validated options in, native data sets out). */
+export interface DataBinding {
+  heimdallSynthetic(options: object): NativeDataset;
+  heimdallDirectory(path: string, options: object): Promise<NativeDataset>;
+  heimdallMaterialize(data: NativeDataset): Promise<void>;
+  heimdallInfo(data: NativeDataset): HeimdallDataInfo | null;
+  heimdallPositions(data: NativeDataset): Float64Array;
+  writeSynthetic(dir: string, samples: number, options: object): Promise<{ written: number }>;
+  computeFeatures(iq: Float32Array, shape: number[], sampleRate: number, options?: { complex?: boolean }): { data: Float32Array; shape: number[] };
+  readNpy(path: string): Promise<NpyArray>;
+}
+
+// ---- onnx (native/napi/onnx_binding.cc) -----------------------------------------------------------------------
+
+export interface NativeTensor {
+  data: Float32Array;
+  shape: number[];
+}
+
+export interface NativeExportResult {
+  /** The model exported (from the Model, or the weights file's heimdall.* metadata). */
+  variant: string;
+  head: string;
+  inChans: number;
+  /** The model file written, and its external-data side file (null when the weights are inside the model file). */
+  path: string;
+  dataPath: string | null;
+  modelBytes: number;
+  dataBytes: number;
+  inputName: string;
+  /** [batch, C, H, W], -1 where symbolic. */
+  inputShape: number[];
+  outputNames: string[];
+  /** ai.onnx opset and ONNX IR version of the file. */
+  opset: number;
+  irVersion: number;
+  /** Graph nodes, initializers (of which external), weights. */
+  nodes: number;
+  initializers: number;
+  externalTensors: number;
+  parameters: number;
+  /** metadata_props of the file. */
+  metadata: Record<string, string>;
+  /** Seconds the export took. */
+  seconds: number;
+  /** libtorch's outputs on the validation batches, for the ONNX Runtime comparison. */
+  libtorch: { shape: number[]; input: Float32Array; outputs: Record<string, NativeTensor> }[];
+}
+
+export interface OnnxBinding {
+  exportOnnx(source: NativeModel | string, outPath: string, options: Record<string, unknown>): Promise<NativeExportResult>;
+}
+
+// ---- the addon ------------------------------------------------------------------------------------------------
+
 export interface VariantInfo {
   name: string;
   depths: number[];
@@ -182,9 +240,10 @@ export interface NativeAddon {
   tensorDataset(inputs: Float32Array, inputShape: number[], targets?: Float32Array | Int32Array | BigInt64Array, targetShape?: number[]): NativeDataset;
   subset(data: NativeDataset, indices: number[]): NativeDataset;
   referenceSplit(n: number, seed: number): { train: number[]; val: number[]; test: number[] };
-  // Registered by other binding files (Heimdall data, ONNX) when present.
-  [extra: string]: unknown;
 }
+
+/** What the addon file exports: the core, and the data and ONNX parts when this build has them. */
+type AddonExports = NativeAddon & Partial<DataBinding> & Partial<OnnxBinding>;
 
 /** The package root: the nearest folder above this file whose package.json names heimdall-torch. */
 export function packageRoot(): string {
@@ -199,12 +258,12 @@ export function packageRoot(): string {
       }
     }
     const up = dirname(dir);
-    if (up === dir) throw new Error('heimdall-torch: cannot find the package root above ' + fileURLToPath(import.meta.url));
+    if (up === dir) throw new HeimdallError('HEIMDALL_INTERNAL', 'heimdall-torch: cannot find the package root above ' + fileURLToPath(import.meta.url));
     dir = up;
   }
 }
 
-let cached: NativeAddon | undefined;
+let cached: AddonExports | undefined;
 
 /**
  * The addon file: HEIMDALL_TORCH_ADDON, else what node-gyp-build picks — a source build in build/Release,
@@ -214,7 +273,7 @@ export function addonPath(): string {
   const override = process.env.HEIMDALL_TORCH_ADDON;
   if (override) {
     if (!existsSync(override)) {
-      throw new Error(`heimdall-torch: HEIMDALL_TORCH_ADDON=${override} does not exist. Unset it to use the package's own addon.`);
+      throw new HeimdallError('HEIMDALL_ADDON_NOT_FOUND', `heimdall-torch: HEIMDALL_TORCH_ADDON=${override} does not exist. Unset it to use the package's own addon.`);
     }
     return override;
   }
@@ -224,7 +283,7 @@ export function addonPath(): string {
   try {
     return gypBuild.path(root);
   } catch (err) {
-    throw new Error(
+    throw new HeimdallError('HEIMDALL_ADDON_NOT_FOUND',
       `heimdall-torch: no native addon for ${process.platform}-${process.arch} (no build/Release and no fitting prebuild in ` +
         `${join(root, 'prebuilds')}). Build it from source: \`npm rebuild heimdall-torch\` (needs cmake, a C++20 compiler and ` +
         `libtorch: \`pip install torch==2.15.0\`); in a checkout: \`npm run build:native\`. (${(err as Error).message})`,
@@ -237,23 +296,136 @@ export function addonPath(): string {
  * preloaded through the loader shim next to the addon (lib/loader/libtorch.ts); no LD_LIBRARY_PATH needed.
  */
 export function native(): NativeAddon {
+  return addon();
+}
+
+function addon(): AddonExports {
   if (cached) return cached;
   const found = addonPath();
   loadLibtorch(found, { packageRoot: packageRoot() });
   const require = createRequire(import.meta.url);
+  let raw: AddonExports;
   try {
-    cached = require(found) as NativeAddon;
+    raw = require(found) as AddonExports;
   } catch (err) {
     const msg = (err as Error).message;
     const lib = loadedLibtorch();
-    const hint = /libtorch|libc10|undefined symbol/.test(msg)
+    const mismatch = /libtorch|libc10|undefined symbol/.test(msg);
+    const hint = mismatch
       ? ` The addon was built against ${JSON.stringify(readBuildRecord(found)?.libtorch.full ?? 'an unknown libtorch')}` +
         (lib ? `; the process loaded ${lib.libtorch}` : '') +
         `. Install the matching one (\`${fixCommand(readBuildRecord(found))}\`) or set LIBTORCH to it.`
       : '';
-    throw new Error(`heimdall-torch: cannot load the native addon ${found}: ${msg}.${hint}`);
+    throw new HeimdallError(mismatch ? 'HEIMDALL_LIBTORCH_INCOMPATIBLE' : 'HEIMDALL_ADDON_LOAD',
+      `heimdall-torch: cannot load the native addon ${found}: ${msg}.${hint}`, { cause: err });
   }
+  cached = wrapAddon(raw);
   return cached;
+}
+
+// ---- error translation and complete options, once, at the loader --------------------------------------------
+// The binding throws plain Errors with a string `code`; every function, method and constructor of the addon is
+// wrapped here so that callers see HeimdallErrors (HeimdallError.fromNative). The wrappers cost a try/catch, one
+// `instanceof Promise` and one map lookup per call; per-batch work never crosses them (batch events are calls
+// *from* native), and the engine's accessors (epoch, step, lr, device) are left as they are.
+// The binding's prototypes are frozen (Node-API defines methods read-only), so each class gets a wrapping
+// prototype on top of its own; objects the addon returns (a Model from Model.create, data sets) are moved onto it.
+
+const rethrow = (err: unknown): never => {
+  throw HeimdallError.fromNative(err);
+};
+
+/** The binding's class prototype → the prototype with translating methods that inherits from it. */
+const translatingPrototypes = new Map<object, object>();
+
+function adopt<T>(value: T): T {
+  if (value !== null && typeof value === 'object') {
+    const proto = translatingPrototypes.get(Object.getPrototypeOf(value) as object);
+    if (proto) Object.setPrototypeOf(value, proto);
+  }
+  return value;
+}
+
+function translated<F extends (...args: never[]) => unknown>(fn: F): F {
+  return function (this: unknown, ...args: Parameters<F>) {
+    let result: unknown;
+    try {
+      result = fn.apply(this, args);
+    } catch (err) {
+      rethrow(err);
+    }
+    return result instanceof Promise ? result.then(adopt, rethrow) : adopt(result);
+  } as F;
+}
+
+/** A prototype over `cls.prototype` whose methods translate errors (accessors are inherited as they are). */
+function translatingPrototype(cls: { prototype: object }): object {
+  const raw = cls.prototype;
+  const proto = Object.create(raw) as object;
+  for (const name of Object.getOwnPropertyNames(raw)) {
+    const d = Object.getOwnPropertyDescriptor(raw, name);
+    if (name === 'constructor' || !d || typeof d.value !== 'function') continue;
+    Object.defineProperty(proto, name, { value: translated(d.value as (...a: never[]) => unknown), writable: true, configurable: true, enumerable: d.enumerable ?? false });
+  }
+  translatingPrototypes.set(raw, proto);
+  return proto;
+}
+
+/** A class whose constructor, methods and static functions translate errors; `args` may rewrite the arguments first. */
+function translatedClass<C extends abstract new (...args: never[]) => object>(cls: C, args?: (a: unknown[]) => unknown[]): C {
+  const proto = translatingPrototype(cls);
+  const wrapped = function (this: unknown, ...a: unknown[]): object {
+    if (!new.target) throw new TypeError(`Class constructor ${cls.name} cannot be invoked without 'new'`);
+    try {
+      return adopt(Reflect.construct(cls, args ? args(a) : a, new.target) as object);
+    } catch (err) {
+      return rethrow(err);
+    }
+  };
+  Object.defineProperty(wrapped, 'name', { value: cls.name });
+  Object.defineProperty(proto, 'constructor', { value: wrapped, writable: true, configurable: true, enumerable: false });
+  wrapped.prototype = proto;
+  for (const key of Object.getOwnPropertyNames(cls)) {
+    if (['prototype', 'length', 'name', 'caller', 'arguments'].includes(key)) continue;
+    const v = (cls as unknown as Record<string, unknown>)[key];
+    (wrapped as unknown as Record<string, unknown>)[key] = typeof v === 'function' ? translated(v as (...x: never[]) => unknown).bind(cls) : v;
+  }
+  return wrapped as unknown as C;
+}
+
+/** Engine(model, options): options completed and validated against lib/config.ts' schema (one ConfigError). */
+function completeEngineArgs([model, options, ...rest]: unknown[]): unknown[] {
+  return [model, parseOptions(engineOptionsSchema, options, 'Engine options'), ...rest];
+}
+
+function wrapAddon(raw: AddonExports): AddonExports {
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(raw)) {
+    if (typeof value !== 'function') out[key] = value;
+    else if (/^[A-Z]/.test(key)) out[key] = translatedClass(value as new () => object, key === 'Engine' ? completeEngineArgs : undefined);
+    else out[key] = translated(value as (...a: never[]) => unknown);
+  }
+  return out as unknown as AddonExports;
+}
+
+/** The Heimdall data functions; a build without them (native/napi/data_binding.cc) is one clear error. */
+export function dataBinding(): DataBinding {
+  const a = addon();
+  if (typeof a.heimdallSynthetic !== 'function' || typeof a.readNpy !== 'function') {
+    throw new HeimdallError('HEIMDALL_INVALID_STATE',
+      'heimdall-torch: this build of the native addon lacks the Heimdall data functions (native/napi/data_binding.cc); rebuild with `npm run build:native`.');
+  }
+  return a as DataBinding;
+}
+
+/** The ONNX exporter; a build without it (native/napi/onnx_binding.cc) is one clear error. */
+export function onnxBinding(): OnnxBinding {
+  const a = addon();
+  if (typeof a.exportOnnx !== 'function') {
+    throw new HeimdallError('HEIMDALL_INVALID_STATE',
+      'this build of the heimdall-torch addon has no ONNX exporter (native/napi/onnx_binding.cc): run `npm run build:native`');
+  }
+  return a as OnnxBinding;
 }
 
 export function torchInfo(): TorchInfo {

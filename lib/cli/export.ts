@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { ConfigError } from '../config.js';
 import { DEFAULT_REGISTERED_MODEL, exportRun, formatOnnxReport } from '../onnx/index.js';
 import { MLflowTracker } from '../tracking/index.js';
+import { flagName, withFlagName } from './flags.js';
 
 export const exportFlagsSchema = z
   .object({
@@ -25,8 +26,6 @@ export const exportFlagsSchema = z
   })
   .strict();
 export type ExportFlags = z.output<typeof exportFlagsSchema>;
-
-const flagName = (k: string) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
 
 export function resolveExportFlags(opts: Record<string, unknown>): ExportFlags {
   const r = exportFlagsSchema.safeParse(opts);
@@ -103,7 +102,12 @@ export async function exportCli(flags: ExportFlags): Promise<number> {
       out(`load it with ${r.registeredUri}${flags.stage && flags.stage !== 'None' ? ` or models:/${v.name}/${flags.stage}` : ''}`);
     }
     return 0;
+  } catch (err) {
+    throw withFlagName(err, EXPORT_FLAGS);
   } finally {
     await tracker.close();
   }
 }
+
+/** exportRun()'s options named by other flags. */
+const EXPORT_FLAGS: Record<string, string> = { runId: '--run', outputDir: '--output' };

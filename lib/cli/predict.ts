@@ -5,6 +5,7 @@ import { Command, Option } from 'commander';
 import { z } from 'zod';
 import { ConfigError } from '../config.js';
 import { loadModel, type DirectoryPrediction } from '../inference/index.js';
+import { flagName, withFlagName } from './flags.js';
 
 export const predictFlagsSchema = z
   .object({
@@ -30,7 +31,7 @@ export function predictCommand(): Command {
     .action(async (opts: Record<string, unknown>) => {
       const r = predictFlagsSchema.safeParse(opts);
       if (!r.success) {
-        throw new ConfigError(r.error.issues.map((i) => `--${String(i.path[0] ?? '').replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}: ${i.message}`), 'predict options');
+        throw new ConfigError(r.error.issues.map((i) => `${flagName(String(i.path[0] ?? ''))}: ${i.message}`), 'predict options');
       }
       process.exitCode = await predictCli(r.data);
     });
@@ -51,7 +52,9 @@ export async function predictCli(flags: PredictFlags): Promise<number> {
   const model = await loadModel(flags.model);
   try {
     const t0 = performance.now();
-    const p = await model.predictDirectory(flags.dataDir, { batchSize: flags.batchSize });
+    const p = await model.predictDirectory(flags.dataDir, { batchSize: flags.batchSize }).catch((err: unknown) => {
+      throw withFlagName(err, { dir: '--data-dir' });
+    });
     const seconds = (performance.now() - t0) / 1000;
     const doc = {
       model: { uri: model.uri, source: model.source, variant: model.metadata.variant, registered: model.registered, runId: model.runId },

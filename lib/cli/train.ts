@@ -1,89 +1,83 @@
 // heimdall-torch train: the reference's train.py flags, on the built-in synthetic data or a data directory.
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { Command, Option } from 'commander';
+import { Command } from 'commander';
 import { z } from 'zod';
-import { ConfigError } from '../config.js';
-import { HeimdallDataModule } from '../data/heimdall.js';
+import { ConfigError, DEVICES, earlyStoppingOptionsSchema, optimizerSchema, scheduleSchema, trainerOptionsSchema } from '../config.js';
+import { HeimdallDataModule, syntheticOptionsSchema } from '../data/heimdall.js';
 import { ConvNeXt } from '../model.js';
 import { formatOnnxReport } from '../onnx/index.js';
 import { EarlyStopping, LearningRateMonitor, MLflowLogger, ModelCheckpoint, Trainer } from '../trainer/index.js';
+import { flag, flagName, schemaOptions } from './flags.js';
 
-const VARIANTS = ['atto', 'femto', 'pico', 'nano', 'tiny', 'small', 'base', 'large', 'xlarge'];
+/** The registered variants, from the native registry (`ConvNeXt.variants()`), as the CLI spells them. */
+function backboneList(): string {
+  return ConvNeXt.variants().map((v) => v.toUpperCase()).join(', ');
+}
 
-/** `CONVNEXT_TINY`, `convnext_tiny`, `tiny` → `convnext_tiny`; anything else lists the valid names. */
+/** `CONVNEXT_TINY`, `convnext_tiny`, `tiny` → `convnext_tiny`; anything else lists the registered variants. */
 const backbone = z.string().transform((s, ctx) => {
-  const key = s.toLowerCase().replace(/^convnext_/, '');
-  if (!VARIANTS.includes(key)) {
-    ctx.addIssue({ code: 'custom', message: `unknown backbone "${s}"; valid: ${VARIANTS.map((v) => `CONVNEXT_${v.toUpperCase()}`).join(', ')}` });
+  const names = ConvNeXt.variants();
+  const key = s.toLowerCase();
+  const name = names.find((n) => n === key || n === `convnext_${key}`);
+  if (!name) {
+    ctx.addIssue({ code: 'custom', message: `unknown backbone "${s}"; valid: ${backboneList()}` });
     return z.NEVER;
   }
-  return `convnext_${key}`;
+  return name;
 });
 
+const trainer = trainerOptionsSchema.shape;
+const atLeast = (min: number) => (n: number) => n >= min;
+
+/**
+ * The `train` flags: each field is (or narrows) the library option it sets, with its default — the Trainer's
+ * (lib/config.ts), the data module's, EarlyStopping's — so flags, --help and the library agree by construction.
+ */
 export const trainFlagsSchema = z
   .object({
-    backbone: backbone.default('CONVNEXT_LARGE'),
-    pretrained: z.string().optional(),
-    freezeBackbone: z.boolean().default(false),
-    headDropout: z.number().min(0).lt(1).optional(),
-    learningRate: z.number().positive().default(1e-3),
-    batchSize: z.number().int().min(2).default(32),
-    epochs: z.number().int().min(1).default(100),
-    weightDecay: z.number().min(0).default(1e-5),
-    patience: z.number().int().min(0).default(5),
-    outputDir: z.string().default('./outputs'),
-    runName: z.string().min(1).optional(),
-    experimentName: z.string().min(1).optional(),
-    dataDir: z.string().optional(),
-    samples: z.number().int().min(10).default(2000),
-    device: z.string().regex(/^(auto|cpu|cuda(:\d+)?)$/, 'must be auto, cpu, cuda or cuda:N').default('auto'),
-    precision: z.enum(['32', 'bf16-mixed', '16-mixed']).default('32'),
-    seed: z.number().int().min(0).default(42),
-    resume: z.string().optional(),
-    warmupSteps: z.number().int().min(0).default(0),
-    gradClipNorm: z.number().min(0).default(0),
-    threads: z.number().int().min(1).optional(),
-    progress: z.boolean().optional(),
-    exportOnnx: z.boolean().default(true),
+    backbone: flag(backbone.prefault('convnext_large'), 'model variant, any case (CONVNEXT_ATTO, convnext_atto, atto; listed below)', { arg: 'name' }),
+    pretrained: flag(z.string().optional(), 'safetensors weights (timm names) for the backbone', { arg: 'file' }),
+    freezeBackbone: flag(z.boolean().default(false), 'train the heads only', { negate: 'train the whole network' }),
+    headDropout: flag(z.number().min(0).lt(1).optional(), 'dropout of the position and uncertainty MLPs, 0 ≤ p < 1 (default: 0.3 then 0.2, as the reference)', { arg: 'p' }),
+    learningRate: flag(optimizerSchema.shape.lr, 'AdamW learning rate', { arg: 'lr' }),
+    batchSize: flag(syntheticOptionsSchema.shape.batchSize.refine(atLeast(2), 'must be ≥ 2 (the BatchNorm of the localization head needs two samples per batch)'), 'samples per batch', { arg: 'n' }),
+    epochs: flag(trainer.maxEpochs, 'maximum epochs', { arg: 'n' }),
+    weightDecay: flag(optimizerSchema.shape.weightDecay, 'AdamW weight decay (not on norms, biases, layer scale)', { arg: 'wd' }),
+    patience: flag(earlyStoppingOptionsSchema.shape.patience, 'early-stopping patience on val/loss', { arg: 'n' }),
+    outputDir: flag(trainer.defaultRootDir, 'checkpoints and exports', { arg: 'dir' }),
+    runName: flag(z.string().min(1).optional(), 'MLflow run name', { arg: 'name', defaultText: 'rf-localization-<timestamp>' }),
+    experimentName: flag(z.string().min(1).optional(), 'MLflow experiment (default: MLFLOW_EXPERIMENT_NAME or heimdall-localization)', { arg: 'name' }),
+    dataDir: flag(z.string().optional(), 'a directory of <id>_iq.npy + <id>_label.npy', { arg: 'dir', defaultText: 'the built-in synthetic data' }),
+    samples: flag(syntheticOptionsSchema.shape.samples.refine(atLeast(10), 'must be ≥ 10'), 'synthetic samples to generate', { arg: 'n' }),
+    device: flag(trainer.device, DEVICES, { arg: 'device' }),
+    precision: flag(trainer.precision, 'training precision', { arg: 'p' }),
+    seed: flag(trainer.seed, 'seed for data, initialisation and shuffling', { arg: 'n' }),
+    resume: flag(z.string().optional(), 'continue a training from its checkpoint (same MLflow run)', { arg: 'checkpoint' }),
+    warmupSteps: flag(scheduleSchema.shape.warmupSteps, 'linear warmup steps before the cosine decay', { arg: 'n' }),
+    gradClipNorm: flag(trainer.gradClipNorm, 'clip gradients to this norm (0: off)', { arg: 'x' }),
+    threads: flag(trainer.threads, 'CPU threads for libtorch', { arg: 'n' }),
+    progress: flag(z.boolean().optional(), 'show a progress bar (default: when stdout is a terminal and CI is unset)', { negate: 'no progress bar' }),
+    exportOnnx: flag(z.boolean().default(true), 'export the best checkpoint to <output-dir>/model.onnx, validated in ONNX Runtime, logged to the run', { negate: 'skip the ONNX export' }),
   })
   .strict();
 export type TrainFlags = z.output<typeof trainFlagsSchema>;
 
-const num = (v: string) => Number(v);
-
 export function trainCommand(): Command {
-  return new Command('train')
+  const cmd = new Command('train')
     .description('Train a ConvNeXt to locate transmitters (synthetic WebSDR data by default), tracked in MLflow')
-    .addOption(new Option('--backbone <name>', 'ConvNeXt variant (CONVNEXT_ATTO … CONVNEXT_XLARGE, any case)').default('CONVNEXT_LARGE'))
-    .option('--pretrained <file>', 'safetensors weights (timm names) for the backbone')
-    .option('--freeze-backbone', 'train the heads only (default: off)')
-    .option('--no-freeze-backbone', 'train the whole network')
-    .addOption(new Option('--learning-rate <lr>', 'AdamW learning rate').argParser(num).default(1e-3))
-    .addOption(new Option('--batch-size <n>', 'samples per batch').argParser(num).default(32))
-    .addOption(new Option('--epochs <n>', 'maximum epochs').argParser(num).default(100))
-    .addOption(new Option('--weight-decay <wd>', 'AdamW weight decay (not on norms, biases, layer scale)').argParser(num).default(1e-5))
-    .addOption(new Option('--patience <n>', 'early-stopping patience on val/loss').argParser(num).default(5))
-    .option('--config <file>', 'JSON file with any of these options (camelCase); flags given on the command line win')
-    .addOption(new Option('--output-dir <dir>', 'checkpoints and exports').default('./outputs'))
-    .addOption(new Option('--run-name <name>', 'MLflow run name').default(undefined, 'rf-localization-<timestamp>'))
-    .option('--experiment-name <name>', 'MLflow experiment (default: MLFLOW_EXPERIMENT_NAME or heimdall-localization)')
-    .addOption(new Option('--data-dir <dir>', 'a directory of <id>_iq.npy + <id>_label.npy').default(undefined, 'the built-in synthetic data'))
-    .addOption(new Option('--samples <n>', 'synthetic samples to generate').argParser(num).default(2000))
-    .addOption(new Option('--device <device>', 'auto, cpu, cuda or cuda:N').default('auto'))
-    .addOption(new Option('--precision <p>', 'training precision').choices(['32', 'bf16-mixed', '16-mixed']).default('32'))
-    .addOption(new Option('--seed <n>', 'seed for data, initialisation and shuffling').argParser(num).default(42))
-    .option('--resume <checkpoint>', 'continue a training from its checkpoint (same MLflow run)')
-    .addOption(new Option('--warmup-steps <n>', 'linear warmup steps before the cosine decay').argParser(num).default(0))
-    .addOption(new Option('--head-dropout <p>', 'dropout of the position and uncertainty MLPs, 0 ≤ p < 1 (default: 0.3 then 0.2, as the reference)').argParser(num))
-    .addOption(new Option('--grad-clip-norm <x>', 'clip gradients to this norm (0: off)').argParser(num).default(0))
-    .addOption(new Option('--threads <n>', 'CPU threads for libtorch').argParser(num))
-    .option('--progress', 'show a progress bar (default: when stdout is a terminal and CI is unset)')
-    .option('--no-progress', 'no progress bar')
-    .option('--export-onnx', 'export the best checkpoint to <output-dir>/model.onnx, validated in ONNX Runtime, logged to the run (default: on)')
-    .option('--no-export-onnx', 'skip the ONNX export')
-    .action(async (_opts, cmd: Command) => {
-      const flags = resolveTrainFlags(cmd);
+    .option('--config <file>', 'JSON file with any of these options (camelCase); flags given on the command line win');
+  for (const option of schemaOptions(trainFlagsSchema)) cmd.addOption(option);
+  return cmd
+    .addHelpText('after', () => {
+      try {
+        return `\nBackbones: ${backboneList()}`;
+      } catch (err) {
+        return `\nBackbones: (the native addon does not load: ${(err as Error).message.split('\n')[0]})`;
+      }
+    })
+    .action(async (_opts, c: Command) => {
+      const flags = resolveTrainFlags(c);
       process.exitCode = await train(flags);
     });
 }
@@ -112,8 +106,8 @@ export function resolveTrainFlags(cmd: Command): TrainFlags {
   const r = trainFlagsSchema.safeParse(merged);
   if (!r.success) {
     for (const i of r.error.issues) {
-      const flag = i.path.length ? `--${String(i.path[0]).replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}` : '(flags)';
-      issues.push(i.code === 'unrecognized_keys' ? `--config: unknown option(s) ${(i as { keys?: string[] }).keys?.join(', ')}` : `${flag}: ${i.message}`);
+      const at = i.path.length ? flagName(String(i.path[0])) : '(flags)';
+      issues.push(i.code === 'unrecognized_keys' ? `--config: unknown option(s) ${(i as { keys?: string[] }).keys?.join(', ')}` : `${at}: ${i.message}`);
     }
   }
   if (r.success && r.data.dataDir && !(existsSync(r.data.dataDir) && statSync(r.data.dataDir).isDirectory())) {
@@ -148,7 +142,7 @@ export async function train(flags: TrainFlags): Promise<number> {
     device: flags.device,
     precision: flags.precision,
     optimizer: { name: 'adamw', lr: flags.learningRate, weightDecay: flags.weightDecay },
-    schedule: { name: 'cosine', warmupSteps: flags.warmupSteps, minLr: 1e-6 },
+    schedule: { name: 'cosine', warmupSteps: flags.warmupSteps },
     gradClipNorm: flags.gradClipNorm,
     seed: flags.seed,
     threads: flags.threads,

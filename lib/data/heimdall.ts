@@ -3,7 +3,8 @@
 // reference split, and the metadata metrics and ONNX export need (target normalisation, feature constants,
 // receivers). Every data set is a NativeDataset: the engine batches, shuffles and prefetches it natively.
 import { z } from 'zod';
-import { native, type NativeDataset, type PositionScale } from '../native.js';
+import { HeimdallError } from '../errors.js';
+import { dataBinding as addon, native, type HeimdallDataInfo, type NativeDataset, type PositionScale } from '../native.js';
 import type { DataModule } from '../trainer/data.js';
 
 const range = z.tuple([z.number().min(0), z.number().min(0)]).refine(([lo, hi]) => lo <= hi, 'min must not exceed max');
@@ -54,35 +55,7 @@ export const directoryOptionsSchema = z.object({
 });
 export type DirectoryOptions = z.input<typeof directoryOptionsSchema>;
 
-export interface FeatureConfig {
-  sampleRate: number;
-  nFft: number;
-  hop: number;
-  nMels: number;
-  frames: number;
-  melScale: 'htk';
-  amin: number;
-  /** x = (max(10·log10(max(mel, amin)), floorDb) − refDb) / scaleDb */
-  floorDb: number;
-  refDb: number;
-  scaleDb: number;
-}
-
-export interface Receiver {
-  name: string;
-  lat: number;
-  lon: number;
-  alt: number;
-}
-
-export interface HeimdallDataInfo {
-  /** deg = center + normalised × scale (targets are normalised positions [lat, lon]). */
-  positionScale: PositionScale;
-  features: FeatureConfig;
-  receivers: Receiver[];
-  /** The same as JSON, for ONNX metadata_props / MLflow params. */
-  metadataJson: string;
-}
+export type { FeatureConfig, HeimdallDataInfo, Receiver } from '../native.js';
 
 export interface Splits {
   train: NativeDataset;
@@ -90,31 +63,11 @@ export interface Splits {
   test: NativeDataset;
 }
 
-interface DataAddon {
-  heimdallSynthetic(options: object): NativeDataset;
-  heimdallDirectory(path: string, options: object): Promise<NativeDataset>;
-  heimdallMaterialize(data: NativeDataset): Promise<void>;
-  heimdallInfo(data: NativeDataset): HeimdallDataInfo | null;
-  heimdallPositions(data: NativeDataset): Float64Array;
-  writeSynthetic(dir: string, samples: number, options: object): Promise<{ written: number }>;
-  computeFeatures(iq: Float32Array, shape: number[], sampleRate: number, options?: { complex?: boolean }): { data: Float32Array; shape: number[] };
-}
-
-function addon(): DataAddon {
-  const a = native();
-  if (typeof a.heimdallSynthetic !== 'function') {
-    throw new Error('heimdall-torch: this build of the native addon lacks the Heimdall data functions (native/napi/data_binding.cc); rebuild with `npm run build:native`.');
-  }
-  return a as unknown as DataAddon;
-}
-
 function parse<T extends z.ZodTypeAny>(schema: T, value: unknown, what: string): z.output<T> {
   const r = schema.safeParse(value ?? {});
   if (!r.success) {
     const issues = r.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
-    const err = new Error(`invalid ${what}: ${issues}`) as Error & { code: string };
-    err.code = 'HEIMDALL_INVALID_ARGUMENT';
-    throw err;
+    throw new HeimdallError('HEIMDALL_INVALID_ARGUMENT', `invalid ${what}: ${issues}`);
   }
   return r.data;
 }
@@ -139,7 +92,7 @@ export class HeimdallDataModule implements DataModule {
     private readonly params: Record<string, unknown>,
   ) {
     const info = addon().heimdallInfo(dataset);
-    if (!info) throw new Error('heimdall-torch: not a Heimdall data set: ' + dataset.describe());
+    if (!info) throw new HeimdallError('HEIMDALL_INVALID_ARGUMENT', 'heimdall-torch: not a Heimdall data set: ' + dataset.describe());
     this.info = info;
     this.batchSize = options.batchSize;
     this.splitSeed = options.splitSeed;

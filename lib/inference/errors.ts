@@ -1,5 +1,8 @@
-// Errors of the export → registry → inference path. `code` follows the addon's HEIMDALL_* codes, so the CLI
-// maps them to exit codes the same way (HEIMDALL_INVALID_ARGUMENT → 2, anything else → 1).
+// Errors of the export → registry → inference path: HeimdallErrors with the addon's HEIMDALL_* codes, so the
+// CLI maps them to exit codes the same way (HEIMDALL_INVALID_ARGUMENT → 2, anything else → 1). `option` names
+// the argument at fault (the CLI turns it into its flag).
+import { HeimdallError } from '../errors.js';
+
 export type InferenceErrorCode =
   | 'HEIMDALL_INVALID_ARGUMENT'
   | 'HEIMDALL_NOT_FOUND'
@@ -7,15 +10,13 @@ export type InferenceErrorCode =
   | 'HEIMDALL_WEIGHTS_MISMATCH'
   | 'HEIMDALL_SHAPE_MISMATCH';
 
-export class InferenceError extends Error {
-  readonly code: InferenceErrorCode;
-  constructor(code: InferenceErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+export class InferenceError extends HeimdallError<InferenceErrorCode> {
+  constructor(code: InferenceErrorCode, message: string, options?: { cause?: unknown; option?: string }) {
+    super(code, message, options);
     this.name = 'InferenceError';
-    this.code = code;
   }
 }
 
-export const notFound = (message: string, cause?: unknown) => new InferenceError('HEIMDALL_NOT_FOUND', message, { cause });
-export const badInput = (message: string) => new InferenceError('HEIMDALL_INVALID_ARGUMENT', message);
+export const notFound = (message: string, cause?: unknown, option?: string) => new InferenceError('HEIMDALL_NOT_FOUND', message, { cause, option });
+export const badInput = (message: string, option?: string) => new InferenceError('HEIMDALL_INVALID_ARGUMENT', message, { option });
 export const badFile = (message: string, cause?: unknown) => new InferenceError('HEIMDALL_BAD_FILE', message, { cause });

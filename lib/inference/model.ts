@@ -308,13 +308,13 @@ export class OnnxModel {
    */
   async predictDirectory(dir: string, options: { batchSize?: number } = {}): Promise<DirectoryPrediction> {
     const st = await stat(dir).catch(() => null);
-    if (!st?.isDirectory()) throw badInput(`--data-dir: ${dir} is not a directory`);
+    if (!st?.isDirectory()) throw badInput(`${dir} is not a directory`, 'dir');
     const manifest = await readFile(join(dir, 'manifest.json'), 'utf8').then((t) => JSON.parse(t) as { sample_rate?: number }, (e: NodeJS.ErrnoException) => {
       if (e.code === 'ENOENT') return {} as { sample_rate?: number };
       throw badFile(`${join(dir, 'manifest.json')}: ${e.message}`);
     });
     const ids = (await readdir(dir)).filter((f) => f.endsWith('_iq.npy')).map((f) => f.slice(0, -'_iq.npy'.length)).sort();
-    if (!ids.length) throw badInput(`--data-dir: ${dir} holds no <id>_iq.npy files`);
+    if (!ids.length) throw badInput(`${dir} holds no <id>_iq.npy files`, 'dir');
     const feats: Float32Array[] = [];
     let fshape: number[] = [];
     const labels: ([number, number] | null)[] = [];

@@ -14,6 +14,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, realpathSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
+import { HeimdallError } from '../errors.js';
 
 /** What heimdall_torch.json (written by CMake next to the addon) records about the build. */
 export interface BuildRecord {
@@ -58,12 +59,10 @@ export interface LibtorchSelection {
 }
 
 /** The error thrown when no compatible libtorch is found or it does not load. */
-export class LibtorchError extends Error {
-  readonly code: 'HEIMDALL_LIBTORCH_NOT_FOUND' | 'HEIMDALL_LIBTORCH_INCOMPATIBLE' | 'HEIMDALL_LIBTORCH_LOAD';
+export class LibtorchError extends HeimdallError<'HEIMDALL_LIBTORCH_NOT_FOUND' | 'HEIMDALL_LIBTORCH_INCOMPATIBLE' | 'HEIMDALL_LIBTORCH_LOAD'> {
   constructor(code: LibtorchError['code'], message: string) {
-    super(message);
+    super(code, message);
     this.name = 'LibtorchError';
-    this.code = code;
   }
 }
 

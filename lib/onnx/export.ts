@@ -5,12 +5,10 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { createRequire } from 'node:module';
 import { z } from 'zod';
-import { native } from '../native.js';
+import { HeimdallError } from '../errors.js';
+import { onnxBinding, type NativeExportResult, type NativeModel, type OnnxBinding } from '../native.js';
 
 // ---- options ---------------------------------------------------------------------------------------------
-
-const variantName = z.string().regex(/^(convnext_)?(atto|femto|pico|nano|tiny|small|base|large|xlarge)$/i,
-  'a ConvNeXt variant such as convnext_tiny');
 
 export const exportOnnxOptionsSchema = z.object({
   /** ai.onnx opset, 17 … 23 (LayerNormalization needs 17). */
@@ -26,7 +24,8 @@ export const exportOnnxOptionsSchema = z.object({
   /** Weights above this many bytes go to an external-data side file `<outPath>.data` (default just under 2 GiB). */
   externalDataThreshold: z.number().int().min(0).optional(),
   // For a weights file without heimdall.* metadata (or to override it):
-  variant: variantName.optional(),
+  /** A registered variant (`ConvNeXt.variants()`); the native registry checks the name. */
+  variant: z.string().min(1).optional(),
   head: z.enum(['localization', 'classification', 'regression']).optional(),
   inChans: z.number().int().min(1).optional(),
   outputs: z.number().int().min(1).optional(),
@@ -64,71 +63,28 @@ export interface OnnxValidation {
   seconds: number;
 }
 
-export interface OnnxExportReport {
-  path: string;
-  /** External-data side file, null when the weights are inside the model file. */
-  dataPath: string | null;
-  modelBytes: number;
-  dataBytes: number;
+/** What exportOnnx() reports: the native exporter's facts (less libtorch's raw outputs), the file's hash and the validation. */
+export interface OnnxExportReport extends Omit<NativeExportResult, 'libtorch' | 'seconds'> {
   sha256: string;  // of the model file
-  opset: number;
-  irVersion: number;
-  parameters: number;
-  nodes: number;
-  initializers: number;
-  externalTensors: number;
-  inputName: string;
-  inputShape: number[];  // [batch, C, H, W], -1 where symbolic
-  outputNames: string[];
-  variant: string;
-  head: string;
-  inChans: number;
-  metadata: Record<string, string>;
   exportSeconds: number;
   validation: OnnxValidation | null;
 }
 
-export class OnnxExportError extends Error {
-  readonly code: string;
+/** The codes exportOnnx() throws itself (the addon's own errors arrive as HeimdallErrors with native codes). */
+export type OnnxExportErrorCode = 'HEIMDALL_INVALID_ARGUMENT' | 'HEIMDALL_ONNX_MISMATCH';
+
+export class OnnxExportError extends HeimdallError<OnnxExportErrorCode> {
   readonly report?: OnnxExportReport;
-  constructor(code: string, message: string, report?: OnnxExportReport) {
-    super(message);
+  constructor(code: OnnxExportErrorCode, message: string, report?: OnnxExportReport) {
+    super(code, message);
     this.name = 'OnnxExportError';
-    this.code = code;
     this.report = report;
   }
 }
 
 // ---- the native binding ----------------------------------------------------------------------------------
 
-interface NativeTensor {
-  data: Float32Array;
-  shape: number[];
-}
-interface NativeExportResult {
-  path: string;
-  dataPath: string | null;
-  modelBytes: number;
-  dataBytes: number;
-  opset: number;
-  irVersion: number;
-  parameters: number;
-  nodes: number;
-  initializers: number;
-  externalTensors: number;
-  inputName: string;
-  inputShape: number[];
-  outputNames: string[];
-  seconds: number;
-  variant: string;
-  head: string;
-  inChans: number;
-  metadata: Record<string, string>;
-  libtorch: { shape: number[]; input: Float32Array; outputs: Record<string, NativeTensor> }[];
-}
-export interface OnnxBinding {
-  exportOnnx(source: unknown, outPath: string, options: Record<string, unknown>): Promise<NativeExportResult>;
-}
+export type { OnnxBinding } from '../native.js';
 
 let binding: OnnxBinding | null = null;
 
@@ -138,12 +94,7 @@ export function setOnnxBinding(b: OnnxBinding): void {
 }
 
 function defaultBinding(): OnnxBinding {
-  if (binding) return binding;
-  const addon = native() as unknown as Partial<OnnxBinding>;  // lib/native.ts: the one place that loads the addon
-  if (typeof addon.exportOnnx !== 'function')
-    throw new OnnxExportError('HEIMDALL_INVALID_STATE',
-      'this build of the heimdall-torch addon has no ONNX exporter (native/napi/onnx_binding.cc): run `npm run build:native`');
-  binding = addon as OnnxBinding;
+  binding ??= onnxBinding();  // lib/native.ts: the one place that loads the addon
   return binding;
 }
 
@@ -217,7 +168,7 @@ export async function validateWithOnnxRuntime(
  * Exports `source` (a Model, or the path of a safetensors weights / checkpoint file) to `outPath` and, unless
  * `validate: false`, checks the file against libtorch in ONNX Runtime. Errors carry a `code` (HEIMDALL_*).
  */
-export async function exportOnnx(source: unknown, outPath: string, options: ExportOnnxOptions = {}): Promise<OnnxExportReport> {
+export async function exportOnnx(source: NativeModel | string, outPath: string, options: ExportOnnxOptions = {}): Promise<OnnxExportReport> {
   const parsed = exportOnnxOptionsSchema.safeParse(options);
   if (!parsed.success) {
     const lines = parsed.error.issues.map((i) => `  - ${i.path.join('.') || 'options'}: ${i.message}`);
@@ -232,30 +183,10 @@ export async function exportOnnx(source: unknown, outPath: string, options: Expo
   if (o.validate) native.validate = { batchSizes: o.validate.batchSizes, seed: o.validate.seed };
 
   const r = await defaultBinding().exportOnnx(source, outPath, native);
-  const report: OnnxExportReport = {
-    path: r.path,
-    dataPath: r.dataPath,
-    modelBytes: r.modelBytes,
-    dataBytes: r.dataBytes,
-    sha256: await sha256(r.path),
-    opset: r.opset,
-    irVersion: r.irVersion,
-    parameters: r.parameters,
-    nodes: r.nodes,
-    initializers: r.initializers,
-    externalTensors: r.externalTensors,
-    inputName: r.inputName,
-    inputShape: r.inputShape,
-    outputNames: r.outputNames,
-    variant: r.variant,
-    head: r.head,
-    inChans: r.inChans,
-    metadata: r.metadata,
-    exportSeconds: r.seconds,
-    validation: null,
-  };
+  const { libtorch, seconds, ...facts } = r;
+  const report: OnnxExportReport = { ...facts, sha256: await sha256(r.path), exportSeconds: seconds, validation: null };
   if (o.validate) {
-    report.validation = await validateWithOnnxRuntime(r.path, r.inputName, r.libtorch,
+    report.validation = await validateWithOnnxRuntime(r.path, r.inputName, libtorch,
       { maxAbs: o.validate.maxAbs, meanAbs: o.validate.meanAbs });
     if (!report.validation.passed && o.validate.throwOnMismatch) {
       throw new OnnxExportError('HEIMDALL_ONNX_MISMATCH',

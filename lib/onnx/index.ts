@@ -7,9 +7,9 @@ export {
   setOnnxBinding,
   validateWithOnnxRuntime,
 } from './export.js';
-export type { ExportOnnxOptions, OnnxBinding, OnnxExportReport, OnnxValidation, OutputDiff } from './export.js';
-export { MLMODEL_MLFLOW_VERSION, onnxModelTags, writeMlflowOnnxModel } from './mlflow_model.js';
-export type { MlflowOnnxModel, MlflowOnnxModelOptions } from './mlflow_model.js';
+export type { ExportOnnxOptions, OnnxBinding, OnnxExportErrorCode, OnnxExportReport, OnnxValidation, OutputDiff } from './export.js';
+export { MLMODEL_MLFLOW_VERSION, logOnnxModel, onnxModelTags, writeMlflowOnnxModel } from './mlflow_model.js';
+export type { MlflowOnnxModel, MlflowOnnxModelOptions, OnnxModelRun } from './mlflow_model.js';
 export {
   DEFAULT_REGISTERED_MODEL, dataMetadataOfRun, exportRun, findRunCheckpoint, readCheckpointHeader, registerOnnxModel,
 } from './run_export.js';

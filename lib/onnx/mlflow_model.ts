@@ -3,7 +3,7 @@
 // python_env.yaml, requirements.txt. Logged as the run's `model/` artifact, it loads with
 // `mlflow.onnx.load_model('runs:/<id>/model')` and `mlflow.pyfunc.load_model(...)`, and registers as a model version.
 import { randomUUID } from 'node:crypto';
-import { copyFileSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import type { OnnxExportReport } from './export.js';
 
@@ -116,4 +116,22 @@ export function writeMlflowOnnxModel(report: OnnxExportReport, dir: string, opti
       ...requirements.map((r) => `  - ${r}`), 'name: mlflow-env', ''].join('\n'));
   files.push('MLmodel', 'requirements.txt', 'python_env.yaml', 'conda.yaml');
   return { dir, files, modelFile, mlmodel };
+}
+
+/** Where logOnnxModel() logs: a run (the MLflowLogger's, or a tracker's reopened one). */
+export interface OnnxModelRun {
+  readonly runId: string | null;
+  /** Logs the folder `dir` under `artifactPath` of the run and sets `tags` on it. */
+  logArtifact(dir: string, artifactPath: string, tags: Record<string, string>): Promise<void>;
+}
+
+/**
+ * Writes the MLflow `onnx` flavor folder for `report` into `dir` (emptied first) and logs it as the run's
+ * `model/`, tagged with the file's SHA-256 and the checkpoint it came from. Returns `runs:/<run_id>/model`.
+ */
+export async function logOnnxModel(report: OnnxExportReport, dir: string, run: OnnxModelRun, checkpoint: string): Promise<string> {
+  rmSync(dir, { recursive: true, force: true });
+  writeMlflowOnnxModel(report, dir, { runId: run.runId ?? undefined });
+  await run.logArtifact(dir, 'model', onnxModelTags(report, checkpoint));
+  return `runs:/${run.runId}/model`;
 }

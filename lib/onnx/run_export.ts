@@ -13,7 +13,7 @@ import { redact } from '../config.js';
 import type { MLflowTracker, RunSummary } from '../tracking/tracker.js';
 import type { ModelStage, ModelVersion } from '../tracking/types.js';
 import { exportOnnx, type OnnxExportReport } from './export.js';
-import { onnxModelTags, writeMlflowOnnxModel } from './mlflow_model.js';
+import { logOnnxModel, type OnnxModelRun } from './mlflow_model.js';
 
 export const DEFAULT_REGISTERED_MODEL = 'heimdall-localization-onnx';
 
@@ -89,11 +89,11 @@ export interface RunCheckpoint {
 }
 
 async function runOrThrow(tracker: MLflowTracker, runId: string): Promise<RunSummary> {
-  if (!/^[0-9a-zA-Z_-]+$/.test(runId)) throw badInput(`--run: '${runId}' is not an MLflow run id`);
+  if (!/^[0-9a-zA-Z_-]+$/.test(runId)) throw badInput(`'${runId}' is not an MLflow run id`, 'runId');
   try {
     return await tracker.getRunInfo(runId);
   } catch (e) {
-    throw notFound(`--run: no run '${runId}' in ${redact(tracker.config.trackingUri)} (${(e as Error).message})`, e);
+    throw notFound(`no run '${runId}' in ${redact(tracker.config.trackingUri)} (${(e as Error).message})`, e, 'runId');
   }
 }
 
@@ -104,7 +104,7 @@ async function runOrThrow(tracker: MLflowTracker, runId: string): Promise<RunSum
 export async function findRunCheckpoint(tracker: MLflowTracker, run: RunSummary, which: string, downloadDir: string): Promise<RunCheckpoint> {
   if (which !== 'best' && which !== 'last') {
     const path = resolve(which);
-    if (!existsSync(path)) throw notFound(`--checkpoint: ${which} does not exist (use best, last, or a checkpoint file)`);
+    if (!existsSync(path)) throw notFound(`${which} does not exist (use best, last, or a checkpoint file)`, undefined, 'checkpoint');
     return { path, source: path, kind: 'file', header: readCheckpointHeader(path) };
   }
   const folders = which === 'best' ? ['checkpoints/best', 'checkpoints/last'] : ['checkpoints/last'];
@@ -119,7 +119,7 @@ export async function findRunCheckpoint(tracker: MLflowTracker, run: RunSummary,
     return { path: got.localPath, source: fileUri, kind: folder.endsWith('best') ? 'best' : 'last', header: readCheckpointHeader(got.localPath) };
   }
   throw notFound(`run ${run.runId} has no checkpoint artifacts (${folders.join(', ')} under ${run.artifactUri}): ` +
-    'train it with checkpoints logged (the MLflowLogger does by default) or pass --checkpoint <file>');
+    'train it with checkpoints logged (the MLflowLogger does by default) or give a checkpoint file');
 }
 
 /**
@@ -143,7 +143,7 @@ export async function dataMetadataOfRun(run: RunSummary, dataDir?: string,
   }
   const path = isAbsolute(dir) ? dir : resolve(dir);
   if (!existsSync(path)) {
-    if (dataDir) throw notFound(`--data-dir: ${dataDir} does not exist`);
+    if (dataDir) throw notFound(`${dataDir} does not exist`, undefined, 'dataDir');
     return null;
   }
   const d = await HeimdallDataModule.fromDirectory(path, { cache: false });
@@ -161,10 +161,10 @@ async function loggedDataMetadata(run: RunSummary, tracker: MLflowTracker, downl
   try {
     meta = JSON.parse(json);
   } catch (e) {
-    throw badFile(`${uri} is not valid JSON (${(e as Error).message}): pass --data-dir <the data directory> instead`, e);
+    throw badFile(`${uri} is not valid JSON (${(e as Error).message}): give the data directory (dataDir) instead`, e);
   }
   const chans = meta.receivers?.length, mels = meta.features?.n_mels, frames = meta.features?.frames;
-  if (!chans || !mels || !frames) throw badFile(`${uri} lacks receivers or features.n_mels/frames: pass --data-dir <the data directory> instead`);
+  if (!chans || !mels || !frames) throw badFile(`${uri} lacks receivers or features.n_mels/frames: give the data directory (dataDir) instead`);
   return { json, inputShape: [chans, mels, frames], from: uri };
 }
 
@@ -228,9 +228,9 @@ export async function registerOnnxModel(
  */
 export async function exportRun(tracker: MLflowTracker, runId: string, opts: ExportRunOptions = {}): Promise<ExportRunResult> {
   const log = opts.log ?? (() => {});
-  if (opts.register !== undefined && !opts.register.trim()) throw badInput('--register: the registered model name is empty');
-  if (opts.alias !== undefined && !/^[A-Za-z0-9_-]+$/.test(opts.alias)) throw badInput(`--alias: '${opts.alias}' must be letters, digits, _ or -`);
-  if (/^v\d+$/i.test(opts.alias ?? '') || opts.alias === 'latest') throw badInput(`--alias: '${opts.alias}' is reserved by MLflow`);
+  if (opts.register !== undefined && !opts.register.trim()) throw badInput('the registered model name is empty', 'register');
+  if (opts.alias !== undefined && !/^[A-Za-z0-9_-]+$/.test(opts.alias)) throw badInput(`'${opts.alias}' must be letters, digits, _ or -`, 'alias');
+  if (/^v\d+$/i.test(opts.alias ?? '') || opts.alias === 'latest') throw badInput(`'${opts.alias}' is reserved by MLflow`, 'alias');
   const run = await runOrThrow(tracker, runId);
   const work = await mkdtemp(join(tmpdir(), 'heimdall-export-'));
   try {
@@ -255,7 +255,7 @@ export async function exportRun(tracker: MLflowTracker, runId: string, opts: Exp
     const data = await dataMetadataOfRun(run, opts.dataDir, { tracker, downloadDir: work });
     if (!data) {
       throw notFound(`run ${runId} was trained on '${run.params['cli/data_dir'] ?? '(not recorded)'}', which is not here: ` +
-        'pass --data-dir <the data directory> so the export records its target normalisation');
+        'give the data directory so the export records its target normalisation', undefined, 'dataDir');
     }
     if (ckpt.header.inChans !== null && data.inputShape[0] !== ckpt.header.inChans) {
       throw new InferenceError('HEIMDALL_SHAPE_MISMATCH',
@@ -274,18 +274,20 @@ export async function exportRun(tracker: MLflowTracker, runId: string, opts: Exp
     };
     if (opts.logModel === false && !opts.register) return result;
 
-    const modelDir = join(outDir, 'mlflow-model');
-    rmSync(modelDir, { recursive: true, force: true });
-    writeMlflowOnnxModel(report, modelDir, { runId });
-    const status = run.status === 'RUNNING' ? 'FINISHED' : run.status;
-    await tracker.startRun({ runId });
-    tracker.logArtifacts(modelDir, 'model');
-    tracker.setTags(onnxModelTags(report, ckpt.source));
-    const flushed = await tracker.endRun(status === 'SCHEDULED' ? 'FINISHED' : status);
-    if (!flushed.complete || flushed.errors.length) {
-      throw new InferenceError('HEIMDALL_NOT_FOUND', `logging model/ into run ${runId} did not complete: ${flushed.errors.join('; ') || 'backend unavailable'}`);
-    }
-    result.modelUri = `runs:/${runId}/model`;
+    const status = run.status === 'RUNNING' || run.status === 'SCHEDULED' ? 'FINISHED' : run.status;
+    const modelRun: OnnxModelRun = {
+      runId,
+      async logArtifact(dir, artifactPath, tags) {
+        await tracker.startRun({ runId });
+        tracker.logArtifacts(dir, artifactPath);
+        tracker.setTags(tags);
+        const flushed = await tracker.endRun(status);
+        if (!flushed.complete || flushed.errors.length) {
+          throw new InferenceError('HEIMDALL_NOT_FOUND', `logging ${artifactPath}/ into run ${runId} did not complete: ${flushed.errors.join('; ') || 'backend unavailable'}`);
+        }
+      },
+    };
+    result.modelUri = await logOnnxModel(report, join(outDir, 'mlflow-model'), modelRun, ckpt.source);
     log(`logged ${result.modelUri} (MLflow onnx flavor), sha256 ${report.sha256}`);
     if (opts.register) {
       const mv = await registerOnnxModel(tracker, runId, {

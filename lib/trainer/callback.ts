@@ -2,8 +2,12 @@
 // Every hook may be async: the Trainer awaits it before the next phase. Batch hooks run while the
 // native loop goes on with the next batch, so a slow hook delays only the batches queued behind it
 // being reported — never the training itself.
+// Callbacks see the Trainer through `TrainerView` (declared here, implemented by trainer.ts): no callback
+// imports the Trainer, and the Trainer creates none by class beyond its defaults (callbacks/defaults.ts).
+import type { TrainerConfig } from '../config.js';
+import type { ConvNeXt } from '../model.js';
 import type { BatchEvent, EpochResult } from '../native.js';
-import type { Trainer } from './trainer.js';
+import type { DataModule } from './data.js';
 
 export type Awaitable<T> = T | Promise<T>;
 
@@ -13,25 +17,70 @@ export type Metrics = Record<string, number>;
 /** One training batch as callbacks see it: the native batch event, metrics keyed `train/loss`, `train/mae`, … */
 export type TrainBatch = BatchEvent;
 
+/** What a checkpointing callback (ModelCheckpoint) offers: `ckptPath: 'best' | 'last'` resolve through it. */
+export interface CheckpointCallback {
+  readonly bestModelPath: string | undefined;
+  readonly bestModelScore: number | undefined;
+  readonly lastModelPath: string | undefined;
+}
+
+/** The Trainer as callbacks see it. */
+export interface TrainerView {
+  readonly config: TrainerConfig;
+  readonly callbacks: readonly Callback[];
+  /** The folder for checkpoints and outputs. */
+  readonly rootDir: string;
+  /** The engine's device (`cpu`, `cuda:0`), once fit has started. */
+  readonly device: string | undefined;
+  /** The learning rate of the next optimizer step. */
+  readonly lr: number | undefined;
+  readonly currentEpoch: number;
+  readonly globalStep: number;
+  /** Batches per training epoch. */
+  readonly trainBatches: number;
+  /** Metrics of the latest epoch (`train/…`, `val/…`). */
+  readonly callbackMetrics: Metrics;
+  readonly model: ConvNeXt | undefined;
+  readonly datamodule: DataModule | undefined;
+  /** The signal (or stop() reason) that interrupted fit, if any. */
+  readonly interruptedBy: string | null;
+  /** The first ModelCheckpoint among the callbacks, as Lightning's `trainer.checkpoint_callback`. */
+  readonly checkpointCallback: CheckpointCallback | undefined;
+  /** Set (by EarlyStopping) to end fit after the current epoch. */
+  shouldStop: boolean;
+  logMetrics(metrics: Metrics, step?: number): void;
+  saveCheckpoint(path: string): Promise<void>;
+  stop(reason?: string): void;
+}
+
 export abstract class Callback {
-  /** Key under which this callback's state is stored in checkpoints (unique per Trainer). */
+  /**
+   * Key under which this callback's state is stored in checkpoints, unique per Trainer. Callbacks with state
+   * override it with `stateKeyOf(settings)`, as Lightning does, so that several instances of a class coexist
+   * (`ModelCheckpoint{"monitor":"val/loss","mode":"min"}`).
+   */
   get stateKey(): string {
     return this.constructor.name;
   }
-  onFitStart?(trainer: Trainer): Awaitable<void>;
-  onTrainStart?(trainer: Trainer): Awaitable<void>;
-  onTrainEpochStart?(trainer: Trainer, epoch: number): Awaitable<void>;
-  onTrainBatchStart?(trainer: Trainer, epoch: number, batch: number): Awaitable<void>;
-  onTrainBatchEnd?(trainer: Trainer, batch: TrainBatch): Awaitable<void>;
-  onValidationStart?(trainer: Trainer): Awaitable<void>;
-  onValidationEpochEnd?(trainer: Trainer, metrics: Metrics): Awaitable<void>;
-  onTrainEpochEnd?(trainer: Trainer, metrics: Metrics): Awaitable<void>;
-  onTrainEnd?(trainer: Trainer): Awaitable<void>;
-  onFitEnd?(trainer: Trainer): Awaitable<void>;
-  onTestEnd?(trainer: Trainer, metrics: Metrics): Awaitable<void>;
+  /** `ClassName{"setting":value,…}` from the settings that tell instances of a class apart. */
+  protected stateKeyOf(settings: Record<string, unknown>): string {
+    const defined = Object.fromEntries(Object.entries(settings).filter(([, v]) => v !== undefined));
+    return `${this.constructor.name}${JSON.stringify(defined)}`;
+  }
+  onFitStart?(trainer: TrainerView): Awaitable<void>;
+  onTrainStart?(trainer: TrainerView): Awaitable<void>;
+  onTrainEpochStart?(trainer: TrainerView, epoch: number): Awaitable<void>;
+  onTrainBatchStart?(trainer: TrainerView, epoch: number, batch: number): Awaitable<void>;
+  onTrainBatchEnd?(trainer: TrainerView, batch: TrainBatch): Awaitable<void>;
+  onValidationStart?(trainer: TrainerView): Awaitable<void>;
+  onValidationEpochEnd?(trainer: TrainerView, metrics: Metrics): Awaitable<void>;
+  onTrainEpochEnd?(trainer: TrainerView, metrics: Metrics): Awaitable<void>;
+  onTrainEnd?(trainer: TrainerView): Awaitable<void>;
+  onFitEnd?(trainer: TrainerView): Awaitable<void>;
+  onTestEnd?(trainer: TrainerView, metrics: Metrics): Awaitable<void>;
   /** Training was interrupted (Ctrl-C / SIGTERM / trainer.stop()); a checkpoint has been written. */
-  onInterrupt?(trainer: Trainer, checkpointPath: string | null): Awaitable<void>;
-  onException?(trainer: Trainer, error: Error): Awaitable<void>;
+  onInterrupt?(trainer: TrainerView, checkpointPath: string | null): Awaitable<void>;
+  onException?(trainer: TrainerView, error: Error): Awaitable<void>;
   /** State to put in checkpoints; `loadStateDict` restores it on resume. */
   stateDict?(): Record<string, unknown>;
   loadStateDict?(state: Record<string, unknown>): void;

@@ -1,22 +1,23 @@
 // The Trainer: Lightning's loop shape over the native engine. One native call trains one epoch off the
 // JavaScript thread; callbacks run between epochs and as batch events arrive.
-import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { MLflowTracker } from '../tracking/index.js';
+import { parseTrainerOptions, type TrainerConfig, type TrainerConfigInput } from '../config.js';
+import { HeimdallError } from '../errors.js';
 import type { ConvNeXt } from '../model.js';
 import { native, type NativeEngine, type NativeEngineOptions, type PredictOutput } from '../native.js';
 import { exportOnnx as exportOnnxFile, type ExportOnnxOptions, type OnnxExportReport } from '../onnx/export.js';
-import { onnxModelTags, writeMlflowOnnxModel } from '../onnx/mlflow_model.js';
-import { Callback, prefixed, toTrainBatch, type Metrics } from './callback.js';
-import { MLflowLogger } from './callbacks/mlflow_logger.js';
-import { ProgressBar } from './callbacks/progress_bar.js';
+import { logOnnxModel } from '../onnx/mlflow_model.js';
+import { Callback, prefixed, toTrainBatch, type Metrics, type TrainerView } from './callback.js';
+import { loggerCallback, withDefaultCallbacks, type LoggerOption } from './callbacks/defaults.js';
+import type { MLflowLogger } from './callbacks/mlflow_logger.js';
+import { ModelCheckpoint } from './callbacks/model_checkpoint.js';
 import type { DataModule, DataSplits } from './data.js';
-import { parseTrainerOptions, type TrainerConfig, type TrainerConfigInput } from './options.js';
 
 export interface TrainerOptions extends TrainerConfigInput {
   callbacks?: Callback[];
   /** An MLflowLogger, or an MLflowTracker to log through (one run per fit), or false. */
-  logger?: MLflowLogger | MLflowTracker | false;
+  logger?: LoggerOption;
 }
 
 export interface EpochRecord {
@@ -63,14 +64,7 @@ export interface TrainerExportResult extends OnnxExportReport {
   modelUri?: string;
 }
 
-export class InterruptedError extends Error {
-  constructor(readonly signal: string) {
-    super(`training interrupted by ${signal}`);
-    this.name = 'InterruptedError';
-  }
-}
-
-export class Trainer {
+export class Trainer implements TrainerView {
   readonly config: TrainerConfig;
   readonly callbacks: Callback[];
   readonly logger?: MLflowLogger;
@@ -80,8 +74,8 @@ export class Trainer {
   callbackMetrics: Metrics = {};
   currentEpoch = 0;
   globalStep = 0;
-  model?: ConvNeXt;
-  datamodule?: DataModule;
+  model: ConvNeXt | undefined;
+  datamodule: DataModule | undefined;
   private engine?: NativeEngine;
   private splits?: DataSplits;
   private interrupted: string | null = null;
@@ -89,18 +83,23 @@ export class Trainer {
   constructor(options: TrainerOptions = {}) {
     const { callbacks = [], logger, ...rest } = options;
     this.config = parseTrainerOptions(rest);
-    const all = [...callbacks];
-    if (logger instanceof MLflowTracker) this.logger = new MLflowLogger({ tracker: logger });
-    else if (logger) this.logger = logger;
-    if (this.logger && !all.includes(this.logger)) all.push(this.logger);
+    this.logger = loggerCallback(logger);
     const progress = this.config.enableProgressBar ?? (Boolean(process.stdout.isTTY) && !process.env.CI);
-    if (progress && !all.some((c) => c instanceof ProgressBar)) all.push(new ProgressBar());
+    const all = withDefaultCallbacks(callbacks, this.logger, progress);
     const keys = new Set<string>();
     for (const c of all) {
-      if (keys.has(c.stateKey)) throw new Error(`two callbacks share the state key "${c.stateKey}": give one a distinct stateKey`);
+      if (keys.has(c.stateKey)) {
+        throw new HeimdallError('HEIMDALL_INVALID_CONFIG',
+          `two callbacks have the same settings (state key ${c.stateKey}): their checkpointed state would collide; drop one or change its settings`);
+      }
       keys.add(c.stateKey);
     }
     this.callbacks = all;
+  }
+
+  /** The first ModelCheckpoint among the callbacks (Lightning's `trainer.checkpoint_callback`): 'best' and 'last' resolve through it. */
+  get checkpointCallback(): ModelCheckpoint | undefined {
+    return this.callbacks.find((c): c is ModelCheckpoint => c instanceof ModelCheckpoint);
   }
 
   /** The folder for checkpoints and outputs. */
@@ -163,7 +162,7 @@ export class Trainer {
       history.seconds = (Date.now() - t0) / 1000;
       return history;
     } catch (err) {
-      const error = err instanceof Error ? err : new Error(String(err));
+      const error = err instanceof Error ? err : new HeimdallError('HEIMDALL_INTERNAL', String(err), { cause: err });
       for (const c of this.callbacks) {
         try {
           await c.onException?.(this, error);
@@ -181,7 +180,7 @@ export class Trainer {
   async validate(data?: DataModule): Promise<Metrics> {
     const engine = this.requireEngine();
     const splits = data ? await data.setup() : this.splits;
-    if (!splits?.val) throw new Error('validate(): the data module has no validation split');
+    if (!splits?.val) throw new HeimdallError('HEIMDALL_INVALID_ARGUMENT', 'validate(): the data module has no validation split');
     const r = await engine.evaluate(splits.val, { batchSize: (data ?? this.datamodule)!.batchSize });
     return prefixed('val', r.metrics);
   }
@@ -194,7 +193,7 @@ export class Trainer {
     const engine = this.requireEngine();
     const data = options.data ?? this.datamodule;
     const splits = options.data ? await options.data.setup() : this.splits;
-    if (!data || !splits?.test) throw new Error('test(): the data module has no test split');
+    if (!data || !splits?.test) throw new HeimdallError('HEIMDALL_INVALID_ARGUMENT', 'test(): the data module has no test split');
     if (options.ckptPath) {
       const path = this.resolveCheckpoint(options.ckptPath, 'test');
       if (path) await engine.loadCheckpoint(path);
@@ -209,7 +208,7 @@ export class Trainer {
   async predict(input: DataModule | Float32Array, shape?: number[]): Promise<Record<string, PredictOutput>> {
     const engine = this.requireEngine();
     if (input instanceof Float32Array) {
-      if (!shape) throw new Error('predict(Float32Array) needs the shape [batch, C, H, W]');
+      if (!shape) throw new HeimdallError('HEIMDALL_INVALID_ARGUMENT', 'predict(Float32Array) needs the shape [batch, C, H, W]');
       return engine.predict(input, { shape, batchSize: 64 });
     }
     const splits = await input.setup();
@@ -222,9 +221,9 @@ export class Trainer {
    * normalisation, feature constants) go into the file; with an MLflowLogger the model joins the run as `model/`.
    */
   async exportOnnx(path: string, options: TrainerExportOptions = {}): Promise<TrainerExportResult> {
-    if (!this.model) throw new Error('exportOnnx(): call fit() first (the Trainer has no model yet)');
+    if (!this.model) throw new HeimdallError('HEIMDALL_INVALID_STATE', 'exportOnnx(): call fit() first (the Trainer has no model yet)');
     const { ckptPath, logModel = true, ...exportOptions } = options;
-    const hasBest = Boolean(this.checkpointCallback()?.bestModelPath);
+    const hasBest = Boolean(this.checkpointCallback?.bestModelPath);
     const which = ckptPath ?? (hasBest ? 'best' : 'current');
     const source = which === 'current' ? null : this.resolveCheckpoint(which, 'exportOnnx');
     const data = this.datamodule;
@@ -238,13 +237,7 @@ export class Trainer {
       metadata: { ...metadata, ...exportOptions.metadata },
     });
     const result: TrainerExportResult = { ...report, source: source ?? 'current' };
-    if (logModel && this.logger) {
-      const dir = join(this.rootDir, 'mlflow-model');
-      rmSync(dir, { recursive: true, force: true });
-      const model = writeMlflowOnnxModel(report, dir, { runId: this.logger.runId ?? undefined });
-      await this.logger.logArtifact(model.dir, 'model', onnxModelTags(report, result.source));
-      result.modelUri = `runs:/${this.logger.runId}/model`;
-    }
+    if (logModel && this.logger) result.modelUri = await logOnnxModel(report, join(this.rootDir, 'mlflow-model'), this.logger, result.source);
     return result;
   }
 
@@ -264,20 +257,28 @@ export class Trainer {
       device: c.device,
       precision: c.precision,
       optimizer: c.optimizer,
-      schedule: { name: c.schedule.name, warmupSteps: c.schedule.warmupSteps, minLr: c.schedule.minLr },
+      schedule: c.schedule,
       gradClipNorm: c.gradClipNorm,
       accumulate: c.accumulateGradBatches,
       channelsLast: c.channelsLast ?? c.device.startsWith('cuda'),
       seed: c.seed,
-      threads: c.threads,
-      positionScale: data.positionScale,
+      ...(c.threads !== undefined ? { threads: c.threads } : {}),
+      ...(data.positionScale ? { positionScale: data.positionScale } : {}),
     };
   }
 
+  /**
+   * Restores each callback's state by its state key. Checkpoints written before state keys held settings keyed
+   * callbacks by class name: that state goes to the one callback of the class, when there is only one.
+   */
   private async restore(path: string): Promise<void> {
     const user = JSON.parse(await this.engine!.loadCheckpoint(path)) as { callbacks?: Record<string, Record<string, unknown>> };
+    const saved = user.callbacks ?? {};
+    const perClass = new Map<string, number>();
+    for (const c of this.callbacks) perClass.set(c.constructor.name, (perClass.get(c.constructor.name) ?? 0) + 1);
     for (const c of this.callbacks) {
-      const state = user.callbacks?.[c.stateKey];
+      const legacy = perClass.get(c.constructor.name) === 1 ? saved[c.constructor.name] : undefined;
+      const state = saved[c.stateKey] ?? legacy;
       if (state && c.loadStateDict) c.loadStateDict(state);
     }
   }
@@ -338,28 +339,24 @@ export class Trainer {
 
   private async call<K extends keyof Callback>(hook: K, ...args: unknown[]): Promise<void> {
     for (const c of this.callbacks) {
-      const fn = c[hook] as ((this: Callback, t: Trainer, ...a: unknown[]) => unknown) | undefined;
+      const fn = c[hook] as ((this: Callback, t: TrainerView, ...a: unknown[]) => unknown) | undefined;
       if (typeof fn === 'function') await fn.call(c, this, ...args);
     }
   }
 
   private requireEngine(): NativeEngine {
-    if (!this.engine) throw new Error('call fit() first (the Trainer has no trained model yet)');
+    if (!this.engine) throw new HeimdallError('HEIMDALL_INVALID_STATE', 'call fit() first (the Trainer has no trained model yet)');
     return this.engine;
-  }
-
-  private checkpointCallback(): { bestModelPath?: string; lastModelPath?: string } | undefined {
-    return this.callbacks.find((c) => 'bestModelPath' in c) as { bestModelPath?: string; lastModelPath?: string } | undefined;
   }
 
   private resolveCheckpoint(which: string, caller: string): string {
     if (which !== 'best' && which !== 'last') {
-      if (!existsSync(which)) throw new Error(`${caller}({ ckptPath }): checkpoint file ${which} does not exist`);
+      if (!existsSync(which)) throw new HeimdallError('HEIMDALL_NOT_FOUND', `${caller}({ ckptPath }): checkpoint file ${which} does not exist`, { option: 'ckptPath' });
       return which;
     }
-    const ckpt = this.checkpointCallback();
+    const ckpt = this.checkpointCallback;
     const path = which === 'best' ? ckpt?.bestModelPath : ckpt?.lastModelPath;
-    if (!path) throw new Error(`${caller}({ ckptPath: '${which}' }) needs a ModelCheckpoint callback that saved a ${which} checkpoint`);
+    if (!path) throw new HeimdallError('HEIMDALL_INVALID_STATE', `${caller}({ ckptPath: '${which}' }) needs a ModelCheckpoint callback that saved a ${which} checkpoint`);
     return path;
   }
 

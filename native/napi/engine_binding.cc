@@ -141,48 +141,71 @@ class EpochWorker : public Napi::AsyncProgressQueueWorker<BatchEvent> {
   ErrorInfo error_;
 };
 
-EngineOptions ParseEngineOptions(const Napi::Object& o) {
+// The engine's options arrive complete: lib/native.ts fills them from lib/config.ts' engineOptionsSchema, the
+// one place that declares their defaults. A missing field is a bug in the caller, named here — never a
+// silent default of the binding's own.
+class Options {
+ public:
+  Options(Napi::Object o, std::string path) : o_(std::move(o)), path_(std::move(path)) {}
+  double Number(const char* key) const { return GetNumber(o_, Need(key), 0.0); }
+  int64_t Int(const char* key) const { return GetInt(o_, Need(key), 0); }
+  bool Bool(const char* key) const { return GetBool(o_, Need(key), false); }
+  std::string String(const char* key) const { return GetString(o_, Need(key), ""); }
+  Options Object(const char* key) const {
+    Napi::Value v = o_.Get(Need(key));
+    if (!v.IsObject()) throw heimdall::Error(kErrInvalidArgument, "engine option " + path_ + key + " must be an object");
+    return Options(v.As<Napi::Object>(), path_ + key + ".");
+  }
+
+ private:
+  const char* Need(const char* key) const {
+    Napi::Value v = o_.Get(key);
+    if (v.IsUndefined() || v.IsNull())
+      throw heimdall::Error(kErrInvalidArgument, "engine option " + path_ + key +
+                                                     " is missing: create engines through lib/native.ts, which completes them");
+    return key;
+  }
+  Napi::Object o_;
+  std::string path_;
+};
+
+EngineOptions ParseEngineOptions(const Napi::Object& object) {
+  const Options o(object, "");
   EngineOptions e;
-  e.device = GetString(o, "device", "auto");
-  e.loss = GetString(o, "loss", "auto");
-  e.label_smoothing = GetNumber(o, "labelSmoothing", 0.0);
-  e.grad_clip_norm = GetNumber(o, "gradClipNorm", 0.0);
-  e.accumulate = GetInt(o, "accumulate", 1);
-  e.precision = GetString(o, "precision", "32");
-  e.channels_last = GetBool(o, "channelsLast", false);
-  e.seed = static_cast<uint64_t>(GetInt(o, "seed", 42));
-  e.threads = static_cast<int>(GetInt(o, "threads", 0));
-  Napi::Value opt = o.Get("optimizer");
-  if (opt.IsObject()) {
-    Napi::Object p = opt.As<Napi::Object>();
-    e.optimizer.name = GetString(p, "name", e.optimizer.name);
-    e.optimizer.lr = GetNumber(p, "lr", e.optimizer.lr);
-    e.optimizer.weight_decay = GetNumber(p, "weightDecay", e.optimizer.weight_decay);
-    e.optimizer.beta1 = GetNumber(p, "beta1", e.optimizer.beta1);
-    e.optimizer.beta2 = GetNumber(p, "beta2", e.optimizer.beta2);
-    e.optimizer.eps = GetNumber(p, "eps", e.optimizer.eps);
-    e.optimizer.momentum = GetNumber(p, "momentum", e.optimizer.momentum);
-    e.optimizer.dampening = GetNumber(p, "dampening", e.optimizer.dampening);
-    e.optimizer.nesterov = GetBool(p, "nesterov", e.optimizer.nesterov);
-  }
-  Napi::Value sched = o.Get("schedule");
-  if (sched.IsObject()) {
-    Napi::Object s = sched.As<Napi::Object>();
-    e.schedule.name = GetString(s, "name", e.schedule.name);
-    e.schedule.warmup_steps = GetInt(s, "warmupSteps", 0);
-    e.schedule.total_steps = GetInt(s, "totalSteps", 0);
-    e.schedule.min_lr = GetNumber(s, "minLr", e.schedule.min_lr);
-    if (e.schedule.name != "cosine" && e.schedule.name != "constant")
-      throw heimdall::Error(kErrInvalidArgument, "unknown schedule \"" + e.schedule.name + "\"; valid: cosine, constant");
-  }
-  Napi::Value ps = o.Get("positionScale");
-  if (ps.IsObject()) {
-    Napi::Object s = ps.As<Napi::Object>();
+  e.device = o.String("device");
+  e.loss = o.String("loss");
+  e.label_smoothing = o.Number("labelSmoothing");
+  e.grad_clip_norm = o.Number("gradClipNorm");
+  e.accumulate = o.Int("accumulate");
+  e.precision = o.String("precision");
+  e.channels_last = o.Bool("channelsLast");
+  e.seed = static_cast<uint64_t>(o.Int("seed"));
+  e.threads = static_cast<int>(o.Int("threads"));
+  const Options p = o.Object("optimizer");
+  e.optimizer.name = p.String("name");
+  e.optimizer.lr = p.Number("lr");
+  e.optimizer.weight_decay = p.Number("weightDecay");
+  e.optimizer.beta1 = p.Number("beta1");
+  e.optimizer.beta2 = p.Number("beta2");
+  e.optimizer.eps = p.Number("eps");
+  e.optimizer.momentum = p.Number("momentum");
+  e.optimizer.dampening = p.Number("dampening");
+  e.optimizer.nesterov = p.Bool("nesterov");
+  const Options s = o.Object("schedule");
+  e.schedule.name = s.String("name");
+  e.schedule.warmup_steps = s.Int("warmupSteps");
+  e.schedule.total_steps = s.Int("totalSteps");
+  e.schedule.min_lr = s.Number("minLr");
+  if (e.schedule.name != "cosine" && e.schedule.name != "constant")
+    throw heimdall::Error(kErrInvalidArgument, "unknown schedule \"" + e.schedule.name + "\"; valid: cosine, constant");
+  Napi::Value ps = object.Get("positionScale");
+  if (ps.IsObject()) {  // optional: only localization data has one
+    const Options scale(ps.As<Napi::Object>(), "positionScale.");
     e.position_scale.enabled = true;
-    e.position_scale.lat_center = GetNumber(s, "latCenter", 0);
-    e.position_scale.lon_center = GetNumber(s, "lonCenter", 0);
-    e.position_scale.lat_scale = GetNumber(s, "latScale", 1);
-    e.position_scale.lon_scale = GetNumber(s, "lonScale", 1);
+    e.position_scale.lat_center = scale.Number("latCenter");
+    e.position_scale.lon_center = scale.Number("lonCenter");
+    e.position_scale.lat_scale = scale.Number("latScale");
+    e.position_scale.lon_scale = scale.Number("lonScale");
   }
   return e;
 }

@@ -10,6 +10,8 @@
 
 namespace heimdall {
 
+// The defaults below are for C++ callers; they equal lib/config.ts' optimizerSchema and scheduleSchema, which
+// the JavaScript binding always sends complete (native/napi/engine_binding.cc takes no default of its own).
 struct OptimizerOptions {
   std::string name = "adamw";  // "adamw" | "sgd"
   double lr = 1e-3;

@@ -1,7 +1,10 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { native, type BatchEvent, type NativeEngineOptions } from '../../lib/native.js';
+import { createRequire } from 'node:module';
+import { engineOptionsSchema } from '../../lib/config.js';
+import { HeimdallError, isNativeErrorCode } from '../../lib/errors.js';
+import { addonPath, native, type BatchEvent, type NativeEngineOptions } from '../../lib/native.js';
 import { tempDir } from '../helpers/tmp.js';
 import { blobDataset } from './fixtures.js';
 
@@ -200,7 +203,37 @@ describe('engine errors', () => {
     expect(() => new addon.Engine(model, { device: 'cuda' })).toThrow(
       expect.objectContaining({ code: 'HEIMDALL_DEVICE_UNAVAILABLE', message: expect.stringMatching(/no CUDA device/) }),
     );
-    expect(() => new addon.Engine(model, { device: 'gpu' })).toThrow(/use cpu, cuda, cuda:N or auto/);
+    expect(() => new addon.Engine(model, { device: 'gpu' })).toThrow(/device: must be auto, cpu, cuda or cuda:N/);
+  });
+
+  it("the addon's errors are HeimdallErrors with their code, thrown or rejected", async () => {
+    const inputs = new Float32Array(2 * 3 * 32 * 32).fill(Number.NaN);
+    let thrown: unknown;
+    try {
+      addon.tensorDataset(inputs, [2, 3, 32, 32]);
+    } catch (e) {
+      thrown = e;
+    }
+    expect(thrown).toBeInstanceOf(HeimdallError);
+    expect(isNativeErrorCode((thrown as HeimdallError).code)).toBe(true);
+    const engine = new addon.Engine(new addon.Model({ variant: 'atto', head: 'localization' }), cpu);
+    const rejected = await engine.loadCheckpoint(join(tempDir(), 'none.safetensors')).catch((e: unknown) => e);
+    expect(rejected).toBeInstanceOf(HeimdallError);
+    expect(rejected).toMatchObject({ code: 'HEIMDALL_BAD_FILE' });
+    await expect(Promise.resolve().then(() => addon.Model.create({ variant: 'convnext_huge' }))).rejects.toMatchObject({ name: 'HeimdallError', code: 'HEIMDALL_UNKNOWN_VARIANT' });
+  });
+
+  it('gets complete options: the binding takes no defaults of its own and names a missing field', () => {
+    const raw = createRequire(import.meta.url)(addonPath()) as { Engine: new (m: unknown, o: object) => unknown };
+    const model = new addon.Model({ variant: 'atto', head: 'localization' });
+    expect(() => new raw.Engine(model, { device: 'cpu' })).toThrow(
+      expect.objectContaining({ code: 'HEIMDALL_INVALID_ARGUMENT', message: expect.stringMatching(/^engine option loss is missing/) }),
+    );
+    const complete = engineOptionsSchema.parse({ device: 'cpu' });
+    const { optimizer: { dampening: _, ...optimizer }, ...rest } = complete;
+    expect(() => new raw.Engine(model, { ...rest, optimizer })).toThrow(/engine option optimizer\.dampening is missing/);
+    expect(() => new raw.Engine(model, complete)).not.toThrow();
+    expect(complete.optimizer).toMatchObject({ name: 'adamw', lr: 1e-3, weightDecay: 1e-5, dampening: 0 });
   });
 
   it('refuses a second operation while one is running', async () => {

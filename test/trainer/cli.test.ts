@@ -3,8 +3,15 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import type { Option } from 'commander';
 import { resolveTrainFlags, trainCommand, type TrainFlags } from '../../lib/cli/train.js';
-import { ConfigError } from '../../lib/config.js';
+import { exitCode } from '../../lib/cli.js';
+import { ConfigError, earlyStoppingOptionsSchema, PRECISIONS, trainerOptionsSchema } from '../../lib/config.js';
+import { syntheticOptionsSchema } from '../../lib/data/heimdall.js';
+import { HeimdallError } from '../../lib/errors.js';
+import { ConvNeXt } from '../../lib/model.js';
+import { exportRun, findRunCheckpoint } from '../../lib/onnx/run_export.js';
+import { MLflowTracker } from '../../lib/tracking/index.js';
 import { python, repoRoot } from '../helpers/python.js';
 import { tempDir } from '../helpers/tmp.js';
 
@@ -90,6 +97,63 @@ describe('train --config <json>', () => {
     }
     expect(err).toBeInstanceOf(ConfigError);
     expect((err as ConfigError).issues).toEqual([expect.stringMatching(/^--config .*missing\.json: ENOENT/)]);
+  });
+});
+
+describe('train flags come from the library\'s schemas', () => {
+  const cmd = trainCommand();
+  let help = '';  // what `heimdall-torch train --help` prints, unwrapped
+  cmd.configureHelp({ helpWidth: 10_000 }).configureOutput({ writeOut: (s) => (help += s) });
+  cmd.outputHelp();
+  const option = (long: string) => cmd.options.find((o: Option) => o.long === long)!;
+  const defaults = trainerOptionsSchema.parse({});
+
+  it('--help shows the schemas\' defaults: learning rate, weight decay, epochs, device, precision, seed, …', () => {
+    const shown = (long: string) => new RegExp(`^\\s*${long} <[^>]+>.*\\(default: ([^)]+)\\)`, 'm').exec(help)?.[1];
+    expect(Number(shown('--learning-rate'))).toBe(defaults.optimizer.lr);
+    expect(option('--learning-rate').defaultValue).toBe(defaults.optimizer.lr);
+    expect(Number(shown('--weight-decay'))).toBe(defaults.optimizer.weightDecay);
+    expect(Number(shown('--epochs'))).toBe(defaults.maxEpochs);
+    expect(Number(shown('--seed'))).toBe(defaults.seed);
+    expect(Number(shown('--warmup-steps'))).toBe(defaults.schedule.warmupSteps);
+    expect(Number(shown('--grad-clip-norm'))).toBe(defaults.gradClipNorm);
+    expect(shown('--device')).toBe(JSON.stringify(defaults.device));
+    expect(shown('--output-dir')).toBe(JSON.stringify(defaults.defaultRootDir));
+    expect(Number(shown('--patience'))).toBe(earlyStoppingOptionsSchema.parse({}).patience);
+    expect(Number(shown('--batch-size'))).toBe(syntheticOptionsSchema.parse({}).batchSize);
+    expect(Number(shown('--samples'))).toBe(syntheticOptionsSchema.parse({}).samples);
+    expect(option('--precision').argChoices).toEqual([...PRECISIONS]);
+    expect(option('--precision').defaultValue).toBe(defaults.precision);
+  });
+
+  it('--backbone takes the native registry\'s variants (ConvNeXt.variants()) and lists them', () => {
+    const variants = ConvNeXt.variants();
+    expect(help).toContain(`Backbones: ${variants.map((v) => v.toUpperCase()).join(', ')}`);
+    for (const v of variants) expect(flagsOf(['--backbone', v.toUpperCase()]).backbone).toBe(v);
+    expect(() => flagsOf(['--backbone', 'convnext_huge'])).toThrow(`valid: ${variants.map((v) => v.toUpperCase()).join(', ')}`);
+  });
+
+  it('library errors name their option, not a flag; the CLI names the flag and maps codes to exit codes', async () => {
+    const dir = tempDir();
+    const tracker = new MLflowTracker({ trackingUri: `sqlite:///${join(dir, 'mlflow.db')}`, handleSignals: false });
+    try {
+      const bad = await exportRun(tracker, 'not a run id!').catch((e: unknown) => e);
+      expect(bad).toBeInstanceOf(HeimdallError);
+      expect(bad).toMatchObject({ code: 'HEIMDALL_INVALID_ARGUMENT', option: 'runId' });
+      expect((bad as Error).message).not.toMatch(/--/);
+      expect(exitCode(bad)).toBe(2);
+      const missing = await exportRun(tracker, 'ffffffffffffffffffffffffffffffff').catch((e: unknown) => e);
+      expect(missing).toMatchObject({ code: 'HEIMDALL_NOT_FOUND', option: 'runId' });
+      expect((missing as Error).message).not.toMatch(/--/);
+      expect(exitCode(missing)).toBe(1);
+      const run = { runId: 'r', artifactUri: dir, tags: {}, params: {} } as never;
+      const file = await findRunCheckpoint(tracker, run, join(dir, 'nope.safetensors'), dir).catch((e: unknown) => e);
+      expect(file).toMatchObject({ code: 'HEIMDALL_NOT_FOUND', option: 'checkpoint' });
+      expect((file as Error).message).not.toMatch(/--/);
+      expect(exitCode(new ConfigError(['x']))).toBe(2);
+    } finally {
+      await tracker.close();
+    }
   });
 });
 

@@ -1,11 +1,15 @@
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, expectTypeOf, it } from 'vitest';
+import { ConfigError } from '../../lib/config.js';
+import { HeimdallError } from '../../lib/errors.js';
 import { ConvNeXt } from '../../lib/model.js';
+import { native } from '../../lib/native.js';
 import { MLflowTracker } from '../../lib/tracking/index.js';
 import { Callback, EarlyStopping, LearningRateMonitor, MLflowLogger, ModelCheckpoint, TensorDataModule, Trainer, formatFilename, type Metrics, type TrainBatch } from '../../lib/trainer/index.js';
+import { python } from '../helpers/python.js';
 import { blobs } from '../native/fixtures.js';
 import { tempDir } from '../helpers/tmp.js';
 
@@ -180,4 +184,128 @@ describe('Trainer', () => {
     expect(current.modelUri).toBeUndefined();
     await expect(trainer.exportOnnx(join(dir, 'x.onnx'), { ckptPath: join(dir, 'missing.safetensors') })).rejects.toThrow(/missing\.safetensors does not exist/);
   }, 180_000);
+});
+
+describe('Trainer: callbacks, checkpoints and errors', () => {
+  it('two ModelCheckpoints (val/loss, train/loss in its own folder) coexist, and a checkpoint resumes each one', async () => {
+    const root = tempDir();
+    const mk = () => [
+      new ModelCheckpoint({ monitor: 'val/loss', saveTopK: 1 }),
+      new ModelCheckpoint({ monitor: 'train/loss', saveTopK: 2, saveLast: false, dirpath: join(root, 'by-train') }),
+    ] as const;
+    const [byVal, byTrain] = mk();
+    expect(byVal.stateKey).toBe('ModelCheckpoint{"monitor":"val/loss","mode":"min"}');
+    expect(byTrain.stateKey).toBe(`ModelCheckpoint{"monitor":"train/loss","mode":"min","dirpath":${JSON.stringify(join(root, 'by-train'))}}`);
+    const trainer = new Trainer({ ...base, maxEpochs: 2, defaultRootDir: root, callbacks: [byVal, byTrain] });
+    await trainer.fit(ConvNeXt.localization('atto', { seed: 8 }), blobData(60, 8));
+    expect(byVal.bestK.length).toBe(1);
+    expect(byTrain.bestK.length).toBe(2);
+    expect(readdirSync(join(root, 'by-train')).filter((f) => f.includes('train_loss=')).length).toBe(2);
+    const full = join(root, 'full.safetensors');
+    await trainer.saveCheckpoint(full);
+
+    const [val2, train2] = mk();
+    const resumed = new Trainer({ ...base, maxEpochs: 2, defaultRootDir: root, callbacks: [train2, val2] });
+    await resumed.fit(ConvNeXt.localization('atto', { seed: 8 }), blobData(60, 8), { ckptPath: full });
+    expect(val2.bestK).toEqual(byVal.bestK);
+    expect(train2.bestK).toEqual(byTrain.bestK);
+    expect(resumed.checkpointCallback).toBe(train2);  // the first ModelCheckpoint, as Lightning's trainer.checkpoint_callback
+    expect(trainer.checkpointCallback).toBe(byVal);
+  });
+
+  it('the same settings twice are refused with a HeimdallError naming the state key', () => {
+    let err: unknown;
+    try {
+      new Trainer({ ...base, callbacks: [new EarlyStopping(), new EarlyStopping({ patience: 9 })] });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(HeimdallError);
+    expect(err).toMatchObject({ code: 'HEIMDALL_INVALID_CONFIG', message: expect.stringContaining('EarlyStopping{"monitor":"val/loss","mode":"min"}') });
+    expect(() => new Trainer({ ...base, callbacks: [new EarlyStopping(), new EarlyStopping({ monitor: 'val/mae' })] })).not.toThrow();
+  });
+
+  it('reads callback state from checkpoints keyed by class name (written before settings-based keys)', async () => {
+    const model = ConvNeXt.localization('atto', { seed: 9 });
+    const old = join(tempDir(), 'old.safetensors');
+    const engine = new (native().Engine)(model.native, { device: 'cpu', threads: 2 });
+    const kept = [{ path: '/elsewhere/epoch=0-val_loss=-9.safetensors', score: -1e9, epoch: 0 }];
+    await engine.saveCheckpoint(old, JSON.stringify({ trainer: { epoch: 0, globalStep: 0 }, callbacks: { ModelCheckpoint: { kept, lastModelPath: null } } }));
+    const ckpt = new ModelCheckpoint({ saveTopK: 5 });
+    const trainer = new Trainer({ ...base, maxEpochs: 1, defaultRootDir: tempDir(), callbacks: [ckpt] });
+    await trainer.fit(model, blobData(60, 9), { ckptPath: old });
+    expect(ckpt.bestModelPath).toBe(kept[0]!.path);
+    expect(ckpt.bestK.length).toBe(2);
+  });
+
+  it('checkpointCallback is the ModelCheckpoint instance, not any callback with a bestModelPath', () => {
+    class LooksLikeOne extends Callback {
+      readonly bestModelPath = '/not/a/checkpoint.safetensors';
+    }
+    const none = new Trainer({ ...base, callbacks: [new LooksLikeOne()] });
+    expect(none.checkpointCallback).toBeUndefined();
+    const ckpt = new ModelCheckpoint();
+    const trainer = new Trainer({ ...base, callbacks: [new LooksLikeOne(), ckpt] });
+    expectTypeOf(trainer.checkpointCallback).toEqualTypeOf<ModelCheckpoint | undefined>();
+    expect(trainer.checkpointCallback).toBe(ckpt);
+  });
+
+  it('errors are HeimdallErrors with codes: options (ConfigError), misuse, and the addon\'s own', async () => {
+    let err: unknown;
+    try {
+      new Trainer({ maxEpochs: 0 });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    expect(err).toBeInstanceOf(HeimdallError);
+    expect((err as HeimdallError).code).toBe('HEIMDALL_INVALID_CONFIG');
+    await expect(new Trainer(base).validate()).rejects.toMatchObject({ code: 'HEIMDALL_INVALID_STATE' });
+    await expect(new Trainer(base).validate()).rejects.toBeInstanceOf(HeimdallError);
+    // the addon's error (an engine of a CUDA device that is not there, or a checkpoint that is not one) arrives as a HeimdallError
+    const trainer = new Trainer({ ...base, maxEpochs: 1, defaultRootDir: tempDir() });
+    const junk = join(tempDir(), 'junk.safetensors');
+    writeFileSync(junk, 'not a checkpoint');
+    const rejected = await trainer.fit(ConvNeXt.localization('atto'), blobData(40), { ckptPath: junk }).catch((e: unknown) => e);
+    expect(rejected).toBeInstanceOf(HeimdallError);
+    expect(rejected).toMatchObject({ code: 'HEIMDALL_BAD_FILE', message: expect.stringContaining(junk) });
+  });
+
+  it('SGD with dampening is accepted and reaches the engine', async () => {
+    const sgd = (dampening: number) => new Trainer({ ...base, maxEpochs: 1, defaultRootDir: tempDir(), optimizer: { name: 'sgd', lr: 0.05, momentum: 0.9, dampening } });
+    const losses = async (t: Trainer) => {
+      const seen: number[] = [];
+      class Losses extends Callback { override onTrainBatchEnd(_t: unknown, b: TrainBatch) { seen.push(b.metrics['train/loss']!); } }
+      t.callbacks.push(new Losses());
+      await t.fit(ConvNeXt.localization('atto', { seed: 10 }), blobData(60, 10));
+      return seen;
+    };
+    const a = await losses(sgd(0));
+    const b = await losses(sgd(0.9));
+    expect(a[0]).toBe(b[0]);               // the same first step (momentum buffers start as the gradient)
+    expect(a.at(-1)).not.toBe(b.at(-1));   // then dampening scales the gradient in the buffer
+  });
+
+  it('logs params with snake_case keys and tags the run with the model it trained (classification)', async () => {
+    const dir = tempDir();
+    const trackingUri = `sqlite:///${join(dir, 'mlflow.db')}`;
+    const n = 60;
+    const { inputs, targets } = blobs(n, 11);
+    const classes = Int32Array.from({ length: n }, (_, i) => (targets[2 * i]! > 0 ? 1 : 0));
+    const data = new TensorDataModule(inputs, [n, 3, 32, 32], classes, [n], { batchSize: 16, seed: 3 });
+    const logger = new MLflowLogger({ runName: 'snake', trackerOptions: { trackingUri, artifactUri: join(dir, 'artifacts') } });
+    const trainer = new Trainer({ ...base, maxEpochs: 1, defaultRootDir: dir, logger, schedule: { warmupSteps: 2, minLr: 1e-5 } });
+    await trainer.fit(ConvNeXt.classification('atto', 2, { seed: 11 }), data);
+    await logger.close();
+    const run = JSON.parse(await python(`
+import sys, json, mlflow
+r = mlflow.MlflowClient(sys.argv[1]).get_run(sys.argv[2])
+print(json.dumps({'params': r.data.params, 'tags': r.data.tags}))`, [trackingUri, logger.runId!])) as { params: Record<string, string>; tags: Record<string, string> };
+    expect(Object.keys(run.params).filter((k) => /[A-Z]/.test(k))).toEqual([]);
+    expect(run.params).toMatchObject({
+      'optimizer/weight_decay': String(1e-5), 'optimizer/lr': '0.002', 'schedule/min_lr': String(1e-5), 'schedule/warmup_steps': '2',
+      'trainer/grad_clip_norm': '0', 'trainer/max_epochs': '1', 'trainer/accumulate_grad_batches': '1', 'model/head': 'classification',
+    });
+    expect(run.tags.model).toBe('convnext_atto · classification');
+  });
 });

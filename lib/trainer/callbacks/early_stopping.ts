@@ -1,17 +1,11 @@
 // EarlyStopping: ends fit when the monitored metric has not improved for `patience` validations.
-import { Callback, type Metrics } from '../callback.js';
-import type { Trainer } from '../trainer.js';
+import type { z } from 'zod';
+import { earlyStoppingOptionsSchema, parseOptions } from '../../config.js';
+import { HeimdallError } from '../../errors.js';
+import { Callback, type Metrics, type TrainerView } from '../callback.js';
 
-export interface EarlyStoppingOptions {
-  monitor?: string;
-  /** Validations without improvement before stopping (reference: 5). */
-  patience?: number;
-  /** The least change that counts as an improvement. */
-  minDelta?: number;
-  mode?: 'min' | 'max';
-  /** Stop at once when the metric becomes NaN or infinite (default true). */
-  checkFinite?: boolean;
-}
+/** Options (lib/config.ts' earlyStoppingOptionsSchema): monitor (val/loss), patience (5), minDelta (0), mode (min), checkFinite (true). */
+export type EarlyStoppingOptions = z.input<typeof earlyStoppingOptionsSchema>;
 
 export class EarlyStopping extends Callback {
   readonly monitor: string;
@@ -26,19 +20,24 @@ export class EarlyStopping extends Callback {
 
   constructor(options: EarlyStoppingOptions = {}) {
     super();
-    this.monitor = options.monitor ?? 'val/loss';
-    this.patience = options.patience ?? 5;
-    this.minDelta = Math.abs(options.minDelta ?? 0);
-    this.mode = options.mode ?? 'min';
-    this.checkFinite = options.checkFinite ?? true;
+    const o = parseOptions(earlyStoppingOptionsSchema, options, 'EarlyStopping options');
+    this.monitor = o.monitor;
+    this.patience = o.patience;
+    this.minDelta = o.minDelta;
+    this.mode = o.mode;
+    this.checkFinite = o.checkFinite;
     this.best = this.mode === 'min' ? Infinity : -Infinity;
-    if (!Number.isInteger(this.patience) || this.patience < 0) throw new Error('EarlyStopping: patience must be an integer ≥ 0');
   }
 
-  override onValidationEpochEnd(trainer: Trainer, metrics: Metrics): void {
+  /** `EarlyStopping{"monitor":"val/loss","mode":"min"}`, as Lightning keys it. */
+  override get stateKey(): string {
+    return this.stateKeyOf({ monitor: this.monitor, mode: this.mode });
+  }
+
+  override onValidationEpochEnd(trainer: TrainerView, metrics: Metrics): void {
     const value = metrics[this.monitor];
     if (value === undefined) {
-      throw new Error(`EarlyStopping: the monitored metric "${this.monitor}" is not among the validation metrics (${Object.keys(metrics).join(', ')})`);
+      throw new HeimdallError('HEIMDALL_INVALID_CONFIG', `EarlyStopping: the monitored metric "${this.monitor}" is not among the validation metrics (${Object.keys(metrics).join(', ')})`);
     }
     if (!Number.isFinite(value)) {
       if (this.checkFinite) this.stop(trainer, `${this.monitor} = ${value} is not finite`);
@@ -63,7 +62,7 @@ export class EarlyStopping extends Callback {
     this.stoppedEpoch = (state.stoppedEpoch as number | null) ?? null;
   }
 
-  private stop(trainer: Trainer, reason: string): void {
+  private stop(trainer: TrainerView, reason: string): void {
     trainer.shouldStop = true;
     this.stoppedEpoch = trainer.currentEpoch;
     this.reason = reason;

@@ -1,6 +1,5 @@
 // LearningRateMonitor: logs the learning rate (`lr-AdamW` / `lr-SGD`, as Lightning names it).
-import { Callback, type TrainBatch } from '../callback.js';
-import type { Trainer } from '../trainer.js';
+import { Callback, type TrainBatch, type TrainerView } from '../callback.js';
 
 export class LearningRateMonitor extends Callback {
   readonly loggingInterval: 'epoch' | 'step';
@@ -12,20 +11,20 @@ export class LearningRateMonitor extends Callback {
     this.loggingInterval = options.loggingInterval ?? 'epoch';
   }
 
-  private key(trainer: Trainer): string {
+  private key(trainer: TrainerView): string {
     return trainer.config.optimizer.name === 'sgd' ? 'lr-SGD' : 'lr-AdamW';
   }
 
-  override onTrainEpochStart(trainer: Trainer): void {
+  override onTrainEpochStart(trainer: TrainerView): void {
     if (this.loggingInterval !== 'epoch' || trainer.lr === undefined) return;
     this.record(trainer, trainer.lr, trainer.globalStep);
   }
 
-  override onTrainBatchEnd(trainer: Trainer, batch: TrainBatch): void {
+  override onTrainBatchEnd(trainer: TrainerView, batch: TrainBatch): void {
     if (this.loggingInterval === 'step') this.record(trainer, batch.lr, batch.step);
   }
 
-  private record(trainer: Trainer, lr: number, step: number): void {
+  private record(trainer: TrainerView, lr: number, step: number): void {
     this.history.push([step, lr]);
     trainer.logMetrics({ [this.key(trainer)]: lr }, step);
   }

@@ -2,11 +2,14 @@
 // Hyperparameters as params; batch metrics every N steps and epoch metrics, with steps; the learning rate
 // (LearningRateMonitor); best and last checkpoints as artifacts; the final test metrics; the run ends
 // FINISHED, FAILED with the error, or KILLED on Ctrl-C. Resuming a checkpoint continues the same run.
+// Parameter keys are snake_case throughout (`optimizer/weight_decay`, `schedule/min_lr`), as the CLI's flags
+// read; the run's `model` tag names what was trained (`convnext_atto · localization`).
 import { mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { TrainerConfig } from '../../config.js';
+import { HeimdallError } from '../../errors.js';
 import { MLflowTracker, type MLflowTrackerOptions } from '../../tracking/index.js';
-import { Callback, type Metrics, type TrainBatch } from '../callback.js';
-import type { Trainer } from '../trainer.js';
+import { Callback, type Metrics, type TrainBatch, type TrainerView } from '../callback.js';
 
 export interface MLflowLoggerOptions {
   /** A tracker to log through (default: a new one from the environment / ./mlflow.db). */
@@ -49,22 +52,13 @@ export class MLflowLogger extends Callback {
     this.tracker.logMetrics(finite, step);
   }
 
-  override async onFitStart(trainer: Trainer): Promise<void> {
+  override async onFitStart(trainer: TrainerView): Promise<void> {
     await this.ensureRun();
     const c = trainer.config;
     const params: Record<string, unknown> = {
-      trainer: {
-        max_epochs: c.maxEpochs,
-        device: c.device,
-        precision: c.precision,
-        grad_clip_norm: c.gradClipNorm,
-        accumulate_grad_batches: c.accumulateGradBatches,
-        seed: c.seed,
-      },
-      optimizer: { ...c.optimizer },
-      schedule: { ...c.schedule },
+      ...trainerParams(c),
       model: trainer.model?.hyperparameters() ?? {},
-      data: { batch_size: trainer.datamodule?.batchSize, ...(trainer.datamodule?.hyperparameters?.() ?? {}) },
+      data: snakeKeys({ batch_size: trainer.datamodule?.batchSize, ...(trainer.datamodule?.hyperparameters?.() ?? {}) }),
       ...(this.options.params ?? {}),
     };
     try {
@@ -73,7 +67,7 @@ export class MLflowLogger extends Callback {
       // A resumed run already holds these params; a changed value is refused by MLflow: say so, go on.
       this.tracker.setTags({ 'heimdall.params_warning': (err as Error).message.slice(0, 500) });
     }
-    this.tracker.setTags({ 'heimdall.device': trainer.device ?? c.device });
+    this.tracker.setTags({ 'heimdall.device': trainer.device ?? c.device, ...(trainer.model && !this.options.tags?.model ? { model: modelTag(trainer.model) } : {}) });
     // The data's inference facts, as an artifact: `heimdall-torch export` reads them from the run.
     const meta = trainer.datamodule?.metadataJson?.();
     if (meta) {
@@ -85,25 +79,25 @@ export class MLflowLogger extends Callback {
     }
   }
 
-  override onTrainBatchEnd(_trainer: Trainer, batch: TrainBatch): void {
+  override onTrainBatchEnd(_trainer: TrainerView, batch: TrainBatch): void {
     const every = this.options.logEveryNSteps ?? 1;
     if (batch.step % every !== 0 || batch.step === this.lastLoggedStep) return;
     this.lastLoggedStep = batch.step;
     this.logMetrics(batch.metrics, batch.step);
   }
 
-  override onTrainEpochEnd(trainer: Trainer, metrics: Metrics): void {
+  override onTrainEpochEnd(trainer: TrainerView, metrics: Metrics): void {
     const epochMetrics: Metrics = { epoch: trainer.currentEpoch - 1 };
     for (const [k, v] of Object.entries(metrics)) epochMetrics[k.startsWith('train/') ? `${k}_epoch` : k] = v;
     this.logMetrics(epochMetrics, trainer.globalStep);
   }
 
-  override async onFitEnd(trainer: Trainer): Promise<void> {
+  override async onFitEnd(trainer: TrainerView): Promise<void> {
     await this.logCheckpoints(trainer);
     await this.end('FINISHED');
   }
 
-  override async onTestEnd(trainer: Trainer, metrics: Metrics): Promise<void> {
+  override async onTestEnd(trainer: TrainerView, metrics: Metrics): Promise<void> {
     await this.ensureRun();
     const final: Metrics = { ...metrics };
     if (metrics['test/loss'] !== undefined) final.final_test_loss = metrics['test/loss'];
@@ -113,16 +107,16 @@ export class MLflowLogger extends Callback {
     await this.end('FINISHED');
   }
 
-  override async onInterrupt(trainer: Trainer, checkpointPath: string | null): Promise<void> {
+  override async onInterrupt(trainer: TrainerView, checkpointPath: string | null): Promise<void> {
     if (checkpointPath && this.open) this.tracker.logArtifact(checkpointPath, 'checkpoints');
     if (this.open) this.tracker.setTags({ 'heimdall.interrupted_by': trainer.interruptedBy ?? 'stop' });
     await this.end('KILLED');
   }
 
-  override async onException(_trainer: Trainer, error: Error): Promise<void> {
+  override async onException(_trainer: TrainerView, error: Error): Promise<void> {
     if (!this.open) return;
     this.tracker.setTags({ 'error.type': error.name, 'error.message': error.message.slice(0, 5000) });
-    if ((error as { code?: string }).code) this.tracker.setTags({ 'error.code': String((error as { code?: string }).code) });
+    if (error instanceof HeimdallError) this.tracker.setTags({ 'error.code': error.code });
     await this.end('FAILED');
   }
 
@@ -163,9 +157,9 @@ export class MLflowLogger extends Callback {
     if (!report.complete) process.emitWarning(`MLflow: run ${this.runId} not fully delivered yet (${JSON.stringify(report.undelivered)}); it stays in the spool`, 'MLflowLoggerWarning');
   }
 
-  private async logCheckpoints(trainer: Trainer): Promise<void> {
+  private async logCheckpoints(trainer: TrainerView): Promise<void> {
     if (this.options.logCheckpoints === false || !this.open) return;
-    const ckpt = trainer.callbacks.find((c) => 'bestModelPath' in c) as { bestModelPath?: string; lastModelPath?: string; bestModelScore?: number } | undefined;
+    const ckpt = trainer.checkpointCallback;
     if (!ckpt) return;
     if (ckpt.bestModelPath) {
       this.tracker.logArtifact(ckpt.bestModelPath, 'checkpoints/best');
@@ -173,4 +167,37 @@ export class MLflowLogger extends Callback {
     }
     if (ckpt.lastModelPath) this.tracker.logArtifact(ckpt.lastModelPath, 'checkpoints/last');
   }
+}
+
+/** The run's `model` tag: what was trained, `<variant> · <head>` (e.g. `convnext_atto · localization`). */
+export function modelTag(model: { readonly variant: string; readonly head: string }): string {
+  return `${model.variant} · ${model.head}`;
+}
+
+/** `weightDecay` → `weight_decay`: parameter keys as the CLI's flags read. */
+export function snakeCase(key: string): string {
+  return key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+}
+
+function snakeKeys(o: object): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(o).map(([k, v]) => [snakeCase(k), v]));
+}
+
+/** The optimizer's settings that apply to it (AdamW's betas and eps, or SGD's momentum, dampening, nesterov). */
+const OPTIMIZER_PARAMS = {
+  adamw: ['name', 'lr', 'weightDecay', 'beta1', 'beta2', 'eps'],
+  sgd: ['name', 'lr', 'weightDecay', 'momentum', 'dampening', 'nesterov'],
+} as const;
+
+/** The Trainer's hyperparameters as MLflow params: `trainer/…`, `optimizer/…`, `schedule/…`, snake_case keys. */
+export function trainerParams(c: TrainerConfig): Record<string, Record<string, unknown>> {
+  const optimizer = Object.fromEntries(OPTIMIZER_PARAMS[c.optimizer.name].map((k) => [k, c.optimizer[k]]));
+  return {
+    trainer: snakeKeys({
+      maxEpochs: c.maxEpochs, device: c.device, precision: c.precision, gradClipNorm: c.gradClipNorm,
+      accumulateGradBatches: c.accumulateGradBatches, seed: c.seed,
+    }),
+    optimizer: snakeKeys(optimizer),
+    schedule: snakeKeys(c.schedule),
+  };
 }

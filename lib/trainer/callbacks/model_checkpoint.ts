@@ -1,21 +1,12 @@
 // ModelCheckpoint: keeps the top-k checkpoints by a monitored metric, plus the last one.
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { Callback, type Metrics } from '../callback.js';
-import type { Trainer } from '../trainer.js';
+import type { z } from 'zod';
+import { modelCheckpointOptionsSchema, parseOptions } from '../../config.js';
+import { Callback, type CheckpointCallback, type Metrics, type TrainerView } from '../callback.js';
 
-export interface ModelCheckpointOptions {
-  /** Folder (default `<defaultRootDir>/checkpoints`). */
-  dirpath?: string;
-  /** Template: `{epoch}` and `{<metric>}` with an optional format `{val/loss:.4f}`; keys become path-safe (`val_loss`). */
-  filename?: string;
-  monitor?: string;
-  mode?: 'min' | 'max';
-  /** How many best checkpoints to keep (default 3; 0 keeps none, -1 keeps all). */
-  saveTopK?: number;
-  /** Also write `last.safetensors` every epoch (default true). */
-  saveLast?: boolean;
-}
+/** Options (lib/config.ts' modelCheckpointOptionsSchema): dirpath, filename, monitor, mode, saveTopK (3), saveLast (true). */
+export type ModelCheckpointOptions = z.input<typeof modelCheckpointOptionsSchema>;
 
 interface Kept {
   path: string;
@@ -37,25 +28,32 @@ export function formatFilename(template: string, epoch: number, metrics: Metrics
   });
 }
 
-export class ModelCheckpoint extends Callback {
+export class ModelCheckpoint extends Callback implements CheckpointCallback {
   readonly monitor: string;
   readonly mode: 'min' | 'max';
   readonly saveTopK: number;
   readonly saveLast: boolean;
   readonly filename: string;
-  private dirpathOption?: string;
+  private readonly dirpathOption?: string;
+  private readonly filenameOption?: string;
   private kept: Kept[] = [];
-  lastModelPath?: string;
+  lastModelPath: string | undefined;
 
   constructor(options: ModelCheckpointOptions = {}) {
     super();
-    this.monitor = options.monitor ?? 'val/loss';
-    this.mode = options.mode ?? 'min';
-    this.saveTopK = options.saveTopK ?? 3;
-    this.saveLast = options.saveLast ?? true;
-    this.filename = options.filename ?? `{epoch}-{${this.monitor}:.4f}`;
-    this.dirpathOption = options.dirpath;
-    if (!Number.isInteger(this.saveTopK) || this.saveTopK < -1) throw new Error('ModelCheckpoint: saveTopK must be an integer ≥ -1');
+    const o = parseOptions(modelCheckpointOptionsSchema, options, 'ModelCheckpoint options');
+    this.monitor = o.monitor;
+    this.mode = o.mode;
+    this.saveTopK = o.saveTopK;
+    this.saveLast = o.saveLast;
+    this.filename = o.filename ?? `{epoch}-{${this.monitor}:.4f}`;
+    this.filenameOption = o.filename;
+    this.dirpathOption = o.dirpath;
+  }
+
+  /** `ModelCheckpoint{"monitor":"val/loss","mode":"min"}` (plus dirpath and filename when given). */
+  override get stateKey(): string {
+    return this.stateKeyOf({ monitor: this.monitor, mode: this.mode, dirpath: this.dirpathOption, filename: this.filenameOption });
   }
 
   /** The best checkpoint so far and its score. */
@@ -70,11 +68,11 @@ export class ModelCheckpoint extends Callback {
     return this.sorted();
   }
 
-  dirpath(trainer: Trainer): string {
+  dirpath(trainer: TrainerView): string {
     return this.dirpathOption ?? join(trainer.rootDir, 'checkpoints');
   }
 
-  override async onTrainEpochEnd(trainer: Trainer, metrics: Metrics): Promise<void> {
+  override async onTrainEpochEnd(trainer: TrainerView, metrics: Metrics): Promise<void> {
     const dir = this.dirpath(trainer);
     mkdirSync(dir, { recursive: true });
     const epoch = trainer.currentEpoch - 1; // the epoch that just ended

@@ -1,13 +1,12 @@
 // A progress bar (cli-progress) for interactive terminals; the Trainer leaves it out when stdout is not a
 // TTY or CI is set.
 import cliProgress from 'cli-progress';
-import { Callback, type Metrics, type TrainBatch } from '../callback.js';
-import type { Trainer } from '../trainer.js';
+import { Callback, type Metrics, type TrainBatch, type TrainerView } from '../callback.js';
 
 export class ProgressBar extends Callback {
   private bar?: cliProgress.SingleBar;
 
-  override onTrainEpochStart(trainer: Trainer, epoch: number): void {
+  override onTrainEpochStart(trainer: TrainerView, epoch: number): void {
     const total = Math.max(1, trainer.trainBatches);
     this.bar = new cliProgress.SingleBar(
       { format: `epoch ${epoch + 1}/${trainer.config.maxEpochs} {bar} {value}/{total} | loss {loss} | {rate} samples/s`, hideCursor: true, clearOnComplete: false },
@@ -16,11 +15,11 @@ export class ProgressBar extends Callback {
     this.bar.start(total, 0, { loss: '-', rate: '-' });
   }
 
-  override onTrainBatchEnd(_trainer: Trainer, batch: TrainBatch): void {
+  override onTrainBatchEnd(_trainer: TrainerView, batch: TrainBatch): void {
     this.bar?.update(batch.batch + 1, { loss: (batch.metrics['train/loss'] ?? NaN).toFixed(4), rate: Math.round(batch.samplesPerSec) });
   }
 
-  override onTrainEpochEnd(_trainer: Trainer, metrics: Metrics): void {
+  override onTrainEpochEnd(_trainer: TrainerView, metrics: Metrics): void {
     this.bar?.stop();
     this.bar = undefined;
     const val = metrics['val/loss'];
