@@ -1,6 +1,7 @@
 // Configuration of heimdall-torch: one zod schema per concern, read from constructor options, the process
 // environment and a `.env` file (in that order of precedence). The tracker's schema lives here so that the
-// Trainer/CLI configuration can extend it (`trackerConfigSchema.extend({...})`).
+// Trainer/CLI configuration can extend it (`trackerConfigSchema.extend({...})`); so do the training options
+// (engine, optimizer, schedule, Trainer, callbacks) — their defaults and enums are declared nowhere else.
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parse as parseDotenv } from 'dotenv';
