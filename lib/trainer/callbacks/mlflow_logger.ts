@@ -116,7 +116,9 @@ export class MLflowLogger extends Callback {
   override async onException(_trainer: TrainerView, error: Error): Promise<void> {
     if (!this.open) return;
     this.tracker.setTags({ 'error.type': error.name, 'error.message': error.message.slice(0, 5000) });
-    if (error instanceof HeimdallError) this.tracker.setTags({ 'error.code': error.code });
+    // HeimdallErrors' codes, and Node's (ENOENT, …)
+    const code = error instanceof HeimdallError ? error.code : (error as { code?: unknown }).code;
+    if (typeof code === 'string' && code) this.tracker.setTags({ 'error.code': code });
     await this.end('FAILED');
   }
 
