@@ -6,7 +6,7 @@
 import type { TrackerConfig } from '../config.js';
 import type { UploadedArtifact } from './artifacts.js';
 import type { WireMetrics } from './columns.js';
-import { isMlflowErrorCode, MlflowError, toSafeError } from './errors.js';
+import { isMlflowErrorCode, isRetryable, MlflowError, toSafeError } from './errors.js';
 import { emptyCounts, type PendingCounts, type SpoolOp } from './spool.js';
 import type { TrackingStore } from './types.js';
 
@@ -66,17 +66,22 @@ export function emptyFlushReport(errors: string[] = []): FlushReport {
   return { complete: errors.length === 0, undelivered: emptyCounts(), dropped: emptyCounts(), errors, spoolDir: null, uploaded: [] };
 }
 
-/** An error as it crosses the thread boundary (secrets removed). */
+/** An error as it crosses the thread boundary (secrets removed; `retryable` judged where the driver's codes are known). */
 export function serializeError(e: unknown): SerializedError {
   const s = toSafeError(e);
-  const { code, retryable } = s as { code?: unknown; retryable?: unknown };
-  return { name: s.name, message: s.message, code: typeof code === 'string' ? code : undefined, retryable: retryable === true, stack: s.stack };
+  const code = (s as { code?: unknown }).code;
+  return { name: s.name, message: s.message, code: typeof code === 'string' ? code : undefined, retryable: isRetryable(e), stack: s.stack };
 }
 
-/** The tracker's side: an MlflowError for MLflow's codes, else a plain Error with the original name and code. */
+/**
+ * The tracker's side: an MlflowError with MLflow's code — a driver's code (ECONNREFUSED, a SQLSTATE) becomes
+ * TEMPORARILY_UNAVAILABLE when retryable, else INTERNAL_ERROR; an error without a code stays a plain Error.
+ */
 export function deserializeError(e: SerializedError): Error {
-  if (isMlflowErrorCode(e.code)) return new MlflowError(e.message, e.code, { retryable: e.retryable });
-  const err = Object.assign(new Error(e.message), e.code === undefined ? {} : { code: e.code });
+  const retryable = e.retryable === true;
+  if (isMlflowErrorCode(e.code)) return new MlflowError(e.message, e.code, { retryable });
+  if (e.code !== undefined) return new MlflowError(e.message, retryable ? 'TEMPORARILY_UNAVAILABLE' : 'INTERNAL_ERROR', { retryable });
+  const err = new Error(e.message);
   err.name = e.name;
   return err;
 }

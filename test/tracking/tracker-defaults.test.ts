@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { HeimdallError } from '../../lib/errors.js';
 import { DEFAULT_RUN_TAGS, MlflowError, MLflowTracker } from '../../lib/tracking/index.js';
+import { deserializeError, serializeError } from '../../lib/tracking/protocol.js';
 import { cleanupTmp, tmp, trackerOptions } from './helpers/scenario.js';
 
 afterAll(cleanupTmp);
@@ -45,6 +46,19 @@ describe('MlflowError', () => {
     expect(e).toBeInstanceOf(Error);
     expect([e.name, e.code, e.retryable, e.httpStatus, e.message]).toEqual(['MlflowError', 'TEMPORARILY_UNAVAILABLE', true, 503, 'busy']);
     expect(new MlflowError('x').code).toBe('INTERNAL_ERROR');
+  });
+
+  it('crosses the thread boundary with MLflow\'s codes only: a driver\'s code becomes one of them', () => {
+    const roundTrip = (e: unknown) => deserializeError(serializeError(e));
+    const refused = roundTrip(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' }));
+    expect(refused).toBeInstanceOf(MlflowError);
+    expect([(refused as MlflowError).code, (refused as MlflowError).retryable]).toEqual(['TEMPORARILY_UNAVAILABLE', true]);
+    const constraint = roundTrip(Object.assign(new Error('duplicate key'), { code: '23505' }));
+    expect([(constraint as MlflowError).code, (constraint as MlflowError).retryable]).toEqual(['INTERNAL_ERROR', false]);
+    const busy = roundTrip(new MlflowError('slow down', 'REQUEST_LIMIT_EXCEEDED', { retryable: true }));
+    expect([busy.name, (busy as MlflowError).code, (busy as MlflowError).retryable, busy.message]).toEqual(['MlflowError', 'REQUEST_LIMIT_EXCEEDED', true, 'slow down']);
+    const plain = roundTrip(new TypeError('bug'));
+    expect([plain instanceof MlflowError, plain.name, plain.message]).toEqual([false, 'TypeError', 'bug']);
   });
 
   it('keeps its class and code when the worker answers a request with it', async () => {
