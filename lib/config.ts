@@ -7,6 +7,7 @@ import { resolve } from 'node:path';
 import { parse as parseDotenv } from 'dotenv';
 import { z } from 'zod';
 import { HeimdallError } from './errors.js';
+import { parseTrackingUri } from './tracking/schemes.js';
 
 /** One error listing every invalid field. `issues` holds one line per problem (values redacted). */
 export class ConfigError extends HeimdallError<'HEIMDALL_INVALID_CONFIG'> {
@@ -97,22 +98,10 @@ const numberish = (min: number) =>
     return n;
   });
 
-const TRACKING_SCHEMES = ['sqlite', 'postgresql', 'postgresql+psycopg2', 'postgres', 'http', 'https'];
+// Which schemes name which store: the table in lib/tracking/schemes.ts, also read by createStore().
 const trackingUri = z.string().trim().min(1).superRefine((v, ctx) => {
-  const m = /^([a-z][a-z0-9+.-]*):/i.exec(v);
-  if (!m || !TRACKING_SCHEMES.includes(m[1]!.toLowerCase())) {
-    ctx.addIssue({
-      code: 'custom',
-      message: `unsupported tracking URI '${redactString(v)}': use sqlite:///path.db, postgresql://user:pass@host:port/db or http(s)://host:port`,
-    });
-    return;
-  }
-  if (m[1]!.toLowerCase() === 'sqlite' && !/^sqlite:\/\/\/./i.test(v)) {
-    ctx.addIssue({ code: 'custom', message: `sqlite URI must look like sqlite:///relative.db or sqlite:////abs/path.db, got '${v}'` });
-  }
-  if (/^https?:/i.test(v)) {
-    try { new URL(v); } catch { ctx.addIssue({ code: 'custom', message: `not a valid URL: '${redactString(v)}'` }); }
-  }
+  const { problem } = parseTrackingUri(v);
+  if (problem !== null) ctx.addIssue({ code: 'custom', message: redactString(problem) });
 });
 const artifactUri = z.string().trim().min(1).superRefine((v, ctx) => {
   if (/^s3:\/\/s3:\/\//i.test(v)) ctx.addIssue({ code: 'custom', message: `doubled s3:// prefix in '${v}'` });

@@ -1,5 +1,5 @@
 // Artifact repositories by the run's artifact URI: a local path or file://, s3://bucket/prefix, and
-// mlflow-artifacts:/ through a tracking server's proxy. Each upload records the file's SHA-256.
+// mlflow-artifacts:/ through a tracking server's proxy (artifactRepositoryFor picks one). Each upload records the file's SHA-256.
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { copyFile, mkdir, readdir, stat } from 'node:fs/promises';
@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import type { TrackerConfig } from '../config.js';
 import { invalidParameter, MlflowError } from './errors.js';
 import { errorFromResponse, httpRequest } from './rest/http.js';
+import { parseArtifactLocation, parseTrackingUri, type ArtifactRepositoryKind } from './schemes.js';
 import { validateArtifactPath } from './validation.js';
 
 export interface UploadedArtifact {
@@ -136,7 +137,7 @@ class MlflowArtifactsRepository extends BaseRepository {
       const proto = /^https:/i.test(this.cfg.trackingUri) ? 'https' : 'http';
       return `${proto}://${m[1]}`;
     }
-    if (!/^https?:/i.test(this.cfg.trackingUri)) throw invalidParameter(`mlflow-artifacts:/ needs an http(s) tracking URI, got '${this.cfg.trackingUri}'`);
+    if (parseTrackingUri(this.cfg.trackingUri).kind !== 'rest') throw invalidParameter(`mlflow-artifacts:/ needs an http(s) tracking URI, got '${this.cfg.trackingUri}'`);
     return this.cfg.trackingUri.replace(/\/+$/, '');
   }
   protected async put(localFile: string, destPath: string, size: number): Promise<string> {
@@ -161,12 +162,18 @@ class MlflowArtifactsRepository extends BaseRepository {
   }
 }
 
-/** The repository for a run's artifact URI. */
+/** One constructor per kind of artifact location (which location is which kind: the table in schemes.ts). */
+const REPOSITORY_FACTORIES: Record<ArtifactRepositoryKind, (uri: string, cfg: TrackerConfig) => ArtifactRepository> = {
+  local: (uri) => new LocalRepository(uri),
+  s3: (uri, cfg) => new S3Repository(uri, cfg),
+  'mlflow-artifacts': (uri, cfg) => new MlflowArtifactsRepository(uri, cfg),
+};
+
+/** The one map from an artifact location (a run's artifact URI) to its repository: local, s3:// or the server's proxy. */
 export function artifactRepositoryFor(uri: string, cfg: TrackerConfig): ArtifactRepository {
-  if (/^s3:\/\//i.test(uri)) return new S3Repository(uri, cfg);
-  if (/^mlflow-artifacts:/i.test(uri)) return new MlflowArtifactsRepository(uri, cfg);
-  if (/^file:/i.test(uri) || !/^[a-z][a-z0-9+.-]+:/i.test(uri)) return new LocalRepository(uri);
-  throw invalidParameter(`Unsupported artifact URI '${uri}' (supported: local paths, file://, s3://, mlflow-artifacts:/)`);
+  const { kind, problem } = parseArtifactLocation(uri);
+  if (kind === null) throw invalidParameter(problem);
+  return REPOSITORY_FACTORIES[kind](uri, cfg);
 }
 
 /** The S3 client for the configured endpoint, region and credentials (also what inference downloads with). */

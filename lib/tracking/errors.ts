@@ -1,25 +1,25 @@
 import { redact } from '../config.js';
+import { HeimdallError, type MlflowErrorCode } from '../errors.js';
 
-/** MLflow's error codes (the subset the stores produce). */
-export type MlflowErrorCode =
-  | 'INVALID_PARAMETER_VALUE'
-  | 'RESOURCE_ALREADY_EXISTS'
-  | 'RESOURCE_DOES_NOT_EXIST'
-  | 'REQUEST_LIMIT_EXCEEDED'
-  | 'INTERNAL_ERROR'
-  | 'TEMPORARILY_UNAVAILABLE'
-  | 'BAD_REQUEST'
-  | 'INVALID_STATE';
+export type { MlflowErrorCode };
+
+const MLFLOW_CODES: ReadonlySet<string> = new Set<MlflowErrorCode>([
+  'INVALID_PARAMETER_VALUE', 'RESOURCE_ALREADY_EXISTS', 'RESOURCE_DOES_NOT_EXIST', 'REQUEST_LIMIT_EXCEEDED',
+  'INTERNAL_ERROR', 'TEMPORARILY_UNAVAILABLE', 'BAD_REQUEST', 'INVALID_STATE',
+]);
+
+/** True for MLflow's error codes (as opposed to a driver's: ECONNREFUSED, a SQLSTATE…). */
+export function isMlflowErrorCode(code: unknown): code is MlflowErrorCode {
+  return typeof code === 'string' && MLFLOW_CODES.has(code);
+}
 
 /** An error from a tracking store. `retryable` is true for connection problems, 429 and 5xx. */
-export class MlflowError extends Error {
-  readonly code: MlflowErrorCode;
+export class MlflowError extends HeimdallError<MlflowErrorCode> {
   readonly retryable: boolean;
   readonly httpStatus?: number;
   constructor(message: string, code: MlflowErrorCode = 'INTERNAL_ERROR', opts: { retryable?: boolean; httpStatus?: number; cause?: unknown } = {}) {
-    super(redact(message), opts.cause !== undefined ? { cause: opts.cause } : undefined);
+    super(code, redact(message), opts.cause !== undefined ? { cause: opts.cause } : undefined);
     this.name = 'MlflowError';
-    this.code = code;
     this.retryable = opts.retryable ?? false;
     if (opts.httpStatus !== undefined) this.httpStatus = opts.httpStatus;
   }

@@ -1,7 +1,8 @@
 // Public API of the MLflow tracker (re-exported by lib/index.ts).
 export { MLflowTracker, DEFAULT_RUN_TAGS } from './tracker.js';
 export type { MLflowTrackerOptions, StartRunOptions, RunSummary, BestRun, CloseReport } from './tracker.js';
-export type { FlushReport } from './worker.js';
+export type { FlushReport } from './protocol.js';
+export type { RegisterModelOptions } from './registry.js';
 export type { PendingCounts } from './spool.js';
 export { MlflowError, isRetryable } from './errors.js';
 export type { MlflowErrorCode } from './errors.js';

@@ -27,6 +27,9 @@ export interface PendingCounts {
 }
 
 export const emptyCounts = (): PendingCounts => ({ metrics: 0, params: 0, tags: 0, artifacts: 0, runEnds: 0 });
+export function addCounts(a: PendingCounts, b: PendingCounts): PendingCounts {
+  return { metrics: a.metrics + b.metrics, params: a.params + b.params, tags: a.tags + b.tags, artifacts: a.artifacts + b.artifacts, runEnds: a.runEnds + b.runEnds };
+}
 export function countOp(c: PendingCounts, op: SpoolOp, sign = 1): void {
   if (op.k === 'log') { c.metrics += sign * op.metrics.length; c.params += sign * op.params.length; c.tags += sign * op.tags.length; }
   else if (op.k === 'end') c.runEnds += sign;

@@ -1,4 +1,5 @@
 // The entities the tracker reads and writes, shaped like MLflow's (camelCase).
+import type { StoreKind } from './schemes.js';
 
 export type RunStatus = 'RUNNING' | 'SCHEDULED' | 'FINISHED' | 'FAILED' | 'KILLED';
 export type LifecycleStage = 'active' | 'deleted';
@@ -99,9 +100,20 @@ export interface LogBatch {
   tags: Tag[];
 }
 
-/** What every store (sqlite, postgresql, rest) provides. All methods may throw StoreError. */
+/** The most entities one logBatch call may carry (the worker splits what it delivers to fit). */
+export interface BatchLimits {
+  metrics: number;
+  params: number;
+  tags: number;
+  /** Metrics, params and tags together. */
+  total: number;
+}
+
+/** What every store (sqlite, postgresql, rest) provides. All methods may throw MlflowError. */
 export interface TrackingStore {
-  readonly kind: 'sqlite' | 'postgresql' | 'rest';
+  readonly kind: StoreKind;
+  /** What one `logBatch` accepts. */
+  readonly limits: Readonly<BatchLimits>;
   /** Opens connections, checks/creates the schema. */
   open(): Promise<void>;
   close(): Promise<void>;

@@ -2,11 +2,17 @@
 // side before anything is enqueued, so that a batch never half-lands in the store.
 import { posix } from 'node:path';
 import { invalidParameter } from './errors.js';
-import type { Metric, Param, Tag } from './types.js';
+import type { BatchLimits, Metric, Param, Tag } from './types.js';
 
 export const MAX_METRICS_PER_BATCH = 1000;
 export const MAX_PARAMS_TAGS_PER_BATCH = 100;
 export const MAX_ENTITIES_PER_BATCH = 1000;
+/** logBatch limits of MLflow's REST API (mlflow/utils/validation.py). */
+export const REST_BATCH_LIMITS: Readonly<BatchLimits> = {
+  metrics: MAX_METRICS_PER_BATCH, params: MAX_PARAMS_TAGS_PER_BATCH, tags: MAX_PARAMS_TAGS_PER_BATCH, total: MAX_ENTITIES_PER_BATCH,
+};
+/** What the SQL stores take in one logBatch transaction (they chunk their INSERTs themselves). */
+export const SQL_BATCH_LIMITS: Readonly<BatchLimits> = { metrics: 10_000, params: 10_000, tags: 10_000, total: 10_000 };
 export const MAX_ENTITY_KEY_LENGTH = 250;
 export const MAX_PARAM_VAL_LENGTH = 6000;
 export const MAX_TAG_VAL_LENGTH = 8000;

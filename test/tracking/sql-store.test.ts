@@ -7,22 +7,12 @@ import { SqlStore } from '../../lib/tracking/sql/store.js';
 import { SCHEMA_HEAD, SUPPORTED_REVISIONS } from '../../lib/tracking/sql/mlflow_schema.js';
 import { mlflow29Python, mlflowPython } from './helpers/python.js';
 import { cleanupTmp, checkReadback, SQL_MAX, tmp, trackerOptions, writeScenario } from './helpers/scenario.js';
-import { startPostgres } from './helpers/services.js';
+import { createPgDatabase, startPostgres } from './helpers/services.js';
 import pg from 'pg';
 
 afterAll(cleanupTmp);
 
-async function createPgDb(name: string): Promise<string> {
-  const admin = new pg.Client({ connectionString: inject('pgUri') });
-  await admin.connect();
-  try {
-    await admin.query(`CREATE DATABASE "${name}"`);
-  } finally {
-    await admin.end();
-  }
-  return inject('pgUri').replace(/\/postgres$/, `/${name}`);
-}
-const dbName = (p: string) => `${p}_${process.pid}_${Math.floor(Math.random() * 1e6)}`;
+const createPgDb = (prefix: string) => createPgDatabase(inject('pgUri'), prefix);
 const forPython = (uri: string) => uri.replace(/^postgresql:\/\//, 'postgresql+psycopg2://');
 
 const backends: { name: string; make: () => Promise<{ ours: string; python: string; artifactUri?: string }> }[] = [
@@ -37,7 +27,7 @@ const backends: { name: string; make: () => Promise<{ ours: string; python: stri
   {
     name: 'postgresql',
     make: async () => {
-      const uri = await createPgDb(dbName('readback'));
+      const uri = await createPgDb('readback');
       // also exercise the SQLAlchemy-style scheme MLflow users write
       return { ours: forPython(uri), python: forPython(uri), artifactUri: join(tmp('pgart'), 'artifacts') };
     },
@@ -104,8 +94,8 @@ describe('schema', () => {
   });
 
   it('an empty PostgreSQL database gets exactly the schema of the pinned MLflow', async () => {
-    const theirsUri = await createPgDb(dbName('theirs'));
-    const oursUri = await createPgDb(dbName('ours'));
+    const theirsUri = await createPgDb('theirs');
+    const oursUri = await createPgDb('ours');
     const theirs = await mlflowPython({ op: 'columns', tracking_uri: forPython(theirsUri) });
     const ours = await ourDescription(oursUri);
     for (const table of Object.keys(theirs.tables)) expect({ table, ...ours.tables[table] }).toEqual({ table, ...theirs.tables[table] });
@@ -190,7 +180,7 @@ describe('private PostgreSQL cluster', () => {
 // deadline fire after ~1 ms: close() reported undelivered data at once while PostgreSQL was still writing it.
 describe('a close deadline beyond a Node timer', () => {
   it('close() with closeTimeoutS 99999999 waits for every point to reach PostgreSQL', async () => {
-    const uri = await createPgDb(dbName('huge_timeout'));
+    const uri = await createPgDb('huge_timeout');
     const t = new MLflowTracker(trackerOptions(uri, { closeTimeoutS: 99_999_999 }));
     const runId = await t.startRun({ runName: 'huge-timeout' });
     for (let step = 0; step < 4000; step++) t.logMetrics({ a: step, b: step / 2, c: -step, d: 1, e: 2 }, step);

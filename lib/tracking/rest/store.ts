@@ -5,7 +5,7 @@ import type {
   CreateRunOptions, Experiment, LogBatch, Metric, ModelStage, ModelVersion, RegisteredModel, Run, RunInfo, RunStatus,
   SearchRunsOptions, Tag, TrackingStore,
 } from '../types.js';
-import { validateAlias, validateModelName } from '../validation.js';
+import { REST_BATCH_LIMITS, validateAlias, validateModelName } from '../validation.js';
 import { backoffMs, errorFromResponse, httpRequest, sleep, type HttpResponse } from './http.js';
 
 export interface RestStoreOptions {
@@ -39,6 +39,7 @@ const kv = (list: unknown): Record<string, string> =>
 
 export class RestStore implements TrackingStore {
   readonly kind = 'rest' as const;
+  readonly limits = REST_BATCH_LIMITS;
   readonly baseUrl: string;
   private readonly o: RestStoreOptions;
 

@@ -8,7 +8,7 @@ import type {
   CreateRunOptions, Experiment, LogBatch, Metric, ModelStage, ModelVersion, RegisteredModel, Run, RunInfo, RunStatus,
   SearchRunsOptions, Tag, TrackingStore,
 } from '../types.js';
-import { sanitizeMetricValue, validateAlias, validateModelName } from '../validation.js';
+import { sanitizeMetricValue, SQL_BATCH_LIMITS, validateAlias, validateModelName } from '../validation.js';
 import { MLFLOW_VERSION, POSTGRES_DDL, SCHEMA_HEAD, SQLITE_DDL, SUPPORTED_REVISIONS } from './mlflow_schema.js';
 import { PostgresDriver, SqliteDriver, type Row, type SqlDriver, type SqlExecutor, type SqlValue } from './driver.js';
 
@@ -31,6 +31,7 @@ const RUN_COLUMNS = 'run_uuid, name, user_id, status, start_time, end_time, arti
 
 export class SqlStore implements TrackingStore {
   readonly kind: 'sqlite' | 'postgresql';
+  readonly limits = SQL_BATCH_LIMITS;
   private readonly db: SqlDriver;
   private readonly artifactRoot: string;
 

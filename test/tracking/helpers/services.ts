@@ -8,6 +8,7 @@ import { homedir, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import pg from 'pg';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 export const VENV = join(ROOT, '.venv', 'bin');
@@ -71,6 +72,19 @@ export interface PgServer {
   destroy(): Promise<void>;
   /** Creates a fresh database and returns its URI. */
   createDatabase(name: string): Promise<string>;
+}
+
+/** Creates a fresh database `<prefix>_<pid>_<random>` on the server of `adminUri` (the shared test cluster); returns its URI. */
+export async function createPgDatabase(adminUri: string, prefix: string): Promise<string> {
+  const name = `${prefix}_${process.pid}_${Math.floor(Math.random() * 1e6)}`;
+  const admin = new pg.Client({ connectionString: adminUri });
+  await admin.connect();
+  try {
+    await admin.query(`CREATE DATABASE "${name}"`);
+  } finally {
+    await admin.end();
+  }
+  return adminUri.replace(/\/postgres$/, `/${name}`);
 }
 
 export async function startPostgres(): Promise<PgServer> {

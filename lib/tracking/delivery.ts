@@ -1,0 +1,232 @@
+// The worker's delivery of logging operations: an in-memory queue in order, batched into the store's declared
+// limits (batching.ts), retried with backoff, overflowing to the bounded on-disk spool while the backend is down
+// or slower than the training, and the flush waiters answered when their sequence number is delivered.
+import type { TrackerConfig } from '../config.js';
+import { artifactRepositoryFor, type ArtifactRepository, type UploadedArtifact } from './artifacts.js';
+import { applyTakes, nextBatch, queueItem, remaining, type QueueItem } from './batching.js';
+import { isRetryable, toSafeError } from './errors.js';
+import type { FlushReport, FromWorker } from './protocol.js';
+import { backoffMs, timerMs } from './rest/http.js';
+import { Spool, addCounts, countOp, emptyCounts } from './spool.js';
+import type { RunStatus, TrackingStore } from './types.js';
+
+/** Operations (chunks of up to 4096 points) held in memory before overflowing to the spool. */
+const MAX_QUEUED_OPS = 256;
+
+interface FlushWaiter { id: number; seq: number; timer: NodeJS.Timeout; persist: boolean }
+
+export class Delivery {
+  private readonly spool: Spool;
+  private queue: QueueItem[] = [];
+  private delivered = 0; // highest seq fully handled, in order
+  private spooling = false;
+  /** Highest seq written to the spool by this tracker. */
+  private spooledSeq = 0;
+  /** Operations adopted from an earlier tracker's spool are not delivered yet (flush waits for them too). */
+  private foreignPending = false;
+  private wake: (() => void) | null = null;
+  private failures = 0;
+  private errors: string[] = [];
+  private uploaded: UploadedArtifact[] = [];
+  private flushWaiters: FlushWaiter[] = [];
+  private repos = new Map<string, ArtifactRepository>();
+  private retryTimer: NodeJS.Timeout | null = null;
+
+  constructor(private readonly store: TrackingStore, private readonly cfg: TrackerConfig, private readonly post: (m: FromWorker) => void) {
+    this.spool = new Spool(cfg.spoolDir, cfg.trackingUri, cfg.spoolMaxBytes);
+  }
+
+  /** Adopts what earlier trackers left in the spool, and starts delivering. */
+  start(): void {
+    if (this.spool.adoptOrphans() > 0) {
+      this.spooling = true;
+      this.foreignPending = true;
+      this.post({ t: 'warn', message: `delivering operations left in the spool ${this.spool.root} by an earlier tracker` });
+    }
+    void this.loop();
+  }
+
+  /** Takes the tracker's next operations, in order. */
+  enqueue(items: QueueItem[]): void {
+    if (this.spooling) this.spoolItems(items);
+    else {
+      this.queue.push(...items);
+      // A backend slower than the training for long: keep memory bounded, overflow to the (bounded) spool.
+      if (this.queue.length > MAX_QUEUED_OPS) {
+        this.spoolQueue();
+        this.post({ t: 'warn', message: `tracking backend slower than logging: queue overflowed to the spool ${this.spool.dir}` });
+      }
+    }
+    this.kick();
+  }
+
+  /** Answers flush `id` once everything up to `seq` is delivered, or at `timeoutMs`. */
+  flush(id: number, seq: number, timeoutMs: number, persist: boolean): void {
+    if (this.delivered >= seq && !this.foreignPending) { this.answerFlush(id, true); return; }
+    const timer = setTimeout(() => this.answerFlush(id, false), timerMs(timeoutMs));
+    this.flushWaiters.push({ id, seq, timer, persist });
+    this.kick();
+  }
+
+  /** Stops retrying and lets the next tracker adopt the spool. */
+  stop(): void {
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.spool.release();
+  }
+
+  private kick(): void {
+    if (this.wake) { const w = this.wake; this.wake = null; w(); }
+  }
+
+  private spoolItems(items: QueueItem[]): void {
+    // Items partially delivered keep only their undelivered part.
+    this.spool.append(items.map((it) => ({ ...remaining(it), q: it.seq, o: this.spool.id })));
+    this.spooledSeq = Math.max(this.spooledSeq, items.length ? items[items.length - 1]!.seq : 0);
+  }
+
+  /** Moves the whole in-memory queue to the spool, which from now on delivers in order. */
+  private spoolQueue(): void {
+    this.spoolItems(this.queue);
+    this.queue = [];
+    this.spooling = true;
+  }
+
+  private async loop(): Promise<void> {
+    for (;;) {
+      try {
+        if (this.spooling) {
+          const done = await this.deliverSpool();
+          if (done) {
+            this.spooling = false;
+            this.foreignPending = false;
+            this.failures = 0;
+            // Everything spooled is delivered, which includes every seq up to spooledSeq.
+            this.markDelivered(Math.max(this.spooledSeq, this.delivered));
+            this.spool.cleanupIfEmpty();
+            continue;
+          }
+        } else if (this.queue.length) {
+          await this.deliverQueue();
+          this.failures = 0;
+          continue;
+        } else {
+          await new Promise<void>((r) => (this.wake = r));
+          continue;
+        }
+      } catch (e) {
+        if (!isRetryable(e)) throw e; // a bug: surfaced by the worker's error handler
+        // Backend down: keep everything in order on disk, then back off.
+        if (!this.spooling) {
+          this.spoolQueue();
+          this.post({ t: 'warn', message: `tracking backend unavailable (${toSafeError(e).message}); spooling to ${this.spool.dir}` });
+        }
+        const wait = backoffMs(this.failures++, 200, 5000);
+        await new Promise<void>((r) => { this.retryTimer = setTimeout(r, wait); });
+        this.retryTimer = null;
+      }
+    }
+  }
+
+  /** Delivers one operation or batch from the head of `items`; returns how many items completed. */
+  private async deliverHead(items: QueueItem[]): Promise<number> {
+    const head = items[0]!;
+    try {
+      if (head.op.k === 'log') {
+        const nb = nextBatch(items, this.store.limits)!;
+        await this.store.logBatch(nb.batch);
+        return applyTakes(items, nb.takes);
+      }
+      if (head.op.k === 'end') {
+        await this.store.updateRun(head.op.runId, head.op.status as RunStatus, head.op.endTime);
+        return 1;
+      }
+      const op = head.op;
+      const repo = this.repo(op.root);
+      const up = op.dir ? await repo.logArtifacts(op.local, op.path) : await repo.logArtifact(op.local, op.path);
+      this.uploaded.push(...up);
+      return 1;
+    } catch (e) {
+      if (isRetryable(e)) throw e;
+      // Refused by the backend (or a vanished local file): drop it, report it at the next flush.
+      const what = head.op.k === 'log' ? `log batch for run ${head.op.runId}` : head.op.k === 'end' ? `end of run ${head.op.runId}` : `artifact '${head.op.local}'`;
+      const msg = `${what}: ${toSafeError(e).message}`;
+      this.errors.push(msg);
+      this.post({ t: 'warn', message: msg });
+      if (head.op.k === 'log') return applyTakes(items, nextBatch(items, this.store.limits)!.takes);
+      return 1;
+    }
+  }
+
+  private async deliverQueue(): Promise<void> {
+    const q = this.queue;
+    const n = await this.deliverHead(q);
+    // Moved to the spool meanwhile (close deadline): the spool redelivers it, and redelivery is idempotent.
+    if (q !== this.queue) return;
+    if (n > 0) {
+      const done = this.queue.splice(0, n);
+      this.markDelivered(done[done.length - 1]!.seq);
+    }
+  }
+
+  /** Delivers the spool segment by segment; true when the spool is empty. */
+  private async deliverSpool(): Promise<boolean> {
+    for (;;) {
+      const seg = this.spool.next();
+      if (!seg) return true;
+      // Our own spooled operations carry their sequence number: flush() need not wait for the rest.
+      const items = seg.ops.slice(seg.start).map((op) => {
+        const tagged = op as typeof op & { q?: number; o?: string };
+        return queueItem(op, tagged.o === this.spool.id && typeof tagged.q === 'number' ? tagged.q : 0);
+      });
+      let pos = seg.start;
+      while (items.length) {
+        const n = await this.deliverHead(items);
+        if (n > 0) {
+          const done = items.splice(0, n);
+          pos += n;
+          this.spool.advance(seg.n, pos);
+          const q = Math.max(...done.map((d) => d.seq));
+          if (q > 0) this.markDelivered(q);
+        }
+      }
+      this.spool.finish(seg.n);
+    }
+  }
+
+  private markDelivered(seq: number): void {
+    if (seq > this.delivered) this.delivered = seq;
+    this.post({ t: 'delivered', seq: this.delivered });
+    if (this.foreignPending) return;
+    for (const w of [...this.flushWaiters]) {
+      if (this.delivered >= w.seq) this.answerFlush(w.id, true);
+    }
+  }
+
+  private repo(root: string): ArtifactRepository {
+    let r = this.repos.get(root);
+    if (!r) { r = artifactRepositoryFor(root, this.cfg); this.repos.set(root, r); }
+    return r;
+  }
+
+  private answerFlush(id: number, complete: boolean): void {
+    const i = this.flushWaiters.findIndex((w) => w.id === id);
+    const w = i >= 0 ? this.flushWaiters.splice(i, 1)[0] : undefined;
+    if (w) clearTimeout(w.timer);
+    let undelivered = emptyCounts();
+    if (!complete) {
+      // Past the deadline: make sure everything is on disk for the next tracker, then count it.
+      if (w?.persist && this.queue.length) this.spoolQueue();
+      for (const it of this.queue) countOp(undelivered, remaining(it));
+      undelivered = addCounts(undelivered, this.spool.pending());
+    }
+    const report: FlushReport = {
+      complete,
+      undelivered,
+      dropped: { ...this.spool.dropped },
+      errors: this.errors.splice(0),
+      spoolDir: complete || this.spool.isEmpty ? null : this.spool.dir,
+      uploaded: this.uploaded.splice(0),
+    };
+    this.post({ t: 'flushed', id, report });
+  }
+}
