@@ -10,7 +10,7 @@ import { HeimdallError } from '../errors.js';
 export interface FlagMeta {
   /** The value's name in --help (default: the field name in kebab case). */
   arg?: string;
-  /** Shown as the default when the schema has none (e.g. `rf-localization-<timestamp>`). */
+  /** Shown in --help as the default when the schema has none (e.g. `rf-localization-<timestamp>`). */
   defaultText?: string;
   /** Description of the `--no-…` flag of a boolean. */
   negate?: string;
@@ -70,11 +70,11 @@ export function schemaOptions(schema: z.ZodObject): Option[] {
       options.push(new Option(`--no-${name.slice(2)}`, cli.negate ?? `not: ${description}`));
       continue;
     }
-    const option = new Option(`${name} <${cli.arg ?? name.slice(2)}>`, description);
+    const shown = defaultValue === undefined && cli.defaultText ? `${description} (default: ${cli.defaultText})` : description;
+    const option = new Option(`${name} <${cli.arg ?? name.slice(2)}>`, shown);
     if (inner instanceof z.ZodNumber) option.argParser(Number);
     if (inner instanceof z.ZodEnum) option.choices(inner.options.map(String));
     if (defaultValue !== undefined) option.default(defaultValue);
-    else if (cli.defaultText) option.default(undefined, cli.defaultText);
     options.push(option);
   }
   return options;
