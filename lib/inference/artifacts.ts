@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { redact, type TrackerConfig } from '../config.js';
 import { createS3Client } from '../tracking/artifacts.js';
 import { httpRequest } from '../tracking/rest/http.js';
+import { parseArtifactLocation, type ArtifactRepositoryKind } from '../tracking/schemes.js';
 import { badFile, badInput, InferenceError, notFound } from './errors.js';
 
 export interface FetchedArtifact {
@@ -28,9 +29,12 @@ export interface FetchedArtifact {
   downloadRoot?: string;
 }
 
-const isS3 = (uri: string) => /^s3:\/\//i.test(uri);
-const isProxy = (uri: string) => /^mlflow-artifacts:/i.test(uri);
-const isLocal = (uri: string) => /^file:/i.test(uri) || !/^[a-z][a-z0-9+.-]+:/i.test(uri);
+/** The kind of repository `uri` names (the tracker's one table, lib/tracking/schemes.ts); unknown kinds are refused. */
+function repositoryKind(uri: string): ArtifactRepositoryKind {
+  const { kind, problem } = parseArtifactLocation(uri);
+  if (kind === null) throw badInput(problem);
+  return kind;
+}
 
 /** The local path of a local artifact URI (a path or file://). */
 export function localPathOf(uri: string): string {
@@ -228,9 +232,9 @@ async function fetchProxy(uri: string, cfg: TrackerConfig, dest?: string): Promi
  * when nothing is there.
  */
 export async function fetchArtifact(uri: string, cfg: TrackerConfig, dest?: string): Promise<FetchedArtifact> {
-  if (isS3(uri)) return fetchS3(uri, cfg, dest);
-  if (isProxy(uri)) return fetchProxy(uri, cfg, dest);
-  if (!isLocal(uri)) throw badInput(`unsupported artifact URI '${uri}' (supported: local paths, file://, s3://, mlflow-artifacts:/)`);
+  const kind = repositoryKind(uri);
+  if (kind === 's3') return fetchS3(uri, cfg, dest);
+  if (kind === 'mlflow-artifacts') return fetchProxy(uri, cfg, dest);
   const p = localPathOf(uri);
   const st = await stat(p).catch(() => null);
   if (!st) throw notFound(`artifact ${p} is not there`);
@@ -240,14 +244,15 @@ export async function fetchArtifact(uri: string, cfg: TrackerConfig, dest?: stri
 
 /** The names directly inside the artifact directory `uri` (files and folders), [] when it holds nothing. */
 export async function listArtifactDir(uri: string, cfg: TrackerConfig): Promise<{ path: string; isDir: boolean }[]> {
-  if (isProxy(uri)) {
+  const kind = repositoryKind(uri);
+  if (kind === 'mlflow-artifacts') {
     const { base, path } = proxyBase(uri, cfg);
     return proxyList(cfg, base, path, uri).catch((e: InferenceError) => {
       if (e.code === 'HEIMDALL_NOT_FOUND' && /is not there/.test(e.message)) return [];
       throw e;
     });
   }
-  if (isS3(uri)) {
+  if (kind === 's3') {
     const m = /^s3:\/\/([^/]+)\/?(.*)$/i.exec(uri)!;
     const key = m[2]!.replace(/\/+$/, '');
     const { ListObjectsV2Command } = await import('@aws-sdk/client-s3');
