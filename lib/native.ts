@@ -59,6 +59,8 @@ export interface WeightsReport {
 }
 
 export interface NativeModel {
+  /** The model family of the backbone (`convnext`, `convnextv2`), as registered in native/model/registry.cc. */
+  readonly family: string;
   readonly variant: string;
   readonly head: HeadKind;
   readonly inChans: number;
@@ -164,6 +166,7 @@ export interface NativeEngine {
 
 export interface VariantInfo {
   name: string;
+  family: string;
   depths: number[];
   dims: number[];
 }
