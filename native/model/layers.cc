@@ -96,7 +96,7 @@ std::string LayerNormImpl::emit_onnx(GraphBuilder& g, const std::string& scope, 
     return g.add(scope, "LayerNormalization", {in, scale, b},
                  {Attribute::of_int("axis", -1), Attribute::of_float("epsilon", static_cast<float>(eps_))});
   };
-  if (layout == Layout::NHWC) return norm(x);
+  if (layout != Layout::NCHW) return norm(x);  // NHWC, or [B, C]
   return g.to_nchw(scope, norm(g.to_nhwc(scope, x)));
 }
 
