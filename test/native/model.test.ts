@@ -2,7 +2,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConvNeXt } from '../../lib/model.js';
-import { native } from '../../lib/native.js';
+import { native, type NativeModel } from '../../lib/native.js';
 import { python } from '../helpers/python.js';
 import { tempDir } from '../helpers/tmp.js';
 import { blobDataset } from './fixtures.js';
@@ -168,6 +168,16 @@ describe.each([
   });
 });
 
+/** A fresh model of `a`'s variant (another seed) loads `path` strictly and predicts exactly what `a` predicts. */
+async function expectReloadedTheSame(a: NativeModel, path: string): Promise<void> {
+  const b = new addon.Model({ variant: a.variant, head: 'localization', seed: 6 });
+  await b.loadWeights(path, { strict: true });
+  const x = new Float32Array(2 * 3 * 32 * 32).map((_, i) => Math.cos(i));
+  const pa = await new addon.Engine(a, { device: 'cpu' }).predict(x, { shape: [2, 3, 32, 32] });
+  const pb = await new addon.Engine(b, { device: 'cpu' }).predict(x, { shape: [2, 3, 32, 32] });
+  expect(Array.from(pb.positions!.data)).toEqual(Array.from(pa.positions!.data));
+}
+
 describe('weights files', () => {
   it('round-trips through safetensors and Python reads our file with timm names', async () => {
     const dir = tempDir();
@@ -186,12 +196,7 @@ with safe_open(sys.argv[1], 'pt') as f: print(json.dumps({'keys': list(f.keys())
     expect(keys.keys).toContain('position_head.0.weight');
     expect(keys.meta['heimdall.variant']).toBe('convnext_atto');
 
-    const b = new addon.Model({ variant: 'atto', head: 'localization', seed: 6 });
-    await b.loadWeights(path, { strict: true });
-    const x = new Float32Array(2 * 3 * 32 * 32).map((_, i) => Math.cos(i));
-    const pa = await new addon.Engine(a, { device: 'cpu' }).predict(x, { shape: [2, 3, 32, 32] });
-    const pb = await new addon.Engine(b, { device: 'cpu' }).predict(x, { shape: [2, 3, 32, 32] });
-    expect(Array.from(pb.positions!.data)).toEqual(Array.from(pa.positions!.data));
+    await expectReloadedTheSame(a, path);
   });
 
   it('ConvNeXt V2: round-trips through safetensors with timm names and the family in the metadata', async () => {
@@ -213,12 +218,7 @@ print(json.dumps({'keys': keys, 'meta': meta, 'timm': timm_keys}))`,
     expect(file.meta['heimdall.variant']).toBe('convnextv2_atto');
     expect(file.meta['heimdall.family']).toBe('convnextv2');
 
-    const b = new addon.Model({ variant: 'convnextv2_atto', head: 'localization', seed: 6 });
-    await b.loadWeights(path, { strict: true });
-    const x = new Float32Array(2 * 3 * 32 * 32).map((_, i) => Math.cos(i));
-    const pa = await new addon.Engine(a, { device: 'cpu' }).predict(x, { shape: [2, 3, 32, 32] });
-    const pb = await new addon.Engine(b, { device: 'cpu' }).predict(x, { shape: [2, 3, 32, 32] });
-    expect(Array.from(pb.positions!.data)).toEqual(Array.from(pa.positions!.data));
+    await expectReloadedTheSame(a, path);
     // V1 weights do not fit V2 (no GRN, a gamma per block)
     const v1 = new addon.Model({ variant: 'convnext_atto', head: 'localization' });
     await expect(v1.loadWeights(path, { strict: true })).rejects.toMatchObject({ code: 'HEIMDALL_WEIGHTS_MISMATCH' });
