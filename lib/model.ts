@@ -72,6 +72,16 @@ export class ConvNeXt {
     return native().variants.map((v) => v.name);
   }
 
+  /**
+   * The registered name of `name` as the native registry reads it (`CONVNEXTV2_ATTO` → `convnextv2_atto`; a bare size
+   * such as `tiny` is the first family's, `convnext_tiny`), or undefined when no family has it (for CLI validation).
+   */
+  static resolveVariant(name: string): string | undefined {
+    const all = native().variants;
+    const key = name.toLowerCase();
+    return all.find((v) => v.name === key)?.name ?? all.find((v) => v.name === `${all[0]?.family}_${key}`)?.name;
+  }
+
   /** Resolves once pretrained weights (if any) are loaded; rejects with the loader's error. */
   ready(): Promise<WeightsReport | null> {
     return this.pretrainedLoaded;

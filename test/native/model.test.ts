@@ -58,6 +58,8 @@ describe('model registry', () => {
   it('resolves V2 names in any case, bare sizes stay V1, and the model says its family, variant and head', () => {
     expect(new addon.Model({ variant: 'CONVNEXTV2_ATTO' }).variant).toBe('convnextv2_atto');
     expect(new addon.Model({ variant: 'tiny', head: 'regression' }).family).toBe('convnext');
+    expect(['CONVNEXTV2_ATTO', 'tiny', 'Convnext_Large', 'convnext_huge'].map((n) => ConvNeXt.resolveVariant(n)))
+      .toEqual(['convnextv2_atto', 'convnext_tiny', 'convnext_large', undefined]);
     const m = ConvNeXt.classification('ConvNeXtV2_Femto', 5);
     expect([m.family, m.variant, m.head]).toEqual(['convnextv2', 'convnextv2_femto', 'classification']);
     expect(m.hyperparameters()).toMatchObject({ family: 'convnextv2', variant: 'convnextv2_femto', head: 'classification' });
