@@ -1,4 +1,5 @@
-// ConvNeXt models for the Trainer: a thin typed facade over the native Model (native/model).
+// ConvNeXt models (V1 `convnext_*`, V2 `convnextv2_*`) for the Trainer: a thin typed facade over the native Model
+// (native/model; the families and their variants come from its registry).
 import { native, type HeadKind, type NativeModel, type NativeModelOptions, type WeightsReport } from './native.js';
 
 export interface ConvNeXtOptions {
@@ -6,7 +7,7 @@ export interface ConvNeXtOptions {
   inChans?: number;
   /** Stochastic depth rate, linear over the blocks. */
   dropPathRate?: number;
-  /** Layer scale γ init (timm: 1e-6). */
+  /** Layer scale γ init (timm: 1e-6; ConvNeXt V2 has no layer scale and ignores it). */
   layerScaleInit?: number;
   /** Train the head only. */
   freezeBackbone?: boolean;
@@ -66,14 +67,28 @@ export class ConvNeXt {
     await model.ready();
     return model;
   }
-  /** The valid variant names. */
+  /** The valid variant names, every registered family (ConvNeXt V1, then V2). */
   static variants(): string[] {
     return native().variants.map((v) => v.name);
+  }
+
+  /**
+   * The registered name of `name` as the native registry reads it (`CONVNEXTV2_ATTO` → `convnextv2_atto`; a bare size
+   * such as `tiny` is the first family's, `convnext_tiny`), or undefined when no family has it (for CLI validation).
+   */
+  static resolveVariant(name: string): string | undefined {
+    const all = native().variants;
+    const key = name.toLowerCase();
+    return all.find((v) => v.name === key)?.name ?? all.find((v) => v.name === `${all[0]?.family}_${key}`)?.name;
   }
 
   /** Resolves once pretrained weights (if any) are loaded; rejects with the loader's error. */
   ready(): Promise<WeightsReport | null> {
     return this.pretrainedLoaded;
+  }
+  /** The model family (`convnext`, `convnextv2`), e.g. for a tracker tag. */
+  get family(): string {
+    return this.native.family;
   }
   get variant(): string {
     return this.native.variant;
@@ -99,6 +114,7 @@ export class ConvNeXt {
   /** Hyperparameters as logged to MLflow. */
   hyperparameters(): Record<string, unknown> {
     return {
+      family: this.family,
       variant: this.variant,
       head: this.head,
       in_chans: this.inChans,

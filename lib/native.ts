@@ -51,6 +51,8 @@ export interface WeightsReport {
 }
 
 export interface NativeModel {
+  /** The model family of the backbone (`convnext`, `convnextv2`), as registered in native/model/registry.cc. */
+  readonly family: string;
   readonly variant: string;
   readonly head: HeadKind;
   readonly inChans: number;
@@ -222,6 +224,7 @@ export interface OnnxBinding {
 
 export interface VariantInfo {
   name: string;
+  family: string;
   depths: number[];
   dims: number[];
 }

@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include "errors.h"
+#include "model/registry.h"
 
 namespace heimdall {
 
@@ -48,7 +49,8 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 }  // namespace
 
 NetworkImpl::NetworkImpl(const NetworkOptions& options) : options_(options) {
-  backbone_ = ConvNeXt(options.backbone);
+  backbone_ = create_backbone(options.backbone);
+  if (options.init_weights) backbone_->init_weights();
   // Register the backbone's children at the top level so names are timm's (stem.*, stages.*, head.norm.*).
   for (const auto& child : backbone_->named_children()) register_module(child.key(), child.value());
   const int64_t features = backbone_->num_features();
@@ -60,14 +62,16 @@ NetworkImpl::NetworkImpl(const NetworkOptions& options) : options_(options) {
     uncertainty_head_ = register_module("uncertainty_head", localization_mlp(features, h));
   } else {
     if (h.outputs < 1) throw Error(kErrInvalidArgument, "head outputs must be ≥ 1, got " + std::to_string(h.outputs));
-    // timm registers fc under head: reuse the backbone's head module so the key is head.fc.*
-    auto head = backbone_->named_children()["head"];
-    fc_ = head->register_module("fc", torch::nn::Linear(features, h.outputs));
-    torch::NoGradGuard g;
-    trunc_normal_(fc_->weight, 0.02);
-    fc_->bias.zero_();
+    // timm's classifier path (ConvNeXt: head.fc) under the backbone's module of that name, so timm classifiers load.
+    const std::string path = backbone_->classifier_path();
+    const auto dot = path.rfind('.');
+    std::shared_ptr<torch::nn::Module> parent = backbone_;
+    if (dot != std::string::npos) parent = backbone_->named_modules("", false)[path.substr(0, dot)];
+    fc_ = parent->register_module(path.substr(dot == std::string::npos ? 0 : dot + 1), Linear(features, h.outputs));
+    if (dot == std::string::npos) register_module(path, fc_);
+    if (options.init_weights) init_conv_linear_(*fc_, 0.02);
   }
-  options_.backbone.variant = backbone_->variant().name;
+  options_.backbone = backbone_->options();
   if (options.freeze_backbone) set_backbone_frozen(true);
 }
 
@@ -90,6 +94,44 @@ std::vector<std::string> NetworkImpl::output_names() const {
   return {};
 }
 
+namespace {
+// localization_mlp as ONNX: [Linear → BatchNorm1d → ReLU → Dropout (identity)] × hidden, Linear → 2.
+std::string localization_mlp_onnx(onnx::GraphBuilder& g, const std::string& scope, const std::string& x,
+                                  const torch::nn::Sequential& mlp, const std::string& output_name) {
+  std::string y = x;
+  const auto layers = mlp->children();
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const std::string at = scope + "." + std::to_string(i);
+    if (auto* lin = layers[i]->as<torch::nn::LinearImpl>()) {
+      y = gemm_onnx(g, at, y, lin->weight, lin->bias, i + 1 == layers.size() ? output_name : "");
+    } else if (auto* bn = layers[i]->as<torch::nn::BatchNorm1dImpl>()) {
+      std::vector<std::string> in = {y, g.param(at + ".weight", bn->weight), g.param(at + ".bias", bn->bias),
+                                     g.param(at + ".running_mean", bn->running_mean),
+                                     g.param(at + ".running_var", bn->running_var)};
+      y = g.add(at, "BatchNormalization", in, {onnx::Attribute::of_float("epsilon", static_cast<float>(bn->options.eps()))});
+    } else if (layers[i]->as<torch::nn::ReLUImpl>()) {
+      y = g.add(at, "Relu", {y});
+    }  // Dropout: identity in eval
+  }
+  return y;
+}
+}  // namespace
+
+void NetworkImpl::emit_onnx(onnx::GraphBuilder& g, const std::string& input) const {
+  const std::string features = backbone_->emit_onnx(g, input);
+  if (options_.head.kind == HeadKind::Localization) {
+    localization_mlp_onnx(g, "position_head", features, position_head_, "positions");
+    auto raw = localization_mlp_onnx(g, "uncertainty_head", features, uncertainty_head_, "uncertainty_head/output");
+    auto softplus = g.add("uncertainty_head", "Softplus", {raw});
+    g.add_named("uncertainty_head", "Clip",
+                {softplus, g.scalar(static_cast<float>(options_.head.sigma_min)),
+                 g.scalar(static_cast<float>(options_.head.sigma_max))},
+                "uncertainties");
+    return;
+  }
+  fc_->emit_onnx(g, backbone_->classifier_path(), features, Layout::Flat, output_names()[0]);
+}
+
 NamedTensors NetworkImpl::state_dict() const {
   NamedTensors out;
   for (const auto& p : named_parameters()) out.emplace_back(p.key(), p.value());
@@ -102,8 +144,9 @@ WeightsReport NetworkImpl::load_state_dict(const NamedTensors& tensors, bool str
   for (const auto& [k, t] : tensors) given[k] = &t;
   WeightsReport report;
   std::vector<std::pair<torch::Tensor, const torch::Tensor*>> copies;
-  auto is_head = [](const std::string& k) {
-    return k.rfind("head.fc.", 0) == 0 || k.rfind("position_head.", 0) == 0 || k.rfind("uncertainty_head.", 0) == 0;
+  const std::string classifier = backbone_->classifier_path() + ".";
+  auto is_head = [&](const std::string& k) {
+    return k.rfind(classifier, 0) == 0 || k.rfind("position_head.", 0) == 0 || k.rfind("uncertainty_head.", 0) == 0;
   };
   for (const auto& [key, target] : state_dict()) {
     auto it = given.find(key);
@@ -161,7 +204,7 @@ WeightsReport NetworkImpl::load_state_dict(const NamedTensors& tensors, bool str
 void NetworkImpl::set_backbone_frozen(bool frozen) {
   options_.freeze_backbone = frozen;
   for (auto& p : backbone_->parameters()) p.set_requires_grad(!frozen);
-  // head.fc lives under the backbone's head module: keep it trainable.
+  // The classifier (head.fc) lives under the backbone's head module: keep it trainable.
   if (fc_) for (auto& p : fc_->parameters()) p.set_requires_grad(true);
 }
 
@@ -174,6 +217,7 @@ std::vector<std::pair<std::string, torch::Tensor>> NetworkImpl::trainable_parame
 
 std::map<std::string, std::string> network_metadata(const NetworkOptions& o) {
   return {
+      {"heimdall.family", find_variant(o.backbone.variant).family},
       {"heimdall.variant", o.backbone.variant},
       {"heimdall.in_chans", std::to_string(o.backbone.in_chans)},
       {"heimdall.head", head_kind_name(o.head.kind)},

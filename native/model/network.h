@@ -1,4 +1,4 @@
-// A ConvNeXt backbone with a task head: what the engine trains and the exporter writes.
+// A backbone of any registered family (registry.h) with a task head: what the engine trains and the exporter writes.
 //   localization   → positions [B, 2] (lat, lon) and uncertainties [B, 2] (σx, σy: softplus, clamped)
 //   classification → logits [B, classes]   (timm's `head.fc`, so timm classifiers load as they are)
 //   regression     → outputs [B, n]        (also `head.fc`)
@@ -8,7 +8,12 @@
 #include <string>
 #include <vector>
 
-#include "model/convnext.h"
+#include <memory>
+
+#include <torch/nn/modules/container/sequential.h>
+
+#include "model/backbone.h"
+#include "model/layers.h"
 #include "model/safetensors.h"
 
 namespace heimdall {
@@ -26,9 +31,10 @@ struct HeadOptions {
 };
 
 struct NetworkOptions {
-  ConvNeXtOptions backbone;
+  BackboneOptions backbone;
   HeadOptions head;
   bool freeze_backbone = false;
+  bool init_weights = true;  // false: allocate only (the ONNX exporter reads the weights from a state dict)
 };
 
 struct WeightsReport {
@@ -43,7 +49,12 @@ class NetworkImpl : public torch::nn::Module {
   std::vector<torch::Tensor> forward(const torch::Tensor& x);
   std::vector<std::string> output_names() const;
   const NetworkOptions& options() const { return options_; }
-  ConvNeXt backbone() const { return backbone_; }
+  std::shared_ptr<Backbone> backbone() const { return backbone_; }
+  const std::string& family() const { return backbone_->variant().family; }
+
+  // The same network (eval semantics: no drop path or dropout, BatchNorm with running statistics) as ONNX nodes
+  // reading `input`, weights from the builder's state dict; the outputs get output_names().
+  void emit_onnx(onnx::GraphBuilder& g, const std::string& input) const;
 
   // Parameters and buffers with timm's names (BatchNorm counters included).
   NamedTensors state_dict() const;
@@ -57,13 +68,13 @@ class NetworkImpl : public torch::nn::Module {
 
  private:
   NetworkOptions options_;
-  ConvNeXt backbone_{nullptr};
-  torch::nn::Linear fc_{nullptr};                                  // classification / regression
+  std::shared_ptr<Backbone> backbone_;
+  Linear fc_{nullptr};                                             // classification / regression
   torch::nn::Sequential position_head_{nullptr}, uncertainty_head_{nullptr};  // localization
 };
 TORCH_MODULE(Network);
 
-// Metadata stored next to weights so a file says what it holds (variant, head, channels).
+// Metadata stored next to weights so a file says what it holds (family, variant, head, channels).
 std::map<std::string, std::string> network_metadata(const NetworkOptions& options);
 
 }  // namespace heimdall

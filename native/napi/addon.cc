@@ -12,8 +12,8 @@ Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   InitModel(env, exports);
   InitDataset(env, exports);
   InitEngine(env, exports);
-  if (InitData) InitData(env, exports);
-  if (InitOnnx) InitOnnx(env, exports);
+  InitData(env, exports);
+  InitOnnx(env, exports);
   return exports;
 }
 

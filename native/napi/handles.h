@@ -2,8 +2,7 @@
 // arguments, runs long work off the JavaScript thread, and turns C++ exceptions into JS errors.
 //
 // Adding a binding file: define `void heimdall::napi::InitXxx(Napi::Env, Napi::Object exports)` in
-// native/napi/xxx_binding.cc and add its declaration and call in addon.cc (the ones below are declared
-// weak so the addon links before their file exists).
+// native/napi/xxx_binding.cc, declare it below and call it in addon.cc.
 #pragma once
 
 #include <functional>
@@ -81,7 +80,7 @@ void InitInfo(Napi::Env env, Napi::Object exports);
 void InitModel(Napi::Env env, Napi::Object exports);
 void InitDataset(Napi::Env env, Napi::Object exports);
 void InitEngine(Napi::Env env, Napi::Object exports);
-__attribute__((weak)) void InitData(Napi::Env env, Napi::Object exports);  // data_binding.cc (Heimdall data)
-__attribute__((weak)) void InitOnnx(Napi::Env env, Napi::Object exports);  // onnx_binding.cc
+void InitData(Napi::Env env, Napi::Object exports);  // data_binding.cc (Heimdall data)
+void InitOnnx(Napi::Env env, Napi::Object exports);  // onnx_binding.cc
 
 }  // namespace heimdall::napi

@@ -1,8 +1,9 @@
-// class Model: a ConvNeXt network with a head, shared with engines and exporters through ModelHandle.
+// class Model: a network (a backbone of a registered family, model/registry.h) with a head, shared with engines and exporters through ModelHandle.
 #include <torch/torch.h>
 
 #include "common/threads.h"
 #include "errors.h"
+#include "model/registry.h"
 #include "napi/handles.h"
 
 namespace heimdall::napi {
@@ -32,6 +33,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     Napi::Function cls = DefineClass(
         env, "Model",
         {
+            InstanceAccessor<&ModelWrap::Family>("family"),
             InstanceAccessor<&ModelWrap::Variant>("variant"),
             InstanceAccessor<&ModelWrap::Head>("head"),
             InstanceAccessor<&ModelWrap::InChans>("inChans"),
@@ -141,6 +143,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
 
  private:
   const NetworkOptions& opts() const { return handle_->net->options(); }
+  Napi::Value Family(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), handle_->net->family()); }
   Napi::Value Variant(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), opts().backbone.variant); }
   Napi::Value Head(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), head_kind_name(opts().head.kind)); }
   Napi::Value InChans(const Napi::CallbackInfo& info) {
@@ -240,19 +243,21 @@ ModelPtr UnwrapModel(const Napi::Value& value, const char* what) {
 
 void InitModel(Napi::Env env, Napi::Object exports) {
   ModelWrap::Init(env, exports);
-  Napi::Array variants = Napi::Array::New(env);
-  uint32_t i = 0;
-  for (const auto& v : convnext_variants()) {
+  // The registry's variants: {name, family, depths, dims}, families in registration order.
+  const auto all = model_variants();
+  Napi::Array variants = Napi::Array::New(env, all.size());
+  auto numbers = [&](const std::vector<int64_t>& v) {
+    Napi::Array a = Napi::Array::New(env, v.size());
+    for (size_t k = 0; k < v.size(); ++k) a.Set(static_cast<uint32_t>(k), Napi::Number::New(env, static_cast<double>(v[k])));
+    return a;
+  };
+  for (size_t i = 0; i < all.size(); ++i) {
     Napi::Object o = Napi::Object::New(env);
-    o.Set("name", v.name);
-    Napi::Array depths = Napi::Array::New(env, 4), dims = Napi::Array::New(env, 4);
-    for (uint32_t k = 0; k < 4; ++k) {
-      depths.Set(k, Napi::Number::New(env, static_cast<double>(v.depths[k])));
-      dims.Set(k, Napi::Number::New(env, static_cast<double>(v.dims[k])));
-    }
-    o.Set("depths", depths);
-    o.Set("dims", dims);
-    variants.Set(i++, o);
+    o.Set("name", all[i].name);
+    o.Set("family", all[i].family);
+    o.Set("depths", numbers(all[i].depths));
+    o.Set("dims", numbers(all[i].dims));
+    variants.Set(static_cast<uint32_t>(i), o);
   }
   exports.Set("variants", variants);
 }

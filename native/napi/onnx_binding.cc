@@ -10,6 +10,7 @@
 
 #include "errors.h"
 #include "model/network.h"
+#include "model/registry.h"
 #include "model/safetensors.h"
 #include "napi/handles.h"
 #include "onnx/export.h"
@@ -191,7 +192,7 @@ Napi::Value ExportOnnx(const Napi::CallbackInfo& info) {
     job->has_head = o.Has("head");
     job->has_in_chans = o.Has("inChans");
     job->has_outputs = o.Has("outputs");
-    if (job->has_variant) n.backbone.variant = convnext_variant(GetString(o, "variant", "")).name;
+    if (job->has_variant) n.backbone.variant = find_variant(GetString(o, "variant", "")).name;
     if (job->has_head) n.head.kind = parse_head_kind(GetString(o, "head", ""));
     n.backbone.in_chans = GetInt(o, "inChans", 3);
     n.head.outputs = GetInt(o, "outputs", 2);

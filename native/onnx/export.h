@@ -1,11 +1,10 @@
-// ONNX export of a Network (ConvNeXt backbone + head), written by our own encoder (onnx_model.h).
+// ONNX export of a Network (a backbone of any registered family + head), written by our own encoder (onnx_model.h).
 //
-// The graph has eval semantics (no drop path, BatchNorm with running statistics, no dropout) and mirrors
-// native/model/convnext.cc: Conv stem, LayerNormalization over channels (Transpose to NHWC and back),
-// depthwise 7×7 Conv (group = C), the MLP as 1×1 Conv (atto … nano) or MatMul + Add in NHWC, GELU as
-// x·½·(1 + erf(x/√2)) (or the opset-20 Gelu op), layer scale γ as Mul, residual Add; global mean,
-// LayerNormalization and the head. Weights come from a state dict with timm's names (a live model's
-// state_dict(), a safetensors weights file, a checkpoint), so the exporter needs no model object.
+// The exporter knows no model: it builds the network's structure (weights not initialised), asks it for its nodes
+// (NetworkImpl::emit_onnx → the family's layers, native/model/), and writes the file with its inputs, outputs and
+// metadata. The graph has eval semantics (no drop path, BatchNorm with running statistics, no dropout). Weights come
+// from a state dict with timm's names (a live model's state_dict(), a safetensors weights file, a checkpoint),
+// checked tensor by tensor against the layers that take them.
 #pragma once
 
 #include <cstdint>

@@ -2,7 +2,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConvNeXt } from '../../lib/model.js';
-import { native } from '../../lib/native.js';
+import { native, type NativeModel } from '../../lib/native.js';
 import { python } from '../helpers/python.js';
 import { tempDir } from '../helpers/tmp.js';
 import { blobDataset } from './fixtures.js';
@@ -20,6 +20,7 @@ m = timm.create_model(variant, num_classes=classes, pretrained=False).eval()
 with torch.no_grad():
     for name, p in m.named_parameters():
         if name.endswith('gamma'): p.uniform_(0.2, 0.8)
+        elif '.grn.' in name and name.endswith('weight'): p.normal_(0, 0.5)  # ConvNeXt V2's GRN (zero in timm's init)
         elif 'norm' in name and name.endswith('weight'): p.uniform_(0.5, 1.5)
         elif name.endswith('bias'): p.normal_(0, 0.05)
 sd = {k: v.contiguous() for k, v in m.state_dict().items()}
@@ -36,16 +37,57 @@ function floats(path: string): Float32Array {
   return new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4);
 }
 
-describe('ConvNeXt family', () => {
-  it('lists the nine variants of the paper', () => {
-    expect(addon.variants.map((v) => v.name)).toEqual([
-      'convnext_atto', 'convnext_femto', 'convnext_pico', 'convnext_nano', 'convnext_tiny',
-      'convnext_small', 'convnext_base', 'convnext_large', 'convnext_xlarge',
-    ]);
+const V1 = ['convnext_atto', 'convnext_femto', 'convnext_pico', 'convnext_nano', 'convnext_tiny',
+  'convnext_small', 'convnext_base', 'convnext_large', 'convnext_xlarge'];
+const V2 = ['convnextv2_atto', 'convnextv2_femto', 'convnextv2_pico', 'convnextv2_nano', 'convnextv2_tiny',
+  'convnextv2_small', 'convnextv2_base', 'convnextv2_large', 'convnextv2_huge'];
+
+describe('model registry', () => {
+  it('lists the nine variants of each family: ConvNeXt V1, then V2, with family, depths and dims', () => {
+    expect(addon.variants.map((v) => v.name)).toEqual([...V1, ...V2]);
+    expect(ConvNeXt.variants()).toEqual([...V1, ...V2]);
     expect(addon.variants.find((v) => v.name === 'convnext_large')).toEqual({
-      name: 'convnext_large', depths: [3, 3, 27, 3], dims: [192, 384, 768, 1536],
+      name: 'convnext_large', family: 'convnext', depths: [3, 3, 27, 3], dims: [192, 384, 768, 1536],
     });
+    expect(addon.variants.find((v) => v.name === 'convnextv2_huge')).toEqual({
+      name: 'convnextv2_huge', family: 'convnextv2', depths: [3, 3, 27, 3], dims: [352, 704, 1408, 2816],
+    });
+    expect(addon.variants.filter((v) => v.family === 'convnextv2').map((v) => v.name)).toEqual(V2);
   });
+
+  it('resolves V2 names in any case, bare sizes stay V1, and the model says its family, variant and head', () => {
+    expect(new addon.Model({ variant: 'CONVNEXTV2_ATTO' }).variant).toBe('convnextv2_atto');
+    expect(new addon.Model({ variant: 'tiny', head: 'regression' }).family).toBe('convnext');
+    expect(['CONVNEXTV2_ATTO', 'tiny', 'Convnext_Large', 'convnext_huge'].map((n) => ConvNeXt.resolveVariant(n)))
+      .toEqual(['convnextv2_atto', 'convnext_tiny', 'convnext_large', undefined]);
+    const m = ConvNeXt.classification('ConvNeXtV2_Femto', 5);
+    expect([m.family, m.variant, m.head]).toEqual(['convnextv2', 'convnextv2_femto', 'classification']);
+    expect(m.hyperparameters()).toMatchObject({ family: 'convnextv2', variant: 'convnextv2_femto', head: 'classification' });
+    const v1 = ConvNeXt.localization('convnext_atto');
+    expect([v1.family, v1.variant, v1.head]).toEqual(['convnext', 'convnext_atto', 'localization']);
+    // V2 has no layer scale: no gamma; GRN in every block's MLP.
+    const keys = Object.keys(m.native.stateDictShapes());
+    expect(keys.some((k) => k.endsWith('.gamma'))).toBe(false);
+    expect(keys).toContain('stages.0.blocks.0.mlp.grn.weight');
+  });
+
+  it('an unknown variant names every valid one, of both families', () => {
+    for (const bad of ['convnext_huge', 'convnextv2_xlarge', 'v3_atto']) {
+      let err: unknown;
+      try {
+        new addon.Model({ variant: bad });
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toMatchObject({ code: 'HEIMDALL_UNKNOWN_VARIANT' });
+      const message = (err as Error).message;
+      expect(message).toContain(`"${bad}"`);
+      for (const name of [...V1, ...V2]) expect(message).toContain(name);
+    }
+  });
+});
+
+describe('ConvNeXt family', () => {
 
   it.each([
     ['atto', 3.7e6],
@@ -100,6 +142,9 @@ describe.each([
   ['convnext_atto', 224, 224, 3],
   ['convnext_atto', 128, 32, 4],
   ['convnext_tiny', 224, 224, 2],
+  ['convnextv2_atto', 224, 224, 3],
+  ['convnextv2_atto', 128, 32, 4],
+  ['convnextv2_tiny', 224, 224, 2],
 ])('timm parity: %s at %ix%i', (variant, h, w, batch) => {
   it('has exactly timm\'s state_dict names and shapes, and the same outputs within 1e-5', async () => {
     const dir = tempDir();
@@ -120,9 +165,20 @@ describe.each([
     expect(got.length).toBe(expected.length);
     let maxDiff = 0;
     for (let i = 0; i < got.length; i++) maxDiff = Math.max(maxDiff, Math.abs(got[i]! - expected[i]!));
+    console.log(`timm parity ${variant} ${h}x${w}: max |Δ| ${maxDiff.toExponential(2)}`);
     expect(maxDiff).toBeLessThanOrEqual(1e-5);
   });
 });
+
+/** A fresh model of `a`'s variant (another seed) loads `path` strictly and predicts exactly what `a` predicts. */
+async function expectReloadedTheSame(a: NativeModel, path: string): Promise<void> {
+  const b = new addon.Model({ variant: a.variant, head: 'localization', seed: 6 });
+  await b.loadWeights(path, { strict: true });
+  const x = new Float32Array(2 * 3 * 32 * 32).map((_, i) => Math.cos(i));
+  const pa = await new addon.Engine(a, { device: 'cpu' }).predict(x, { shape: [2, 3, 32, 32] });
+  const pb = await new addon.Engine(b, { device: 'cpu' }).predict(x, { shape: [2, 3, 32, 32] });
+  expect(Array.from(pb.positions!.data)).toEqual(Array.from(pa.positions!.data));
+}
 
 describe('weights files', () => {
   it('round-trips through safetensors and Python reads our file with timm names', async () => {
@@ -142,12 +198,32 @@ with safe_open(sys.argv[1], 'pt') as f: print(json.dumps({'keys': list(f.keys())
     expect(keys.keys).toContain('position_head.0.weight');
     expect(keys.meta['heimdall.variant']).toBe('convnext_atto');
 
-    const b = new addon.Model({ variant: 'atto', head: 'localization', seed: 6 });
-    await b.loadWeights(path, { strict: true });
-    const x = new Float32Array(2 * 3 * 32 * 32).map((_, i) => Math.cos(i));
-    const pa = await new addon.Engine(a, { device: 'cpu' }).predict(x, { shape: [2, 3, 32, 32] });
-    const pb = await new addon.Engine(b, { device: 'cpu' }).predict(x, { shape: [2, 3, 32, 32] });
-    expect(Array.from(pb.positions!.data)).toEqual(Array.from(pa.positions!.data));
+    await expectReloadedTheSame(a, path);
+  });
+
+  it('ConvNeXt V2: round-trips through safetensors with timm names and the family in the metadata', async () => {
+    const dir = tempDir();
+    const a = new addon.Model({ variant: 'convnextv2_atto', head: 'localization', seed: 5 });
+    const path = join(dir, 'v2.safetensors');
+    await a.saveWeights(path);
+    const file = JSON.parse(
+      await python(
+        `import sys, json, timm
+from safetensors import safe_open
+with safe_open(sys.argv[1], 'pt') as f: keys, meta = list(f.keys()), f.metadata()
+timm_keys = list(timm.create_model('convnextv2_atto', pretrained=False, num_classes=0).state_dict().keys())
+print(json.dumps({'keys': keys, 'meta': meta, 'timm': timm_keys}))`,
+        [path],
+      ),
+    ) as { keys: string[]; meta: Record<string, string>; timm: string[] };
+    expect(file.keys.filter((k) => !/^(position|uncertainty)_head\./.test(k)).sort()).toEqual([...file.timm].sort());
+    expect(file.meta['heimdall.variant']).toBe('convnextv2_atto');
+    expect(file.meta['heimdall.family']).toBe('convnextv2');
+
+    await expectReloadedTheSame(a, path);
+    // V1 weights do not fit V2 (no GRN, a gamma per block)
+    const v1 = new addon.Model({ variant: 'convnext_atto', head: 'localization' });
+    await expect(v1.loadWeights(path, { strict: true })).rejects.toMatchObject({ code: 'HEIMDALL_WEIGHTS_MISMATCH' });
   });
 
   it('loads a timm backbone as pretrained weights into a localization model, reporting the skipped head', async () => {
@@ -190,6 +266,20 @@ describe('torchInfo', () => {
     expect(info.cudaDevices[0]).toBe('cpu');
     expect(typeof info.cudaBuild).toBe('boolean');
   });
+});
+
+describe('ConvNeXt V2 trains through the native Engine', () => {
+  it.each(['convnextv2_atto', 'convnextv2_tiny'])('%s: finite losses that fall over a few steps on blob data', async (variant) => {
+    const model = new addon.Model({ variant, head: 'localization', seed: 7, headDropout: 0, dropPathRate: 0.1 });
+    const engine = new addon.Engine(model, { device: 'cpu', seed: 1, optimizer: { name: 'adamw', lr: 2e-3 }, threads: 2 });
+    const data = blobDataset(32, 4);
+    const losses: number[] = [];
+    for (let e = 0; e < 4; e++) await engine.trainEpoch(data, { batchSize: 16, maxEpochs: 4 }, (ev) => losses.push(ev.metrics.loss!));
+    expect(losses.length).toBe(8);
+    for (const l of losses) expect(Number.isFinite(l)).toBe(true);
+    const first = (losses[0]! + losses[1]!) / 2, last = (losses[6]! + losses[7]!) / 2;
+    expect(last).toBeLessThan(first);
+  }, 300_000);
 });
 
 describe('localization head dropout', () => {

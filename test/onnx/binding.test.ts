@@ -71,6 +71,22 @@ describe('exportOnnx through the addon', () => {
     }
   }, 300_000);
 
+  it('exports a ConvNeXt V2 weights file written by Python (nano, localization): onnxruntime-node and timm agree', async () => {
+    const c: Case = { variant: 'convnextv2_nano', head: 'localization', height: 128, width: 32, batches: [1, 3], seed: 12 };
+    const dir = tempDir();
+    const files = await makeReference(dir, c);
+    const out = join(dir, 'v2.onnx');
+    const report = await exportOnnx(files.weights, out, { inputShape: [3, 128, 32], validate: { batchSizes: [1, 3] } });
+    expect(report.variant).toBe('convnextv2_nano');
+    expect(report.validation!.passed).toBe(true);
+    console.log(`convnextv2_nano via the addon: max |Δ| ${report.validation!.maxAbs.toExponential(2)}, mean |Δ| ${report.validation!.meanAbs.toExponential(2)}`);
+    const check = await checkReference(c, { onnx: out, weights: files.weights, inputs: files.inputs });
+    for (const b of check.batches) for (const o of Object.values(b.outputs)) {
+      expect(o.ort_vs_torch.max).toBeLessThanOrEqual(MAX_ABS);
+      expect(o.ort_vs_torch.mean).toBeLessThanOrEqual(MEAN_ABS);
+    }
+  }, 300_000);
+
   it('exports a training checkpoint (optimizer and RNG state skipped), with external data when asked', async () => {
     const model = new addon.Model({ variant: 'convnext_atto', head: 'regression', outputs: 3, layerScaleInit: 0.5 });
     const engine = new addon.Engine(model, { device: 'cpu' });

@@ -150,6 +150,39 @@ describe('ONNX export: parity with timm, libtorch and ONNX Runtime', () => {
   }, SLOW);
 });
 
+describe('ONNX export: ConvNeXt V2 (GRN, no layer scale), written by its own layers', () => {
+  function worst(check: CheckReport) {
+    let max = 0, mean = 0;
+    for (const b of check.batches) for (const o of Object.values(b.outputs)) {
+      max = Math.max(max, o.ort_vs_torch.max, o.ort_vs_libtorch?.max ?? 0);
+      mean = Math.max(mean, o.ort_vs_torch.mean, o.ort_vs_libtorch?.mean ?? 0);
+    }
+    return { max, mean };
+  }
+
+  it('convnextv2_atto localization on 3×128×32, batches 1, 3 (opset 17: 1×1 Conv MLP, GRN over NCHW with ReduceL2)', async () => {
+    const c: Case = { variant: 'convnextv2_atto', head: 'localization', height: 128, width: 32, batches: [1, 3], seed: 7 };
+    const e = await exportCase(c);
+    const check = await checkReference(c, e);
+    expectParity(check, c, ['positions', 'uncertainties']);
+    console.log(`ONNX ${c.variant}: ${JSON.stringify(worst(check))}`);
+    expect(check.op_types).toContain('ReduceL2');
+    expect(check.op_types).not.toContain('MatMul');
+    expect(check.metadata).toMatchObject({ 'heimdall.variant': 'convnextv2_atto', 'heimdall.family': 'convnextv2' });
+  }, SLOW);
+
+  it('convnextv2_tiny classification on 3×96×96, batches 1, 2 (opset 18: NHWC MatMul MLP, GRN over NHWC, axes as inputs)', async () => {
+    const c: Case = { variant: 'convnextv2_tiny', head: 'classification', outputs: 6, height: 96, width: 96, batches: [1, 2], seed: 8 };
+    const e = await exportCase(c, ['--opset', '18']);
+    const check = await checkReference(c, e);
+    expectParity(check, c, ['logits']);
+    console.log(`ONNX ${c.variant}: ${JSON.stringify(worst(check))}`);
+    expect(check.opsets).toEqual({ 'ai.onnx': 18 });
+    expect(check.op_types).toContain('ReduceL2');
+    expect(check.op_types).toContain('MatMul');
+  }, SLOW);
+});
+
 describe('ONNX export: external data for models over 2 GB', () => {
   it('writes weights to a relative side file when over the threshold; checker and ONNX Runtime load it after a move', async () => {
     const c: Case = { variant: 'convnext_atto', head: 'classification', outputs: 5, height: 64, width: 64, batches: [1, 4], seed: 6 };

@@ -18,6 +18,7 @@
 
 #include "errors.h"
 #include "model/network.h"
+#include "model/registry.h"
 #include "model/safetensors.h"
 #include "onnx/export.h"
 
@@ -100,7 +101,7 @@ int main(int argc, char** argv) {
   try {
     TensorFile file = load_safetensors(weights_path);
     NetworkOptions net = network_options_from_metadata(file.metadata, NetworkOptions{});
-    if (!variant.empty()) net.backbone.variant = convnext_variant(variant).name;
+    if (!variant.empty()) net.backbone.variant = find_variant(variant).name;
     if (!head.empty()) net.head.kind = parse_head_kind(head);
     if (outputs > 0) net.head.outputs = outputs;
     if (in_chans > 0) net.backbone.in_chans = in_chans;
