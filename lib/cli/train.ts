@@ -15,11 +15,9 @@ function backboneList(): string {
   return ConvNeXt.variants().map((v) => v.toUpperCase()).join(', ');
 }
 
-/** `CONVNEXT_TINY`, `convnext_tiny`, `tiny` → `convnext_tiny`; anything else lists the registered variants. */
+/** `CONVNEXT_TINY`, `convnextv2_atto`, `tiny` → the registered name (ConvNeXt.resolveVariant); else lists them. */
 const backbone = z.string().transform((s, ctx) => {
-  const names = ConvNeXt.variants();
-  const key = s.toLowerCase();
-  const name = names.find((n) => n === key || n === `convnext_${key}`);
+  const name = ConvNeXt.resolveVariant(s);
   if (!name) {
     ctx.addIssue({ code: 'custom', message: `unknown backbone "${s}"; valid: ${backboneList()}` });
     return z.NEVER;
@@ -36,7 +34,7 @@ const atLeast = (min: number) => (n: number) => n >= min;
  */
 export const trainFlagsSchema = z
   .object({
-    backbone: flag(backbone.prefault('convnext_large'), 'model variant, any case (CONVNEXT_ATTO, convnext_atto, atto; listed below)', { arg: 'name' }),
+    backbone: flag(backbone.prefault('convnext_large'), 'model variant, any case (CONVNEXT_ATTO, convnextv2_tiny, atto; listed below)', { arg: 'name' }),
     pretrained: flag(z.string().optional(), 'safetensors weights (timm names) for the backbone', { arg: 'file' }),
     freezeBackbone: flag(z.boolean().default(false), 'train the heads only', { negate: 'train the whole network' }),
     headDropout: flag(z.number().min(0).lt(1).optional(), 'dropout of the position and uncertainty MLPs, 0 ≤ p < 1 (default: 0.3 then 0.2, as the reference)', { arg: 'p' }),

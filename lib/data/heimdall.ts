@@ -44,14 +44,14 @@ export const syntheticOptionsSchema = z.object({
   clutterDb: range.optional(),
   /** Keep generated features in memory (filled on first use, or all at once with materialize()). */
   cache: z.boolean().default(true),
-  augment: augmentOptionsSchema.partial().optional(),
+  augment: augmentOptionsSchema.prefault({}),
 });
 export type SyntheticOptions = z.input<typeof syntheticOptionsSchema>;
 
 export const directoryOptionsSchema = z.object({
   ...moduleOptions,
   cache: z.boolean().default(true),
-  augment: augmentOptionsSchema.partial().optional(),
+  augment: augmentOptionsSchema.prefault({}),
 });
 export type DirectoryOptions = z.input<typeof directoryOptionsSchema>;
 

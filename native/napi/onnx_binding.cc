@@ -170,8 +170,9 @@ Napi::Value ExportOnnx(const Napi::CallbackInfo& info) {
     Napi::Object o = OptionsArg(info, 2);
 
     OnnxExportOptions& x = job->options;
-    x.opset = GetInt(o, "opset", 17);
-    x.gelu_op = GetBool(o, "geluOp", false);
+    // lib/onnx/export.ts sends complete options (exportOnnxOptionsSchema); the fallbacks are OnnxExportOptions' own.
+    x.opset = GetInt(o, "opset", x.opset);
+    x.gelu_op = GetBool(o, "geluOp", x.gelu_op);
     x.input_name = GetString(o, "inputName", "");
     x.input_shape = GetIntArray(o, "inputShape", {});
     x.heimdall_version = GetString(o, "heimdallVersion", HEIMDALL_VERSION);
@@ -194,15 +195,17 @@ Napi::Value ExportOnnx(const Napi::CallbackInfo& info) {
     job->has_outputs = o.Has("outputs");
     if (job->has_variant) n.backbone.variant = find_variant(GetString(o, "variant", "")).name;
     if (job->has_head) n.head.kind = parse_head_kind(GetString(o, "head", ""));
-    n.backbone.in_chans = GetInt(o, "inChans", 3);
-    n.head.outputs = GetInt(o, "outputs", 2);
-    n.head.sigma_min = GetNumber(o, "sigmaMin", 0.01);
-    n.head.sigma_max = GetNumber(o, "sigmaMax", 1.0);
+    // Absent fields keep NetworkOptions' own defaults (then a weights file's metadata overrides them).
+    n.backbone.in_chans = GetInt(o, "inChans", n.backbone.in_chans);
+    n.head.outputs = GetInt(o, "outputs", n.head.outputs);
+    n.head.sigma_min = GetNumber(o, "sigmaMin", n.head.sigma_min);
+    n.head.sigma_max = GetNumber(o, "sigmaMax", n.head.sigma_max);
 
     if (o.Has("validate") && o.Get("validate").IsObject()) {
       Napi::Object v = o.Get("validate").As<Napi::Object>();
-      job->validate_batches = GetIntArray(v, "batchSizes", {1, 4});
-      job->seed = static_cast<uint64_t>(GetInt(v, "seed", 0));
+      job->validate_batches = GetIntArray(v, "batchSizes", {});
+      if (job->validate_batches.empty()) throw heimdall::Error(kErrInvalidArgument, "validate.batchSizes must list at least one batch size");
+      job->seed = static_cast<uint64_t>(GetInt(v, "seed", static_cast<int64_t>(job->seed)));
       for (int64_t b : job->validate_batches)
         if (b < 1 || b > 1024) throw heimdall::Error(kErrInvalidArgument, "validate.batchSizes must be in [1, 1024]");
     }

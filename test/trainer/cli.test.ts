@@ -198,6 +198,22 @@ print([list(o.shape) for o in out])`,
     expect(shapes.trim()).toBe('[[3, 2], [3, 2]]');
   });
 
+  it('trains ConvNeXt V2 (--backbone CONVNEXTV2_ATTO): the run names its family and variant, the ONNX export passes', async () => {
+    const dir = tempDir();
+    const r = await cli(['train', '--backbone', 'CONVNEXTV2_ATTO', '--epochs', '1', '--samples', '100', '--batch-size', '16', '--run-name', 'cli-v2'], dir);
+    expect(r.stderr).not.toMatch(/Error/);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/onnxruntime-node .* → PASSED/);
+    const runs = JSON.parse(await python(READ_RUN, [`sqlite:///${join(dir, 'mlflow.db')}`])) as Array<Record<string, any>>;
+    const run = runs[0]!;
+    expect(run.status).toBe('FINISHED');
+    expect(run.params['model/variant']).toBe('convnextv2_atto');
+    expect(run.params['model/family']).toBe('convnextv2');
+    expect(run.tags.model).toBe('convnextv2_atto · localization');
+    expect(Number.isFinite(run.metrics['val/loss'])).toBe(true);
+    expect(run.artifacts).toEqual(expect.arrayContaining(['model/MLmodel', 'model/model.onnx']));
+  });
+
   it('Ctrl-C mid-fit: stops at a batch boundary, writes a checkpoint, ends the run KILLED, exits 130', async () => {
     const dir = tempDir();
     let sent = false;

@@ -173,7 +173,7 @@ export class MLflowLogger extends Callback {
 
 /** The run's `model` tag: what was trained, `<variant> · <head>` (e.g. `convnext_atto · localization`). */
 export function modelTag(model: { readonly variant: string; readonly head: string }): string {
-  return `${model.variant} · ${model.head}`;
+  return `${model.variant} · ${model.head}`; // the variant names its family (convnext_atto, convnextv2_atto)
 }
 
 /** `weightDecay` → `weight_decay`: parameter keys as the CLI's flags read. */

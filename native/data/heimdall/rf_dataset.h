@@ -17,6 +17,7 @@
 
 namespace heimdall {
 
+// Defaults for C++ callers; they equal lib/data/heimdall.ts' augmentOptionsSchema, which the binding always receives complete.
 struct AugmentConfig {
   double noise_probability = 0.3;
   double noise_std = 0.05;  // in normalised feature units (0.05 × scale_db 20 = 1 dB)
