@@ -12,6 +12,8 @@ import type { RunStatus, TrackingStore } from './types.js';
 
 /** Operations (chunks of up to 4096 points) held in memory before overflowing to the spool. */
 const MAX_QUEUED_OPS = 256;
+/** Operations held in memory when the spool cannot be written (a full disk) before their points are dropped. */
+const MAX_HELD_OPS = 4096;
 
 interface FlushWaiter { id: number; seq: number; timer: NodeJS.Timeout; persist: boolean }
 
@@ -31,9 +33,16 @@ export class Delivery {
   private flushWaiters: FlushWaiter[] = [];
   private repos = new Map<string, ArtifactRepository>();
   private retryTimer: NodeJS.Timeout | null = null;
+  /** The last spool write failed (full disk): operations are held in `queue`, behind the spool. */
+  private spoolWriteFailed = false;
+  /** Metric points dropped from memory while the spool could not be written. */
+  private droppedInMemory = 0;
 
   constructor(private readonly store: TrackingStore, private readonly cfg: TrackerConfig, private readonly post: (m: FromWorker) => void) {
-    this.spool = new Spool(cfg.spoolDir, cfg.trackingUri, cfg.spoolMaxBytes);
+    this.spool = new Spool(cfg.spoolDir, cfg.trackingUri, cfg.spoolMaxBytes, (message) => {
+      this.errors.push(message);
+      this.post({ t: 'warn', message });
+    });
   }
 
   /** Adopts what earlier trackers left in the spool, and starts delivering. */
@@ -48,8 +57,13 @@ export class Delivery {
 
   /** Takes the tracker's next operations, in order. */
   enqueue(items: QueueItem[]): void {
-    if (this.spooling) this.spoolItems(items);
-    else {
+    if (this.spooling) {
+      // Operations held in memory after a failed spool write go to the spool first (order), or stay with these.
+      if (this.queue.length) {
+        if (this.spoolItems([...this.queue, ...items])) this.queue = [];
+        else this.holdInMemory(items);
+      } else if (!this.spoolItems(items)) this.holdInMemory(items);
+    } else {
       this.queue.push(...items);
       // A backend slower than the training for long: keep memory bounded, overflow to the (bounded) spool.
       if (this.queue.length > MAX_QUEUED_OPS) {
@@ -78,16 +92,44 @@ export class Delivery {
     if (this.wake) { const w = this.wake; this.wake = null; w(); }
   }
 
-  private spoolItems(items: QueueItem[]): void {
-    // Items partially delivered keep only their undelivered part.
-    this.spool.append(items.map((it) => ({ ...remaining(it), q: it.seq, o: this.spool.id })));
+  /** Writes items to the spool; false (and reported once) when the write failed — the caller keeps them. */
+  private spoolItems(items: QueueItem[]): boolean {
+    try {
+      // Items partially delivered keep only their undelivered part.
+      this.spool.append(items.map((it) => ({ ...remaining(it), q: it.seq, o: this.spool.id })));
+    } catch (e) {
+      if (!this.spoolWriteFailed) {
+        const msg = `cannot write the spool ${this.spool.dir} (${(e as NodeJS.ErrnoException).code ?? toSafeError(e).message}): operations are kept in memory until the backend is back; what is still undelivered at close() is lost with this process`;
+        this.errors.push(msg);
+        this.post({ t: 'warn', message: msg });
+      }
+      this.spoolWriteFailed = true;
+      return false;
+    }
+    this.spoolWriteFailed = false;
     this.spooledSeq = Math.max(this.spooledSeq, items.length ? items[items.length - 1]!.seq : 0);
+    return true;
   }
 
-  /** Moves the whole in-memory queue to the spool, which from now on delivers in order. */
+  /**
+   * Keeps items the spool could not take in memory, after those already held (delivered after the spool, in
+   * order). Memory is bounded too: beyond MAX_HELD_OPS the oldest held operations lose their metric points
+   * (counted as dropped); params, tags, run ends and uploads are kept.
+   */
+  private holdInMemory(items: QueueItem[]): void {
+    this.queue.push(...items);
+    for (let i = 0; this.queue.length > MAX_HELD_OPS && i < this.queue.length - MAX_HELD_OPS; i++) {
+      const it = this.queue[i]!;
+      if (it.op.k === 'log' && it.op.metrics.length > it.mOff) {
+        this.droppedInMemory += it.op.metrics.length - it.mOff;
+        it.mOff = it.op.metrics.length;
+      }
+    }
+  }
+
+  /** Moves the whole in-memory queue to the spool, which from now on delivers in order (if the spool takes it). */
   private spoolQueue(): void {
-    this.spoolItems(this.queue);
-    this.queue = [];
+    if (this.spoolItems(this.queue)) this.queue = [];
     this.spooling = true;
   }
 
@@ -222,7 +264,7 @@ export class Delivery {
     const report: FlushReport = {
       complete,
       undelivered,
-      dropped: { ...this.spool.dropped },
+      dropped: { ...this.spool.dropped, metrics: this.spool.dropped.metrics + this.droppedInMemory },
       errors: this.errors.splice(0),
       spoolDir: complete || this.spool.isEmpty ? null : this.spool.dir,
       uploaded: this.uploaded.splice(0),

@@ -54,6 +54,20 @@ function pidAlive(pid: number): boolean {
 
 interface Segment { file: string; n: number }
 
+/** One spool line back to its operation (±Infinity and NaN are stored as '__num:…'); null when it is not one. */
+function parseOp(line: string): SpoolOp | null {
+  try {
+    const op = JSON.parse(line, (_k, v) => (typeof v === 'string' && v.startsWith('__num:') ? Number(v.slice(6)) : v)) as SpoolOp;
+    if (!op || typeof op !== 'object' || typeof op.runId !== 'string') return null;
+    if (op.k === 'log') return Array.isArray(op.metrics) && Array.isArray(op.params) && Array.isArray(op.tags) ? op : null;
+    if (op.k === 'end') return typeof op.status === 'string' ? op : null;
+    if (op.k === 'art') return typeof op.local === 'string' && typeof op.root === 'string' ? op : null;
+    return null;
+  } catch {
+    return null;
+  }
+}
+
 export class Spool {
   readonly root: string;
   readonly dir: string;
@@ -67,8 +81,13 @@ export class Spool {
   /** Operations dropped because the spool was full. */
   readonly dropped = emptyCounts();
   private created = false;
+  /** Lines of the spool that could not be read back (torn by a crash or a full disk), skipped. */
+  corruptLines = 0;
+  /** Called once per spool file with corrupt lines, and once when an append fails. */
+  private readonly warn: (message: string) => void;
 
-  constructor(spoolDir: string, trackingUri: string, maxBytes: number) {
+  constructor(spoolDir: string, trackingUri: string, maxBytes: number, warn: (message: string) => void = () => {}) {
+    this.warn = warn;
     this.root = join(resolve(spoolDir), storeKey(trackingUri));
     this.id = `${process.pid}-${randomUUID().slice(0, 8)}`;
     this.dir = join(this.root, this.id);
@@ -145,11 +164,12 @@ export class Spool {
     if (this.writeSeg === null || this.sealed.has(this.writeSeg)) this.writeSeg = ++this.seq;
     const lines: string[] = [];
     let size = 0;
+    let dropped = 0;
     for (const op of ops) {
       let line = JSON.stringify(op, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? `__num:${v}` : v));
       if (this.bytes + size + line.length + 1 > this.maxBytes) {
         if (op.k === 'log' && op.metrics.length) {
-          this.dropped.metrics += op.metrics.length;
+          dropped += op.metrics.length;
           if (!op.params.length && !op.tags.length) continue;
           line = JSON.stringify({ ...op, metrics: [] });
         }
@@ -157,9 +177,17 @@ export class Spool {
       lines.push(line);
       size += line.length + 1;
     }
-    if (!lines.length) return;
+    if (!lines.length) { this.dropped.metrics += dropped; return; }
     const file = join(this.dir, `seg-${String(this.writeSeg).padStart(8, '0')}.jsonl`);
-    appendFileSync(file, lines.join('\n') + '\n');
+    try {
+      appendFileSync(file, lines.join('\n') + '\n');
+    } catch (e) {
+      // A full disk (ENOSPC) or an I/O error may leave a torn last line: never append after it (reading skips
+      // it), and let the caller keep the operations in memory.
+      this.sealed.add(this.writeSeg);
+      throw e;
+    }
+    this.dropped.metrics += dropped;
     this.bytes += size;
     // keep segments small enough to read whole
     if (statSync(file).size > 8 * 1024 * 1024) this.sealed.add(this.writeSeg);
@@ -173,17 +201,42 @@ export class Spool {
     const seg = this.segmentsOf(this.dir)[0];
     if (!seg) return null;
     this.sealed.add(seg.n);
-    const text = readFileSync(seg.file, 'utf8');
-    const lines = text.split('\n').filter((l) => l.length > 0);
+    const ops = this.readSegment(seg.file);
     let start = 0;
     try { start = Number(readFileSync(seg.file.replace(/\.jsonl$/, '.pos'), 'utf8')) || 0; } catch { start = 0; }
-    const ops = lines.map((l) => JSON.parse(l, (_k, v) => (typeof v === 'string' && v.startsWith('__num:') ? Number(v.slice(6)) : v)) as SpoolOp);
     return { n: seg.n, ops, start };
+  }
+
+  /**
+   * The operations of one segment file. A line that does not parse (torn by SIGKILL, power loss or a full disk
+   * mid-append) is skipped, counted and reported once, and the file is rewritten without it so that the
+   * delivered-lines count (`.pos`) keeps meaning the same lines.
+   */
+  private readSegment(file: string): SpoolOp[] {
+    const lines = readFileSync(file, 'utf8').split('\n').filter((l) => l.length > 0);
+    const ops: SpoolOp[] = [];
+    const good: string[] = [];
+    for (const l of lines) {
+      const op = parseOp(l);
+      if (op) { ops.push(op); good.push(l); }
+    }
+    const bad = lines.length - good.length;
+    if (bad > 0) {
+      this.corruptLines += bad;
+      this.warn(`spool file ${file}: ${bad} unreadable line(s) (torn by a crash or a full disk) skipped; the rest is delivered`);
+      try {
+        const tmpFile = `${file}.rewrite`;
+        writeFileSync(tmpFile, good.length ? good.join('\n') + '\n' : '');
+        renameSync(tmpFile, file);
+      } catch { /* read-only or full: skipped again (and reported again) next time */ }
+    }
+    return ops;
   }
 
   /** Records that the first `delivered` operations of segment `n` are stored. */
   advance(n: number, delivered: number): void {
-    writeFileSync(join(this.dir, `seg-${String(n).padStart(8, '0')}.pos`), String(delivered));
+    // A failed write (full disk) only means those lines are delivered again: delivery is idempotent.
+    try { writeFileSync(join(this.dir, `seg-${String(n).padStart(8, '0')}.pos`), String(delivered)); } catch { /* redelivered */ }
   }
 
   /** Removes a fully delivered segment. */
@@ -202,7 +255,10 @@ export class Spool {
       const lines = readFileSync(seg.file, 'utf8').split('\n').filter(Boolean);
       let start = 0;
       try { start = Number(readFileSync(seg.file.replace(/\.jsonl$/, '.pos'), 'utf8')) || 0; } catch { start = 0; }
-      for (const l of lines.slice(start)) countOp(c, JSON.parse(l) as SpoolOp);
+      for (const l of lines.slice(start)) {
+        const op = parseOp(l);
+        if (op) countOp(c, op);
+      }
     }
     return c;
   }
@@ -211,7 +267,9 @@ export class Spool {
   release(): void {
     if (!this.created) return;
     if (this.isEmpty) { this.cleanupIfEmpty(); return; }
-    writeFileSync(join(this.dir, 'owner.json'), JSON.stringify({ pid: process.pid, since: Date.now(), released: true }));
+    try {
+      writeFileSync(join(this.dir, 'owner.json'), JSON.stringify({ pid: process.pid, since: Date.now(), released: true }));
+    } catch { /* full disk: adopted once this process is gone */ }
   }
 
   /** Removes this tracker's directory when nothing is left in it. */
