@@ -8,7 +8,32 @@ import { isRetryable, toSafeError } from './errors.js';
 import type { FlushReport, FromWorker } from './protocol.js';
 import { backoffMs, timerMs } from './rest/http.js';
 import { Spool, addCounts, countOp, emptyCounts } from './spool.js';
-import type { RunStatus, TrackingStore } from './types.js';
+import type { LogBatch, RunStatus, TrackingStore } from './types.js';
+
+interface Refusal { what: string; message: string }
+
+const batchSize = (b: LogBatch) => b.metrics.length + b.params.length + b.tags.length;
+
+/** "metric 'loss' (step 3)", "param 'lr'", or "12 item(s)" (what a refusal is about). */
+function describeBatch(b: LogBatch): string {
+  if (batchSize(b) > 1) return `${b.metrics.length} metric point(s), ${b.params.length} param(s), ${b.tags.length} tag(s)`;
+  if (b.metrics.length) return `metric '${b.metrics[0]!.key}' (step ${b.metrics[0]!.step})`;
+  if (b.params.length) return `param '${b.params[0]!.key}'`;
+  return b.tags.length ? `tag '${b.tags[0]!.key}'` : 'empty batch';
+}
+
+/** A batch cut into two halves (params, tags, then metrics, in order). */
+function splitBatch(b: LogBatch): [LogBatch, LogBatch] {
+  const all = [...b.params.map((p) => ['p', p] as const), ...b.tags.map((t) => ['t', t] as const), ...b.metrics.map((m) => ['m', m] as const)];
+  const half = Math.ceil(all.length / 2);
+  const make = (part: typeof all): LogBatch => ({
+    runId: b.runId,
+    params: part.flatMap(([k, v]) => (k === 'p' ? [v] : [])),
+    tags: part.flatMap(([k, v]) => (k === 't' ? [v] : [])),
+    metrics: part.flatMap(([k, v]) => (k === 'm' ? [v] : [])),
+  });
+  return [make(all.slice(0, half)), make(all.slice(half))];
+}
 
 /** Operations (chunks of up to 4096 points) held in memory before overflowing to the spool. */
 const MAX_QUEUED_OPS = 256;
@@ -175,7 +200,7 @@ export class Delivery {
     try {
       if (head.op.k === 'log') {
         const nb = nextBatch(items, this.store.limits)!;
-        await this.store.logBatch(nb.batch);
+        await this.logBatchIsolating(nb.batch);
         return applyTakes(items, nb.takes);
       }
       if (head.op.k === 'end') {
@@ -197,6 +222,49 @@ export class Delivery {
       if (head.op.k === 'log') return applyTakes(items, nextBatch(items, this.store.limits)!.takes);
       return 1;
     }
+  }
+
+  /**
+   * Stores a batch; when the store refuses it (not retryable), halves it until the refused items are alone, so
+   * that one bad item (a param changed on a resumed run, a point an older version spooled) costs only itself:
+   * each is reported, everything else is stored. A refusal of the whole batch for one reason (a deleted run)
+   * is found in O(log n) calls and reported once. A retryable failure midway retries the whole batch later
+   * (writes are idempotent).
+   */
+  private async logBatchIsolating(batch: LogBatch): Promise<void> {
+    for (const r of await this.isolate(batch)) {
+      const msg = `${r.what} of run ${batch.runId} refused: ${r.message}`;
+      this.errors.push(msg);
+      this.post({ t: 'warn', message: msg });
+    }
+  }
+
+  /** The refused parts of `batch` (each with the store's reason); `all` when nothing of it was stored. */
+  private async isolate(batch: LogBatch): Promise<Refusal[] & { all?: boolean }> {
+    let message: string;
+    try {
+      await this.store.logBatch(batch);
+      return [];
+    } catch (e) {
+      if (isRetryable(e)) throw e;
+      message = toSafeError(e).message;
+    }
+    const whole = (): Refusal[] & { all?: boolean } => Object.assign([{ what: describeBatch(batch), message }], { all: true });
+    if (batchSize(batch) <= 1) return whole();
+    const [a, b] = splitBatch(batch);
+    const ra = await this.isolate(a);
+    if (ra.all && ra.length === 1 && ra[0]!.message === message) {
+      // The first half failed as a whole for the same reason: probably the whole batch's (its run's) problem.
+      try {
+        await this.store.logBatch(b);
+        return ra;
+      } catch (e) {
+        if (isRetryable(e)) throw e;
+        if (toSafeError(e).message === message) return whole();
+      }
+    }
+    const rb = await this.isolate(b);
+    return Object.assign([...ra, ...rb], { all: ra.all === true && rb.all === true });
   }
 
   private async deliverQueue(): Promise<void> {

@@ -6,11 +6,11 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, inject, it } from 'vitest';
 import { MLflowTracker } from '../../lib/tracking/index.js';
 import { storeKey } from '../../lib/tracking/spool.js';
 import { cleanupTmp, tmp, trackerOptions } from './helpers/scenario.js';
-import { startPostgres } from './helpers/services.js';
+import { createPgDatabase, startPostgres } from './helpers/services.js';
 
 afterAll(cleanupTmp);
 
@@ -111,5 +111,65 @@ describe('finding 3: a torn spool line, a full disk', () => {
       await server.destroy();
       full.unmount();
     }
+  });
+});
+
+describe('finding 5: one bad item never costs the batch', () => {
+  const stores: [string, () => Promise<string>][] = [
+    ['postgresql', () => createPgDatabase(inject('pgUri'), 'badItem')],
+    ['rest', async () => inject('mlflowUri')],
+  ];
+
+  it.each(stores)('%s: bad points are refused at the call, a fractional timestamp is truncated, the rest of the batch lands', async (_kind, makeUri) => {
+    const uri = await makeUri();
+    const t = new MLflowTracker(trackerOptions(uri, { experimentName: `bad-item-${Date.now()}`, artifactUri: join(tmp('a'), 'art') }));
+    const runId = await t.startRun({ runName: 'bad-item' });
+    for (let s = 0; s < 100; s++) {
+      if (s === 50) t.logMetric('m', s, s, 1_700_000_000_000.75); // performance.now()-style: truncated like Python's int()
+      else t.logMetric('m', s, s, 1_700_000_000_000 + s);
+    }
+    t.logMetric('special', NaN, 0, 1_700_000_000_000); // NaN is a legal metric value
+    expect(() => t.logMetric('m', 1, 1, -5)).toThrow(/Invalid timestamp -5 for metric 'm'/);
+    expect(() => t.logMetric('m', 1, 1, NaN)).toThrow(/Invalid timestamp NaN/);
+    expect(() => t.logMetric('m', 1, 1.5)).toThrow(/step must be an integer/);
+    expect(() => t.logMetrics({ ok: 1, m: 2 }, 3, Infinity)).toThrow(/Invalid timestamp Infinity/);
+    expect(() => t.logMetric('m', '1' as unknown as number, 1)).toThrow(/value must be a number/);
+    const r = await t.flush();
+    expect(r.complete, JSON.stringify(r)).toBe(true);
+    expect(r.errors).toEqual([]);
+    const hist = await t.getMetricHistory('m', runId);
+    expect(hist.map((h) => h.step)).toEqual(Array.from({ length: 100 }, (_, s) => s));
+    expect(hist[50]!.timestamp).toBe(1_700_000_000_000);
+    expect(Number.isNaN((await t.getMetricHistory('special', runId))[0]!.value)).toBe(true);
+    expect((await t.getMetricHistory('ok', runId)).length).toBe(0);
+    await t.close();
+  });
+
+  it.each(stores)('%s: a param changed behind the tracker\'s back is refused alone; same value again is no error', async (_kind, makeUri) => {
+    const uri = await makeUri();
+    const experimentName = `param-conflict-${Date.now()}`;
+    const t1 = new MLflowTracker(trackerOptions(uri, { experimentName, artifactUri: join(tmp('a'), 'art') }));
+    const runId = await t1.startRun({ runName: 'resumed-twice' });
+    await t1.close({ status: 'KILLED' });
+    // Two trackers resume the run (as after a crash with lr=0.1 still in the spool): neither knows the other's params.
+    const a = new MLflowTracker(trackerOptions(uri, { experimentName }));
+    const b = new MLflowTracker(trackerOptions(uri, { experimentName }));
+    await a.startRun({ runId });
+    await b.startRun({ runId });
+    a.logParams({ lr: 0.1, epochs: 10 });
+    expect((await a.flush()).complete).toBe(true);
+    // one batch: a conflicting param, an identical param, a new param, 500 points, a tag
+    b.logParams({ lr: 0.2, epochs: 10, batch: 32 });
+    for (let s = 0; s < 500; s++) b.logMetric('loss', 1 / (s + 1), s, 1_700_000_000_000 + s);
+    b.setTag('note', 'kept');
+    const r = await b.flush();
+    expect(r.errors.length, r.errors.join('\n')).toBe(1);
+    expect(r.errors[0]).toMatch(/^param 'lr' of run [0-9a-f]{32} refused: .*Changing param values is not allowed/);
+    const info = await b.getRunInfo(runId);
+    expect(info.params).toEqual({ lr: '0.1', epochs: '10', batch: '32' });
+    expect(info.tags.note).toBe('kept');
+    expect((await b.getMetricHistory('loss', runId)).length).toBe(500);
+    await a.close();
+    await b.close();
   });
 });
