@@ -10,6 +10,7 @@ import {
   appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync,
 } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { isSecretKey } from '../config.js';
 import type { Metric } from './types.js';
 
 /** One logging operation as stored in the spool (and in the worker's queue). */
@@ -36,11 +37,31 @@ export function countOp(c: PendingCounts, op: SpoolOp, sign = 1): void {
   else c.artifacts += sign;
 }
 
-/** A key for the backend (URI without credentials), so that a spool is only delivered to its own store. */
+/**
+ * A key for the backend, so that a spool is only delivered to its own store: a readable slug of the URI without
+ * credentials and without its query (which may hold `?password=`), and a hash of the URI with its user info
+ * and secret query values removed. The key names a folder that messages print, so no secret may reach it.
+ */
 export function storeKey(trackingUri: string): string {
-  const clean = trackingUri.replace(/\/\/[^/@]*@/, '//');
-  const slug = clean.replace(/[^A-Za-z0-9]+/g, '_').slice(0, 40);
+  const clean = withoutSecrets(trackingUri);
+  const slug = clean.replace(/[?#].*$/, '').replace(/[^A-Za-z0-9]+/g, '_').slice(0, 40);
   return `${slug}-${createHash('sha256').update(clean).digest('hex').slice(0, 12)}`;
+}
+
+/** The URI without user info and with the values of secret-named query parameters removed. */
+function withoutSecrets(uri: string): string {
+  const noUser = uri.replace(/\/\/[^/@]*@/, '//');
+  const q = noUser.indexOf('?');
+  if (q < 0) return noUser;
+  const query = noUser.slice(q + 1).split('&').map((kv) => {
+    const name = decodeURIComponentSafe(kv.split('=')[0]!);
+    return isSecretKey(name) || /^(sig|signature|x-amz-signature|x-amz-credential|x-amz-security-token)$/i.test(name) ? `${kv.split('=')[0]}=` : kv;
+  });
+  return `${noUser.slice(0, q)}?${query.join('&')}`;
+}
+
+function decodeURIComponentSafe(s: string): string {
+  try { return decodeURIComponent(s); } catch { return s; }
 }
 
 function pidAlive(pid: number): boolean {

@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { MLflowTracker } from '../../lib/tracking/index.js';
-import { storeKey } from '../../lib/tracking/spool.js';
+import { isSecretKey, redact } from '../../lib/config.js';
+import { Spool, storeKey } from '../../lib/tracking/spool.js';
 import { cleanupTmp, tmp, trackerOptions } from './helpers/scenario.js';
 import { createPgDatabase, startPostgres } from './helpers/services.js';
 
@@ -171,5 +172,48 @@ describe('finding 5: one bad item never costs the batch', () => {
     expect((await b.getMetricHistory('loss', runId)).length).toBe(500);
     await a.close();
     await b.close();
+  });
+});
+
+describe('finding 9: redaction gaps', () => {
+  it('a password after an empty user name is redacted', () => {
+    const text = 'GET https://:tok-Abc123xyz@mlflow.example/api failed; db postgresql://:pw-Abc123xyz@h:5432/db down';
+    const r = redact(text);
+    expect(r).not.toContain('tok-Abc123xyz');
+    expect(r).not.toContain('pw-Abc123xyz');
+    expect(r).toContain('https://:***@mlflow.example/api');
+    expect(r).toContain('postgresql://:***@h:5432/db');
+  });
+
+  it('secret_key, private_key, secretKey, privateKey are secret names; key, max_tokens, keys are not', () => {
+    for (const k of ['secret_key', 'private_key', 'secretKey', 'privateKey', 'aws/secret_key', 'ssh.private-key', 'SECRET_KEY', 'gcpPrivateKey']) expect(isSecretKey(k), k).toBe(true);
+    for (const k of ['key', 'max_tokens', 'keys', 'primary_key_column', 'secretary']) expect(isSecretKey(k), k).toBe(false);
+  });
+
+  it('a ?password= in the tracking URI never reaches the spool folder name (and the same store keeps one key)', () => {
+    const a = 'postgresql://u@db.example:5432/mlflow?password=Hunter2-Secret-9&sslmode=require';
+    const b = 'postgresql://u:Other-Pw-77@db.example:5432/mlflow?password=Another-Secret-3&sslmode=require';
+    expect(storeKey(a)).not.toMatch(/Hunter2|Secret/);
+    expect(storeKey('postgresql://h/db?password=Hunter2x')).not.toContain('Hunter2x');
+    expect(storeKey(a)).toBe(storeKey(b));
+    expect(storeKey(a)).not.toBe(storeKey('postgresql://u@db.example:5432/mlflow?sslmode=disable'));
+    const sp = new Spool(tmp('key'), a, 1e6);
+    expect(sp.dir).not.toContain('Hunter2');
+    expect(storeKey('https://:tok-Abc123xyz@mlflow.example')).not.toContain('tok');
+  });
+
+  it('params named secret_key / private_key / secretKey are stored as ***', async () => {
+    const d = tmp('redact');
+    const uri = `sqlite:///${join(d, 'm.db')}`;
+    const t = new MLflowTracker(trackerOptions(uri, { artifactUri: join(d, 'a') }));
+    const runId = await t.startRun();
+    t.logParams({ secret_key: 'v-Abc123xyz-1', private_key: 'v-Abc123xyz-2', secretKey: 'v-Abc123xyz-3', ssh: { privateKey: 'v-Abc123xyz-4' }, lr: 0.1 });
+    t.setTags({ django_secret_key: 'v-Abc123xyz-5', endpoint: 'https://:v-Abc123xyz-6@host/x' });
+    await t.flush();
+    const info = await t.getRunInfo(runId);
+    await t.close();
+    expect(JSON.stringify(info)).not.toMatch(/v-Abc123xyz/);
+    expect(info.params).toMatchObject({ secret_key: '***', private_key: '***', secretKey: '***', 'ssh/privateKey': '***', lr: '0.1' });
+    expect(info.tags.endpoint).toBe('https://:***@host/x');
   });
 });
