@@ -2,9 +2,9 @@
 // limits (batching.ts), retried with backoff, overflowing to the bounded on-disk spool while the backend is down
 // or slower than the training, and the flush waiters answered when their sequence number is delivered.
 import type { TrackerConfig } from '../config.js';
-import { artifactRepositoryFor, type ArtifactRepository, type UploadedArtifact } from './artifacts.js';
+import { artifactRepositoryFor, fingerprintSync, type ArtifactRepository, type UploadedArtifact } from './artifacts.js';
 import { applyTakes, nextBatch, queueItem, remaining, type QueueItem } from './batching.js';
-import { isRetryable, toSafeError } from './errors.js';
+import { invalidParameter, isRetryable, toSafeError } from './errors.js';
 import type { FlushReport, FromWorker } from './protocol.js';
 import { backoffMs, timerMs } from './rest/http.js';
 import { Spool, addCounts, countOp, emptyCounts } from './spool.js';
@@ -82,6 +82,12 @@ export class Delivery {
 
   /** Takes the tracker's next operations, in order. */
   enqueue(items: QueueItem[]): void {
+    for (const it of items) {
+      // Fix what an upload sends now: a late (spooled) upload of a file changed since is refused.
+      if (it.op.k === 'art' && it.op.sha === undefined) {
+        try { it.op.sha = fingerprintSync(it.op.local, it.op.dir); } catch { /* gone: the upload reports it */ }
+      }
+    }
     if (this.spooling) {
       // Operations held in memory after a failed spool write go to the spool first (order), or stay with these.
       if (this.queue.length) {
@@ -208,6 +214,13 @@ export class Delivery {
         return 1;
       }
       const op = head.op;
+      if (op.sha !== undefined) {
+        let now: string | null = null;
+        try { now = fingerprintSync(op.local, op.dir); } catch { now = null; }
+        if (now !== op.sha) {
+          throw invalidParameter(`${op.dir ? 'directory' : 'file'} changed (or removed) since logArtifact${op.dir ? 's' : ''}() (sha256 then ${op.sha.slice(0, 12)}…, now ${now ? `${now.slice(0, 12)}…` : 'unreadable'}): not uploaded, so that the run never holds a later version than the one logged`);
+        }
+      }
       const repo = this.repo(op.root);
       const up = op.dir ? await repo.logArtifacts(op.local, op.path) : await repo.logArtifact(op.local, op.path);
       this.uploaded.push(...up);

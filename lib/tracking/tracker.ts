@@ -349,10 +349,12 @@ export class MLflowTracker {
     const report = await this.outbox.flush(timeoutMs, true).catch((e: Error) => emptyFlushReport([e.message]));
     await this.client.stop();
     unwatchTracker(this);
+    const dropped = describe(report.dropped);
+    const lost = dropped === 'nothing' ? '' : `; ${dropped} dropped at the spool bound (spoolMaxBytes ${this.config.spoolMaxBytes}) while the backend was unavailable`;
     const message = report.complete
-      ? `all tracking data delivered${report.errors.length ? ` (${report.errors.length} operation(s) refused by the backend: ${report.errors.join('; ')})` : ''}`
-      : `close() deadline of ${timeoutMs} ms passed: not delivered ${describe(report.undelivered)}; kept in the spool ${report.spoolDir ?? '(none)'} — the next MLflowTracker with spoolDir '${this.config.spoolDir}' on the same tracking URI delivers it`;
-    if (!report.complete) process.emitWarning(message, 'MLflowTrackerWarning');
+      ? `${lost ? 'tracking data delivered, except what was dropped' : 'all tracking data delivered'}${lost}${report.errors.length ? ` (${report.errors.length} operation(s) refused by the backend: ${report.errors.join('; ')})` : ''}`
+      : `close() deadline of ${timeoutMs} ms passed: not delivered ${describe(report.undelivered)}${lost}; kept in the spool ${report.spoolDir ?? '(none)'} — the next MLflowTracker with spoolDir '${this.config.spoolDir}' on the same tracking URI delivers it`;
+    if (!report.complete || lost) process.emitWarning(message, 'MLflowTrackerWarning');
     return closeWith(report, runStatus, message);
   }
 

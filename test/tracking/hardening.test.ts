@@ -2,7 +2,7 @@
 // tmpfs), bad items among good ones, secrets in odd places, foreign spools, artifact files changed while
 // spooled, credentials and other origins.
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -217,3 +217,44 @@ describe('finding 9: redaction gaps', () => {
     expect(info.tags.endpoint).toBe('https://:***@host/x');
   });
 });
+
+describe('finding 13: drops survive recovery; a late upload never sends a changed file', () => {
+  it('points dropped at the spool bound are still reported after the backend is back; a file changed while its upload was spooled is refused', async () => {
+    const server = await startPostgres();
+    try {
+      const uri = await server.createDatabase('late');
+      const art = join(tmp('a'), 'art');
+      const d = tmp('files');
+      const t = new MLflowTracker(trackerOptions(uri, { spoolMaxBytes: 20_000, artifactUri: art }));
+      const runId = await t.startRun({ runName: 'late' });
+      const runArt = t.artifactUri!;
+      await server.stop('fast');
+      for (let s = 0; s < 5000; s++) t.logMetric('m', s, s);
+      t.logParams({ kept: 'yes' }); // never dropped: waits in the spool, and the uploads wait behind it
+      writeFileSync(join(d, 'best.ckpt'), 'epoch 1 weights');
+      writeFileSync(join(d, 'config.yaml'), 'lr: 0.1');
+      t.logArtifact(join(d, 'best.ckpt'), 'checkpoints');
+      t.logArtifact(join(d, 'config.yaml'));
+      await sleep(1000); // the worker takes the uploads (and fixes their content) while the database is down
+      writeFileSync(join(d, 'best.ckpt'), 'epoch 7 weights: not what was logged');
+      const down = await t.flush({ timeoutMs: 500 });
+      expect(down.complete, JSON.stringify({ ...down, errors: down.errors.slice(0, 3) })).toBe(false);
+      expect(down.dropped.metrics).toBeGreaterThan(0);
+      await server.start();
+      const r = await t.close();
+      expect(r.complete, r.message).toBe(true);
+      expect(r.dropped.metrics).toBe(down.dropped.metrics);
+      expect(r.message).toMatch(new RegExp(`^tracking data delivered, except what was dropped; ${r.dropped.metrics} metric point\\(s\\) dropped at the spool bound`));
+      expect(r.message).not.toMatch(/all tracking data delivered/);
+      const rows = await pgRows<{ n: string }>(uri, "SELECT COUNT(*) AS n FROM metrics WHERE run_uuid = $1 AND key = 'm'", [runId]);
+      expect(Number(rows[0]!.n) + r.dropped.metrics).toBe(5000);
+      expect(r.errors.join('\n')).toMatch(/best\.ckpt'.*changed \(or removed\) since logArtifact\(\)/);
+      expect(r.uploaded.map((u) => u.path)).toEqual(['config.yaml']);
+      expect(existsSync(join(runArt, 'checkpoints', 'best.ckpt'))).toBe(false);
+      expect(readFileSync(join(runArt, 'config.yaml'), 'utf8')).toBe('lr: 0.1');
+    } finally {
+      await server.destroy();
+    }
+  });
+});
+
