@@ -64,8 +64,8 @@ export class Delivery {
   private droppedInMemory = 0;
 
   constructor(private readonly store: TrackingStore, private readonly cfg: TrackerConfig, private readonly post: (m: FromWorker) => void) {
-    this.spool = new Spool(cfg.spoolDir, cfg.trackingUri, cfg.spoolMaxBytes, (message) => {
-      this.errors.push(message);
+    this.spool = new Spool(cfg.spoolDir, cfg.trackingUri, cfg.spoolMaxBytes, (message, lost) => {
+      if (lost) this.errors.push(message);
       this.post({ t: 'warn', message });
     });
   }

@@ -9,6 +9,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import {
   appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync,
 } from 'node:fs';
+import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { isSecretKey } from '../config.js';
 import type { Metric } from './types.js';
@@ -74,6 +75,58 @@ function pidAlive(pid: number): boolean {
   }
 }
 
+/** Who owns a spool directory (its owner.json): the process, on which host, since which boot. */
+export interface SpoolOwner {
+  pid: number;
+  since: number;
+  /** os.hostname() of the owner (absent in spools of older versions). */
+  host?: string;
+  /** Linux's /proc/sys/kernel/random/boot_id when the owner ran (null where there is none). */
+  boot?: string | null;
+  /** The owner process's start time (field 22 of /proc/<pid>/stat, clock ticks since boot), to tell a reused pid. */
+  start?: string | null;
+  released?: boolean;
+}
+
+function readTrimmed(path: string): string | null {
+  try { return readFileSync(path, 'utf8').trim() || null; } catch { return null; }
+}
+
+/** This boot's id (Linux); null elsewhere. */
+export const bootId = (): string | null => readTrimmed('/proc/sys/kernel/random/boot_id');
+
+/** A process's start time in clock ticks since boot (Linux /proc/<pid>/stat field 22); null where unknown. */
+export function processStart(pid: number): string | null {
+  const stat = readTrimmed(`/proc/${pid}/stat`);
+  if (!stat) return null;
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return fields[19] ?? null; // fields from #3 (state) on: #22 is index 19
+}
+
+/** The owner record of this process. */
+export function currentOwner(released = false): SpoolOwner {
+  return { pid: process.pid, since: Date.now(), host: hostname(), boot: bootId(), start: processStart(process.pid), ...(released ? { released } : {}) };
+}
+
+/**
+ * Whether a spool may be adopted: its owner closed it (released), or is provably gone — on this host, from an
+ * earlier boot, or its pid is not alive (or alive with another start time: reused). A spool of another host is
+ * never adopted while not released: its owner may be alive (shared storage, containers with the same pids).
+ */
+export function ownerVerdict(owner: SpoolOwner | null): 'adopt' | 'alive' | 'foreign' {
+  if (!owner || !owner.pid) return 'adopt';
+  if (owner.released === true) return 'adopt';
+  if (owner.host !== undefined && owner.host !== hostname()) return 'foreign';
+  const boot = bootId();
+  if (owner.boot && boot && owner.boot !== boot) return 'adopt';
+  if (!pidAlive(owner.pid)) return 'adopt';
+  if (owner.start && owner.boot && owner.boot === boot) {
+    const now = processStart(owner.pid);
+    if (now !== null && now !== owner.start) return 'adopt';
+  }
+  return 'alive';
+}
+
 interface Segment { file: string; n: number }
 
 /** One spool line back to its operation (±Infinity and NaN are stored as '__num:…'); null when it is not one. */
@@ -105,10 +158,11 @@ export class Spool {
   private created = false;
   /** Lines of the spool that could not be read back (torn by a crash or a full disk), skipped. */
   corruptLines = 0;
-  /** Called once per spool file with corrupt lines, and once when an append fails. */
-  private readonly warn: (message: string) => void;
+  private readonly foreignReported = new Set<string>();
+  /** Called once per spool file with corrupt lines (`lost`: data was lost), once per foreign spool left alone. */
+  private readonly warn: (message: string, lost: boolean) => void;
 
-  constructor(spoolDir: string, trackingUri: string, maxBytes: number, warn: (message: string) => void = () => {}) {
+  constructor(spoolDir: string, trackingUri: string, maxBytes: number, warn: (message: string, lost: boolean) => void = () => {}) {
     this.warn = warn;
     this.root = join(resolve(spoolDir), storeKey(trackingUri));
     this.id = `${process.pid}-${randomUUID().slice(0, 8)}`;
@@ -119,7 +173,7 @@ export class Spool {
   private ensureDir(): void {
     if (this.created) return;
     mkdirSync(this.dir, { recursive: true });
-    writeFileSync(join(this.dir, 'owner.json'), JSON.stringify({ pid: process.pid, since: Date.now() }));
+    writeFileSync(join(this.dir, 'owner.json'), JSON.stringify(currentOwner()));
     this.created = true;
   }
 
@@ -130,17 +184,18 @@ export class Spool {
     const others = readdirSync(this.root).filter((d) => join(this.root, d) !== this.dir).sort();
     for (const d of others) {
       const p = join(this.root, d);
-      let pid = 0;
-      let released = false;
-      try {
-        const owner = JSON.parse(readFileSync(join(p, 'owner.json'), 'utf8')) as { pid: number; released?: boolean };
-        pid = owner.pid;
-        released = owner.released === true;
-      } catch {
-        pid = 0;
+      let owner: SpoolOwner | null = null;
+      try { owner = JSON.parse(readFileSync(join(p, 'owner.json'), 'utf8')) as SpoolOwner; } catch { owner = null; }
+      // Another live tracker's spool is left alone; a closed tracker's or a provably dead process's is adopted.
+      const verdict = ownerVerdict(owner);
+      if (verdict === 'alive') continue;
+      if (verdict === 'foreign') {
+        if (!this.foreignReported.has(d)) {
+          this.foreignReported.add(d);
+          this.warn(`spool ${p} belongs to a tracker on host '${owner!.host}' (pid ${owner!.pid}) that may be alive: left alone — it is delivered by a tracker on that host, or after you delete its owner.json`, false);
+        }
+        continue;
       }
-      // Another live tracker's spool is left alone; a closed tracker's or a dead process's is adopted.
-      if (!released && pid && pidAlive(pid)) continue;
       const segs = this.segmentsOf(p);
       if (!segs.length) { rmSync(p, { recursive: true, force: true }); continue; }
       this.ensureDir();
@@ -245,7 +300,7 @@ export class Spool {
     const bad = lines.length - good.length;
     if (bad > 0) {
       this.corruptLines += bad;
-      this.warn(`spool file ${file}: ${bad} unreadable line(s) (torn by a crash or a full disk) skipped; the rest is delivered`);
+      this.warn(`spool file ${file}: ${bad} unreadable line(s) (torn by a crash or a full disk) skipped; the rest is delivered`, true);
       try {
         const tmpFile = `${file}.rewrite`;
         writeFileSync(tmpFile, good.length ? good.join('\n') + '\n' : '');
@@ -290,7 +345,7 @@ export class Spool {
     if (!this.created) return;
     if (this.isEmpty) { this.cleanupIfEmpty(); return; }
     try {
-      writeFileSync(join(this.dir, 'owner.json'), JSON.stringify({ pid: process.pid, since: Date.now(), released: true }));
+      writeFileSync(join(this.dir, 'owner.json'), JSON.stringify(currentOwner(true)));
     } catch { /* full disk: adopted once this process is gone */ }
   }
 

@@ -3,13 +3,13 @@
 // spooled, credentials and other origins.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { MLflowTracker } from '../../lib/tracking/index.js';
 import { isSecretKey, redact } from '../../lib/config.js';
-import { Spool, storeKey } from '../../lib/tracking/spool.js';
+import { bootId, processStart, Spool, storeKey } from '../../lib/tracking/spool.js';
 import { cleanupTmp, tmp, trackerOptions } from './helpers/scenario.js';
 import { createPgDatabase, startPostgres } from './helpers/services.js';
 
@@ -258,3 +258,48 @@ describe('finding 13: drops survive recovery; a late upload never sends a change
   });
 });
 
+
+describe('finding 11: orphan spools by host, boot and process start time', () => {
+  it.skipIf(bootId() === null)('adopts only spools whose owner is provably gone on this host; leaves a foreign host\'s and a live one alone', async () => {
+    const d = tmp('orphans');
+    const uri = `sqlite:///${join(d, 'm.db')}`;
+    const spoolDir = join(d, 'spool');
+    const t = new MLflowTracker(trackerOptions(uri, { spoolDir, artifactUri: join(d, 'a') }));
+    const runId = await t.startRun({ runName: 'orphans' });
+    await t.close({ status: 'KILLED' });
+    const me = { host: hostname(), boot: bootId(), pid: process.pid, start: processStart(process.pid), since: Date.now() };
+    // This very process stands in for "a live pid": alive, on this host and boot.
+    const owners: Record<string, object> = {
+      'a-earlier-boot': { ...me, boot: '00000000-0000-0000-0000-000000000000' }, // pid alive now, but from before a reboot
+      'b-reused-pid': { ...me, start: '1' }, // the pid is alive but is another process now
+      'c-live': me, // really alive: left alone
+      'd-foreign-live': { ...me, host: 'another-host' }, // another host (shared storage, containers): left alone
+      'e-foreign-dead': { ...me, host: 'another-host', pid: 2_000_000_000 }, // a dead-looking pid of another host: left alone
+    };
+    const root = join(spoolDir, storeKey(uri));
+    Object.entries(owners).forEach(([name, owner], i) => {
+      mkdirSync(join(root, name), { recursive: true });
+      writeFileSync(join(root, name, 'owner.json'), JSON.stringify(owner));
+      writeFileSync(join(root, name, 'seg-00000001.jsonl'), metricLine(runId, i) + '\n');
+    });
+    const t2 = new MLflowTracker(trackerOptions(uri, { spoolDir }));
+    await t2.start();
+    const f = await t2.flush({ timeoutMs: 20_000 });
+    expect(f.complete).toBe(true);
+    expect(f.errors).toEqual([]);
+    expect((await t2.getMetricHistory('m', runId)).map((h) => h.step)).toEqual([0, 1]);
+    expect(existsSync(join(root, 'c-live', 'seg-00000001.jsonl'))).toBe(true);
+    expect(existsSync(join(root, 'd-foreign-live', 'seg-00000001.jsonl'))).toBe(true);
+    expect(existsSync(join(root, 'e-foreign-dead', 'seg-00000001.jsonl'))).toBe(true);
+    const foreign = t2.warnings.filter((w) => /belongs to a tracker on host 'another-host'/.test(w));
+    expect(foreign.length).toBe(2);
+    await t2.close();
+  });
+
+  it('the owner file records host, boot and process start time', () => {
+    const sp = new Spool(tmp('own'), 'sqlite:///x.db', 1e6);
+    sp.append([{ k: 'end', runId: 'r', status: 'FINISHED', endTime: 1 }]);
+    const owner = JSON.parse(readFileSync(join(sp.dir, 'owner.json'), 'utf8'));
+    expect(owner).toMatchObject({ pid: process.pid, host: hostname(), boot: bootId(), start: processStart(process.pid) });
+  });
+});
