@@ -6,6 +6,7 @@ import { copyFile, mkdir, readdir, stat } from 'node:fs/promises';
 import { basename, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { TrackerConfig } from '../config.js';
+import { authorizationFor, originOf } from './credentials.js';
 import { invalidParameter, MlflowError } from './errors.js';
 import { errorFromResponse, httpRequest } from './rest/http.js';
 import { parseArtifactLocation, parseTrackingUri, type ArtifactRepositoryKind } from './schemes.js';
@@ -176,11 +177,10 @@ class MlflowArtifactsRepository extends BaseRepository {
   protected async put(localFile: string, destPath: string, size: number): Promise<string> {
     const full = joinPath(this.path, destPath);
     const url = `${this.base()}/api/2.0/mlflow-artifacts/artifacts/${full.split('/').map(encodeURIComponent).join('/')}`;
-    const headers: Record<string, string> = { 'Content-Length': String(size), 'Content-Type': 'application/octet-stream' };
-    if (this.cfg.trackingToken) headers.Authorization = `Bearer ${this.cfg.trackingToken}`;
-    else if (this.cfg.trackingUsername !== undefined && this.cfg.trackingPassword !== undefined) {
-      headers.Authorization = `Basic ${Buffer.from(`${this.cfg.trackingUsername}:${this.cfg.trackingPassword}`).toString('base64')}`;
-    }
+    // Credentials go to the tracking server's own origin only (credentials.ts): an experiment's artifact location
+    // naming another host gets the upload without them.
+    const auth = authorizationFor(url, this.cfg);
+    const headers: Record<string, string> = { 'Content-Length': String(size), 'Content-Type': 'application/octet-stream', ...auth };
     let res;
     try {
       res = await httpRequest({
@@ -190,7 +190,10 @@ class MlflowArtifactsRepository extends BaseRepository {
     } catch (e) {
       throw new MlflowError(`artifact upload to ${this.base()} failed: ${(e as Error).message}`, 'TEMPORARILY_UNAVAILABLE', { retryable: true, cause: e });
     }
-    if (res.status < 200 || res.status >= 300) throw errorFromResponse(res, `PUT mlflow-artifacts ${full}`);
+    if (res.status < 200 || res.status >= 300) {
+      const withheld = !auth.Authorization && (res.status === 401 || res.status === 403) && (this.cfg.trackingToken || this.cfg.trackingPassword !== undefined);
+      throw errorFromResponse(res, `PUT mlflow-artifacts ${full}${withheld ? ` (${originOf(url)} is not the tracking server's origin: the tracking credentials are not sent there)` : ''}`);
+    }
     return `${this.rootUri.replace(/\/+$/, '')}/${destPath}`;
   }
 }

@@ -3,11 +3,12 @@
 // spooled, credentials and other origins.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, describe, expect, inject, it } from 'vitest';
-import { MLflowTracker } from '../../lib/tracking/index.js';
+import { authorizationFor, MLflowTracker } from '../../lib/tracking/index.js';
 import { isSecretKey, redact } from '../../lib/config.js';
 import { bootId, processStart, Spool, storeKey } from '../../lib/tracking/spool.js';
 import { cleanupTmp, tmp, trackerOptions } from './helpers/scenario.js';
@@ -301,5 +302,50 @@ describe('finding 11: orphan spools by host, boot and process start time', () =>
     sp.append([{ k: 'end', runId: 'r', status: 'FINISHED', endTime: 1 }]);
     const owner = JSON.parse(readFileSync(join(sp.dir, 'owner.json'), 'utf8'));
     expect(owner).toMatchObject({ pid: process.pid, host: hostname(), boot: bootId(), start: processStart(process.pid) });
+  });
+});
+
+describe('finding 8: tracking credentials go to the tracking server\'s origin only', () => {
+  it('authorizationFor: the token for the same scheme, host and port; nothing for any other origin', () => {
+    const cfg = { trackingUri: 'https://mlflow.example', trackingToken: 'tok-Abc123xyz', trackingUsername: undefined, trackingPassword: undefined };
+    expect(authorizationFor('https://mlflow.example:443/api/2.0/mlflow-artifacts/artifacts/x', cfg)).toEqual({ Authorization: 'Bearer tok-Abc123xyz' });
+    expect(authorizationFor('https://MLFLOW.example/x', cfg)).toEqual({ Authorization: 'Bearer tok-Abc123xyz' });
+    for (const other of ['https://evil.example/x', 'http://mlflow.example/x', 'https://mlflow.example:8443/x', 'https://mlflow.example.evil.example/x', 'not a url']) {
+      expect(authorizationFor(other, cfg), other).toEqual({});
+    }
+    const basic = { trackingUri: 'http://127.0.0.1:5000/', trackingToken: undefined, trackingUsername: 'alice', trackingPassword: 'pw-Abc123xyz' };
+    expect(authorizationFor('http://127.0.0.1:5000/api', basic).Authorization).toMatch(/^Basic /);
+    expect(authorizationFor('http://127.0.0.1:5001/api', basic)).toEqual({});
+  });
+
+  it('an experiment whose artifact location names another server gets the upload without the token (shared SQL store)', async () => {
+    const seen: { url: string; auth: string | undefined }[] = [];
+    const other = http.createServer((req, res) => {
+      seen.push({ url: req.url ?? '', auth: req.headers.authorization });
+      req.resume();
+      req.on('end', () => { res.writeHead(200, { 'Content-Type': 'application/json' }); res.end('{}'); });
+    });
+    await new Promise<void>((r) => other.listen(0, '127.0.0.1', r));
+    try {
+      const port = (other.address() as { port: number }).port;
+      // A shared database (any of its users can set an experiment's artifact_location) with the token configured
+      // for the environment. (The pinned MLflow server refuses such a location itself unless
+      // MLFLOW_ALLOWED_HOST_ADDRESSED_ARTIFACT_SCHEMES allows it; a shared SQL store has no such check.)
+      const uri = `sqlite:///${join(tmp('elsewhere'), 'm.db')}`;
+      const t = new MLflowTracker(trackerOptions(uri, { trackingToken: 'tok-Must-Not-Leave-42' }));
+      const experimentId = await t.getOrCreateExperiment(`elsewhere-${Date.now()}`, { artifactLocation: `mlflow-artifacts://127.0.0.1:${port}/loot` });
+      await t.startRun({ experimentId });
+      expect(t.artifactUri).toMatch(new RegExp(`^mlflow-artifacts://127\\.0\\.0\\.1:${port}/loot/`));
+      const f = join(tmp('up'), 'weights.bin');
+      writeFileSync(f, 'weights');
+      t.logArtifact(f);
+      const r = await t.close();
+      expect(r.complete, r.message).toBe(true);
+      expect(seen.length).toBe(1);
+      expect(seen[0]!.url).toMatch(/^\/api\/2\.0\/mlflow-artifacts\/artifacts\/loot\/.*weights\.bin$/);
+      expect(seen[0]!.auth).toBeUndefined();
+    } finally {
+      await new Promise<void>((r) => other.close(() => r()));
+    }
   });
 });
