@@ -6,27 +6,16 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import http from 'node:http';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pg from 'pg';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { authorizationFor, MLflowTracker } from '../../lib/tracking/index.js';
 import { isSecretKey, redact } from '../../lib/config.js';
 import { bootId, processStart, Spool, storeKey } from '../../lib/tracking/spool.js';
+import { pgRows, sleep } from './helpers/pg.js';
 import { cleanupTmp, tmp, trackerOptions } from './helpers/scenario.js';
 import { createPgDatabase, startPostgres } from './helpers/services.js';
 
 afterAll(cleanupTmp);
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function pgRows<T = any>(uri: string, sql: string, params: unknown[] = []): Promise<T[]> {
-  const c = new pg.Client({ connectionString: uri });
-  await c.connect();
-  try {
-    return (await c.query(sql, params)).rows as T[];
-  } finally {
-    await c.end();
-  }
-}
 
 /** A tiny tmpfs (a real full disk: ENOSPC) where the test may mount one (root); null elsewhere. */
 function smallTmpfs(size = '64k'): { dir: string; unmount(): void } | null {
@@ -41,17 +30,23 @@ function smallTmpfs(size = '64k'): { dir: string; unmount(): void } | null {
 }
 const canMount = (() => { const m = smallTmpfs(); m?.unmount(); return m !== null; })();
 
+/** A SQLite store with one run, ended (KILLED) by a closed tracker: spools can then be crafted for it. */
+async function closedRun(prefix: string): Promise<{ d: string; uri: string; spoolDir: string; runId: string }> {
+  const d = tmp(prefix);
+  const uri = `sqlite:///${join(d, 'm.db')}`;
+  const spoolDir = join(d, 'spool');
+  const t = new MLflowTracker(trackerOptions(uri, { spoolDir, artifactUri: join(d, 'a') }));
+  const runId = await t.startRun({ runName: prefix });
+  await t.close({ status: 'KILLED' });
+  return { d, uri, spoolDir, runId };
+}
+
 const metricLine = (runId: string, step: number) =>
   JSON.stringify({ k: 'log', runId, metrics: [{ key: 'm', value: step / 10, timestamp: 1_700_000_000_000 + step, step }], params: [], tags: [] });
 
 describe('finding 3: a torn spool line, a full disk', () => {
   it('a torn last line of an orphan spool is skipped and reported once; the rest is delivered, later runs work', async () => {
-    const d = tmp('torn');
-    const uri = `sqlite:///${join(d, 'm.db')}`;
-    const spoolDir = join(d, 'spool');
-    const t = new MLflowTracker(trackerOptions(uri, { spoolDir, artifactUri: join(d, 'a') }));
-    const runId = await t.startRun({ runName: 'torn' });
-    await t.close({ status: 'KILLED' });
+    const { d, uri, spoolDir, runId } = await closedRun('torn');
     // What a SIGKILL mid-append leaves: complete lines, then half a line (no newline).
     const orphan = join(spoolDir, storeKey(uri), 'orphan-1');
     mkdirSync(orphan, { recursive: true });
@@ -262,12 +257,7 @@ describe('finding 13: drops survive recovery; a late upload never sends a change
 
 describe('finding 11: orphan spools by host, boot and process start time', () => {
   it.skipIf(bootId() === null)('adopts only spools whose owner is provably gone on this host; leaves a foreign host\'s and a live one alone', async () => {
-    const d = tmp('orphans');
-    const uri = `sqlite:///${join(d, 'm.db')}`;
-    const spoolDir = join(d, 'spool');
-    const t = new MLflowTracker(trackerOptions(uri, { spoolDir, artifactUri: join(d, 'a') }));
-    const runId = await t.startRun({ runName: 'orphans' });
-    await t.close({ status: 'KILLED' });
+    const { uri, spoolDir, runId } = await closedRun('orphans');
     const me = { host: hostname(), boot: bootId(), pid: process.pid, start: processStart(process.pid), since: Date.now() };
     // This very process stands in for "a live pid": alive, on this host and boot.
     const owners: Record<string, object> = {
