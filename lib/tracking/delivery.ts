@@ -60,6 +60,7 @@ export class Delivery {
   private retryTimer: NodeJS.Timeout | null = null;
   /** The last spool write failed (full disk): operations are held in `queue`, behind the spool. */
   private spoolWriteFailed = false;
+  private spoolFailedAt = 0;
   /** Metric points dropped from memory while the spool could not be written. */
   private droppedInMemory = 0;
 
@@ -91,7 +92,9 @@ export class Delivery {
     if (this.spooling) {
       // Operations held in memory after a failed spool write go to the spool first (order), or stay with these.
       if (this.queue.length) {
-        if (this.spoolItems([...this.queue, ...items])) this.queue = [];
+        // After a failed write, try the disk again at most once a second (not with every operation).
+        if (this.spoolWriteFailed && Date.now() - this.spoolFailedAt < 1000) this.holdInMemory(items);
+        else if (this.spoolItems([...this.queue, ...items])) this.queue = [];
         else this.holdInMemory(items);
       } else if (!this.spoolItems(items)) this.holdInMemory(items);
     } else {
@@ -135,6 +138,7 @@ export class Delivery {
         this.post({ t: 'warn', message: msg });
       }
       this.spoolWriteFailed = true;
+      this.spoolFailedAt = Date.now();
       return false;
     }
     this.spoolWriteFailed = false;
@@ -153,7 +157,9 @@ export class Delivery {
       const it = this.queue[i]!;
       if (it.op.k === 'log' && it.op.metrics.length > it.mOff) {
         this.droppedInMemory += it.op.metrics.length - it.mOff;
-        it.mOff = it.op.metrics.length;
+        // Free the points; the operation stays (with its params and tags) so that flush() sees its seq done.
+        it.op = { ...it.op, metrics: [] };
+        it.mOff = 0;
       }
     }
   }

@@ -111,6 +111,39 @@ describe('finding 3: a torn spool line, a full disk', () => {
   });
 });
 
+describe('finding 3: memory stays bounded while the spool cannot be written', () => {
+  it.skipIf(!canMount)('beyond 4096 operations held in memory, their points are dropped and counted; params are kept', async () => {
+    const full = smallTmpfs('64k')!;
+    const server = await startPostgres();
+    try {
+      const uri = await server.createDatabase('held');
+      const t = new MLflowTracker(trackerOptions(uri, { spoolDir: full.dir, artifactUri: join(tmp('a'), 'art') }));
+      const runId = await t.startRun({ runName: 'held' });
+      await server.stop('fast');
+      const N = 6000;
+      t.logParams({ first: 1 });
+      for (let s = 0; s < N; s++) {
+        t.logMetric('m', s, s);
+        await new Promise((r) => setImmediate(r)); // one operation per point
+      }
+      t.logParams({ last: 2 });
+      await sleep(500);
+      await server.start();
+      const r = await t.close();
+      expect(r.complete, r.message).toBe(true);
+      expect(r.dropped.metrics).toBeGreaterThan(0);
+      expect(r.message).toMatch(/dropped/);
+      const rows = await pgRows<{ n: string }>(uri, "SELECT COUNT(*) AS n FROM metrics WHERE run_uuid = $1 AND key = 'm'", [runId]);
+      expect(Number(rows[0]!.n) + r.dropped.metrics).toBe(N);
+      const params = await pgRows(uri, 'SELECT key, value FROM params WHERE run_uuid = $1 ORDER BY key', [runId]);
+      expect(params).toEqual([{ key: 'first', value: '1' }, { key: 'last', value: '2' }]);
+    } finally {
+      await server.destroy();
+      full.unmount();
+    }
+  });
+});
+
 describe('finding 5: one bad item never costs the batch', () => {
   const stores: [string, () => Promise<string>][] = [
     ['postgresql', () => createPgDatabase(inject('pgUri'), 'badItem')],
