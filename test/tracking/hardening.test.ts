@@ -41,6 +41,25 @@ async function closedRun(prefix: string): Promise<{ d: string; uri: string; spoo
   return { d, uri, spoolDir, runId };
 }
 
+/**
+ * A tracker on a private PostgreSQL whose spool lies on a full-to-be 64 KiB tmpfs, with a run started and the
+ * database stopped; `body` logs, restarts the server (`start`) and checks. Cleans up both.
+ */
+async function withFullDiskAndDatabaseDown(name: string, body: (x: { t: MLflowTracker; uri: string; runId: string; start: () => Promise<void> }) => Promise<void>): Promise<void> {
+  const full = smallTmpfs('64k')!;
+  const server = await startPostgres();
+  try {
+    const uri = await server.createDatabase(name);
+    const t = new MLflowTracker(trackerOptions(uri, { spoolDir: full.dir, artifactUri: join(tmp('a'), 'art') }));
+    const runId = await t.startRun({ runName: name });
+    await server.stop('fast');
+    await body({ t, uri, runId, start: () => server.start() });
+  } finally {
+    await server.destroy();
+    full.unmount();
+  }
+}
+
 const metricLine = (runId: string, step: number) =>
   JSON.stringify({ k: 'log', runId, metrics: [{ key: 'm', value: step / 10, timestamp: 1_700_000_000_000 + step, step }], params: [], tags: [] });
 
@@ -78,13 +97,7 @@ describe('finding 3: a torn spool line, a full disk', () => {
   });
 
   it.skipIf(!canMount)('a full disk under the spool (ENOSPC) does not kill the worker: operations stay in memory and land when the backend is back', async () => {
-    const full = smallTmpfs('64k')!;
-    const server = await startPostgres();
-    try {
-      const uri = await server.createDatabase('enospc');
-      const t = new MLflowTracker(trackerOptions(uri, { spoolDir: full.dir, artifactUri: join(tmp('a'), 'art') }));
-      const runId = await t.startRun({ runName: 'enospc' });
-      await server.stop('fast');
+    await withFullDiskAndDatabaseDown('enospc', async ({ t, uri, runId, start }) => {
       const N = 4000; // ~300 KB of spool lines: far more than the 64 KiB filesystem
       for (let s = 0; s < N; s++) {
         t.logMetric('m', s, s);
@@ -96,7 +109,7 @@ describe('finding 3: a torn spool line, a full disk', () => {
       const early = await t.flush({ timeoutMs: 500 });
       expect(early.complete).toBe(false);
       expect(early.undelivered.metrics + early.dropped.metrics).toBeGreaterThanOrEqual(N);
-      await server.start();
+      await start();
       const r = await t.close();
       expect(r.complete, JSON.stringify({ ...r, uploaded: undefined })).toBe(true);
       const rows = await pgRows<{ n: string; d: string }>(uri, "SELECT COUNT(*) AS n, COUNT(DISTINCT step) AS d FROM metrics WHERE run_uuid = $1 AND key = 'm'", [runId]);
@@ -104,22 +117,13 @@ describe('finding 3: a torn spool line, a full disk', () => {
       expect(Number(rows[0]!.n)).toBe(N);
       const params = await pgRows(uri, 'SELECT key, value FROM params WHERE run_uuid = $1', [runId]);
       expect(params).toEqual([{ key: 'kept', value: 'yes' }]);
-    } finally {
-      await server.destroy();
-      full.unmount();
-    }
+    });
   });
 });
 
 describe('finding 3: memory stays bounded while the spool cannot be written', () => {
   it.skipIf(!canMount)('beyond 4096 operations held in memory, their points are dropped and counted; params are kept', async () => {
-    const full = smallTmpfs('64k')!;
-    const server = await startPostgres();
-    try {
-      const uri = await server.createDatabase('held');
-      const t = new MLflowTracker(trackerOptions(uri, { spoolDir: full.dir, artifactUri: join(tmp('a'), 'art') }));
-      const runId = await t.startRun({ runName: 'held' });
-      await server.stop('fast');
+    await withFullDiskAndDatabaseDown('held', async ({ t, uri, runId, start }) => {
       const N = 6000;
       t.logParams({ first: 1 });
       for (let s = 0; s < N; s++) {
@@ -128,7 +132,7 @@ describe('finding 3: memory stays bounded while the spool cannot be written', ()
       }
       t.logParams({ last: 2 });
       await sleep(500);
-      await server.start();
+      await start();
       const r = await t.close();
       expect(r.complete, r.message).toBe(true);
       expect(r.dropped.metrics).toBeGreaterThan(0);
@@ -137,10 +141,7 @@ describe('finding 3: memory stays bounded while the spool cannot be written', ()
       expect(Number(rows[0]!.n) + r.dropped.metrics).toBe(N);
       const params = await pgRows(uri, 'SELECT key, value FROM params WHERE run_uuid = $1 ORDER BY key', [runId]);
       expect(params).toEqual([{ key: 'first', value: '1' }, { key: 'last', value: '2' }]);
-    } finally {
-      await server.destroy();
-      full.unmount();
-    }
+    });
   });
 });
 
