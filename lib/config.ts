@@ -25,8 +25,8 @@ export class ConfigError extends HeimdallError<'HEIMDALL_INVALID_CONFIG'> {
 const secretValues = new Set<string>();
 // A name holds a secret when its last segment is (or ends with) one of these words: `MLFLOW_TRACKING_PASSWORD`,
 // `awsSecretAccessKey`, `db/password`, `api_key` — but not `max_tokens` or `token_dropout`.
-const SECRET_KEY_RE = /(^|[_\-])(password|passwd|pwd|secret|secret_?access_?key|token|access_?token|session_?token|auth_?token|api_?key|apikey|credentials?|authorization)$/i;
-const SECRET_CAMEL_RE = /(Password|Passwd|Secret|SecretAccessKey|Token|ApiKey|Credentials?)$/;
+const SECRET_KEY_RE = /(^|[_\-])(password|passwd|pwd|secret|secret_?access_?key|secret[_-]?key|private[_-]?key|token|access_?token|session_?token|auth_?token|api_?key|apikey|credentials?|authorization)$/i;
+const SECRET_CAMEL_RE = /(Password|Passwd|Secret|SecretAccessKey|SecretKey|PrivateKey|Token|ApiKey|Credentials?)$/;
 
 /** Remembers a secret value so that `redact()` removes it from any text from now on. */
 export function registerSecret(value: string | undefined | null): void {
@@ -39,7 +39,8 @@ export function isSecretKey(key: string): boolean {
   return SECRET_KEY_RE.test(last) || SECRET_CAMEL_RE.test(last);
 }
 
-const URI_USERINFO_RE = /([a-z][a-z0-9+.-]*:\/\/)([^/@\s:]+):([^/@\s]+)@/gi;
+// The user may be empty (`https://:token@host`, `postgresql://:pw@h/db`): the password is redacted all the same.
+const URI_USERINFO_RE = /([a-z][a-z0-9+.-]*:\/\/)([^/@\s:]*):([^/@\s]+)@/gi;
 const QUERY_SECRET_RE = /([?&](?:password|passwd|token|secret|sig|signature|x-amz-signature|x-amz-credential|x-amz-security-token)=)[^&\s'"]+/gi;
 const AUTH_HEADER_RE = /\b(Bearer|Basic)\s+[A-Za-z0-9+/=._~-]{6,}/g;
 

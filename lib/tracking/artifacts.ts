@@ -1,11 +1,12 @@
 // Artifact repositories by the run's artifact URI: a local path or file://, s3://bucket/prefix, and
 // mlflow-artifacts:/ through a tracking server's proxy (artifactRepositoryFor picks one). Each upload records the file's SHA-256.
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { closeSync, createReadStream, openSync, readdirSync, readSync } from 'node:fs';
 import { copyFile, mkdir, readdir, stat } from 'node:fs/promises';
 import { basename, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { TrackerConfig } from '../config.js';
+import { authorizationFor, originOf } from './credentials.js';
 import { invalidParameter, MlflowError } from './errors.js';
 import { errorFromResponse, httpRequest } from './rest/http.js';
 import { parseArtifactLocation, parseTrackingUri, type ArtifactRepositoryKind } from './schemes.js';
@@ -31,6 +32,39 @@ export interface ArtifactRepository {
 export async function sha256File(path: string): Promise<string> {
   const h = createHash('sha256');
   for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
+  return h.digest('hex');
+}
+
+/**
+ * What an upload will send, fixed when the worker takes it: the SHA-256 of a file, or of a directory's sorted
+ * list of (relative path, SHA-256). A spooled upload whose content changed by the time it is delivered is
+ * refused (see Delivery), so that a late upload never sends a later version of the file. Synchronous: it runs
+ * on the worker thread, never on the caller's.
+ */
+export function fingerprintSync(local: string, dir: boolean): string {
+  const fileSha = (f: string): string => {
+    const h = createHash('sha256');
+    const buf = Buffer.allocUnsafe(1 << 20);
+    const fd = openSync(f, 'r');
+    try {
+      for (let n; (n = readSync(fd, buf, 0, buf.length, null)) > 0;) h.update(buf.subarray(0, n));
+    } finally {
+      closeSync(fd);
+    }
+    return h.digest('hex');
+  };
+  if (!dir) return fileSha(local);
+  const files: string[] = [];
+  const walkSync = (d: string): void => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      const p = join(d, e.name);
+      if (e.isDirectory()) walkSync(p);
+      else if (e.isFile()) files.push(p);
+    }
+  };
+  walkSync(local);
+  const h = createHash('sha256');
+  for (const f of files.sort()) h.update(`${relative(local, f).split(sep).join('/')}\0${fileSha(f)}\n`);
   return h.digest('hex');
 }
 
@@ -143,11 +177,10 @@ class MlflowArtifactsRepository extends BaseRepository {
   protected async put(localFile: string, destPath: string, size: number): Promise<string> {
     const full = joinPath(this.path, destPath);
     const url = `${this.base()}/api/2.0/mlflow-artifacts/artifacts/${full.split('/').map(encodeURIComponent).join('/')}`;
-    const headers: Record<string, string> = { 'Content-Length': String(size), 'Content-Type': 'application/octet-stream' };
-    if (this.cfg.trackingToken) headers.Authorization = `Bearer ${this.cfg.trackingToken}`;
-    else if (this.cfg.trackingUsername !== undefined && this.cfg.trackingPassword !== undefined) {
-      headers.Authorization = `Basic ${Buffer.from(`${this.cfg.trackingUsername}:${this.cfg.trackingPassword}`).toString('base64')}`;
-    }
+    // Credentials go to the tracking server's own origin only (credentials.ts): an experiment's artifact location
+    // naming another host gets the upload without them.
+    const auth = authorizationFor(url, this.cfg);
+    const headers: Record<string, string> = { 'Content-Length': String(size), 'Content-Type': 'application/octet-stream', ...auth };
     let res;
     try {
       res = await httpRequest({
@@ -157,7 +190,10 @@ class MlflowArtifactsRepository extends BaseRepository {
     } catch (e) {
       throw new MlflowError(`artifact upload to ${this.base()} failed: ${(e as Error).message}`, 'TEMPORARILY_UNAVAILABLE', { retryable: true, cause: e });
     }
-    if (res.status < 200 || res.status >= 300) throw errorFromResponse(res, `PUT mlflow-artifacts ${full}`);
+    if (res.status < 200 || res.status >= 300) {
+      const withheld = !auth.Authorization && (res.status === 401 || res.status === 403) && (this.cfg.trackingToken || this.cfg.trackingPassword !== undefined);
+      throw errorFromResponse(res, `PUT mlflow-artifacts ${full}${withheld ? ` (${originOf(url)} is not the tracking server's origin: the tracking credentials are not sent there)` : ''}`);
+    }
     return `${this.rootUri.replace(/\/+$/, '')}/${destPath}`;
   }
 }

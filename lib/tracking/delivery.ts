@@ -2,16 +2,43 @@
 // limits (batching.ts), retried with backoff, overflowing to the bounded on-disk spool while the backend is down
 // or slower than the training, and the flush waiters answered when their sequence number is delivered.
 import type { TrackerConfig } from '../config.js';
-import { artifactRepositoryFor, type ArtifactRepository, type UploadedArtifact } from './artifacts.js';
+import { artifactRepositoryFor, fingerprintSync, type ArtifactRepository, type UploadedArtifact } from './artifacts.js';
 import { applyTakes, nextBatch, queueItem, remaining, type QueueItem } from './batching.js';
-import { isRetryable, toSafeError } from './errors.js';
+import { invalidParameter, isRetryable, toSafeError } from './errors.js';
 import type { FlushReport, FromWorker } from './protocol.js';
 import { backoffMs, timerMs } from './rest/http.js';
 import { Spool, addCounts, countOp, emptyCounts } from './spool.js';
-import type { RunStatus, TrackingStore } from './types.js';
+import type { LogBatch, RunStatus, TrackingStore } from './types.js';
+
+interface Refusal { what: string; message: string }
+
+const batchSize = (b: LogBatch) => b.metrics.length + b.params.length + b.tags.length;
+
+/** "metric 'loss' (step 3)", "param 'lr'", or "12 item(s)" (what a refusal is about). */
+function describeBatch(b: LogBatch): string {
+  if (batchSize(b) > 1) return `${b.metrics.length} metric point(s), ${b.params.length} param(s), ${b.tags.length} tag(s)`;
+  if (b.metrics.length) return `metric '${b.metrics[0]!.key}' (step ${b.metrics[0]!.step})`;
+  if (b.params.length) return `param '${b.params[0]!.key}'`;
+  return b.tags.length ? `tag '${b.tags[0]!.key}'` : 'empty batch';
+}
+
+/** A batch cut into two halves (params, tags, then metrics, in order). */
+function splitBatch(b: LogBatch): [LogBatch, LogBatch] {
+  const all = [...b.params.map((p) => ['p', p] as const), ...b.tags.map((t) => ['t', t] as const), ...b.metrics.map((m) => ['m', m] as const)];
+  const half = Math.ceil(all.length / 2);
+  const make = (part: typeof all): LogBatch => ({
+    runId: b.runId,
+    params: part.flatMap(([k, v]) => (k === 'p' ? [v] : [])),
+    tags: part.flatMap(([k, v]) => (k === 't' ? [v] : [])),
+    metrics: part.flatMap(([k, v]) => (k === 'm' ? [v] : [])),
+  });
+  return [make(all.slice(0, half)), make(all.slice(half))];
+}
 
 /** Operations (chunks of up to 4096 points) held in memory before overflowing to the spool. */
 const MAX_QUEUED_OPS = 256;
+/** Operations held in memory when the spool cannot be written (a full disk) before their points are dropped. */
+const MAX_HELD_OPS = 4096;
 
 interface FlushWaiter { id: number; seq: number; timer: NodeJS.Timeout; persist: boolean }
 
@@ -31,9 +58,17 @@ export class Delivery {
   private flushWaiters: FlushWaiter[] = [];
   private repos = new Map<string, ArtifactRepository>();
   private retryTimer: NodeJS.Timeout | null = null;
+  /** The last spool write failed (full disk): operations are held in `queue`, behind the spool. */
+  private spoolWriteFailed = false;
+  private spoolFailedAt = 0;
+  /** Metric points dropped from memory while the spool could not be written. */
+  private droppedInMemory = 0;
 
   constructor(private readonly store: TrackingStore, private readonly cfg: TrackerConfig, private readonly post: (m: FromWorker) => void) {
-    this.spool = new Spool(cfg.spoolDir, cfg.trackingUri, cfg.spoolMaxBytes);
+    this.spool = new Spool(cfg.spoolDir, cfg.trackingUri, cfg.spoolMaxBytes, (message, lost) => {
+      if (lost) this.errors.push(message);
+      this.post({ t: 'warn', message });
+    });
   }
 
   /** Adopts what earlier trackers left in the spool, and starts delivering. */
@@ -48,8 +83,21 @@ export class Delivery {
 
   /** Takes the tracker's next operations, in order. */
   enqueue(items: QueueItem[]): void {
-    if (this.spooling) this.spoolItems(items);
-    else {
+    for (const it of items) {
+      // Fix what an upload sends now: a late (spooled) upload of a file changed since is refused.
+      if (it.op.k === 'art' && it.op.sha === undefined) {
+        try { it.op.sha = fingerprintSync(it.op.local, it.op.dir); } catch { /* gone: the upload reports it */ }
+      }
+    }
+    if (this.spooling) {
+      // Operations held in memory after a failed spool write go to the spool first (order), or stay with these.
+      if (this.queue.length) {
+        // After a failed write, try the disk again at most once a second (not with every operation).
+        if (this.spoolWriteFailed && Date.now() - this.spoolFailedAt < 1000) this.holdInMemory(items);
+        else if (this.spoolItems([...this.queue, ...items])) this.queue = [];
+        else this.holdInMemory(items);
+      } else if (!this.spoolItems(items)) this.holdInMemory(items);
+    } else {
       this.queue.push(...items);
       // A backend slower than the training for long: keep memory bounded, overflow to the (bounded) spool.
       if (this.queue.length > MAX_QUEUED_OPS) {
@@ -78,16 +126,47 @@ export class Delivery {
     if (this.wake) { const w = this.wake; this.wake = null; w(); }
   }
 
-  private spoolItems(items: QueueItem[]): void {
-    // Items partially delivered keep only their undelivered part.
-    this.spool.append(items.map((it) => ({ ...remaining(it), q: it.seq, o: this.spool.id })));
+  /** Writes items to the spool; false (and reported once) when the write failed — the caller keeps them. */
+  private spoolItems(items: QueueItem[]): boolean {
+    try {
+      // Items partially delivered keep only their undelivered part.
+      this.spool.append(items.map((it) => ({ ...remaining(it), q: it.seq, o: this.spool.id })));
+    } catch (e) {
+      if (!this.spoolWriteFailed) {
+        const msg = `cannot write the spool ${this.spool.dir} (${(e as NodeJS.ErrnoException).code ?? toSafeError(e).message}): operations are kept in memory until the backend is back; what is still undelivered at close() is lost with this process`;
+        this.errors.push(msg);
+        this.post({ t: 'warn', message: msg });
+      }
+      this.spoolWriteFailed = true;
+      this.spoolFailedAt = Date.now();
+      return false;
+    }
+    this.spoolWriteFailed = false;
     this.spooledSeq = Math.max(this.spooledSeq, items.length ? items[items.length - 1]!.seq : 0);
+    return true;
   }
 
-  /** Moves the whole in-memory queue to the spool, which from now on delivers in order. */
+  /**
+   * Keeps items the spool could not take in memory, after those already held (delivered after the spool, in
+   * order). Memory is bounded too: beyond MAX_HELD_OPS the oldest held operations lose their metric points
+   * (counted as dropped); params, tags, run ends and uploads are kept.
+   */
+  private holdInMemory(items: QueueItem[]): void {
+    this.queue.push(...items);
+    for (let i = 0; this.queue.length > MAX_HELD_OPS && i < this.queue.length - MAX_HELD_OPS; i++) {
+      const it = this.queue[i]!;
+      if (it.op.k === 'log' && it.op.metrics.length > it.mOff) {
+        this.droppedInMemory += it.op.metrics.length - it.mOff;
+        // Free the points; the operation stays (with its params and tags) so that flush() sees its seq done.
+        it.op = { ...it.op, metrics: [] };
+        it.mOff = 0;
+      }
+    }
+  }
+
+  /** Moves the whole in-memory queue to the spool, which from now on delivers in order (if the spool takes it). */
   private spoolQueue(): void {
-    this.spoolItems(this.queue);
-    this.queue = [];
+    if (this.spoolItems(this.queue)) this.queue = [];
     this.spooling = true;
   }
 
@@ -133,7 +212,7 @@ export class Delivery {
     try {
       if (head.op.k === 'log') {
         const nb = nextBatch(items, this.store.limits)!;
-        await this.store.logBatch(nb.batch);
+        await this.logBatchIsolating(nb.batch);
         return applyTakes(items, nb.takes);
       }
       if (head.op.k === 'end') {
@@ -141,6 +220,13 @@ export class Delivery {
         return 1;
       }
       const op = head.op;
+      if (op.sha !== undefined) {
+        let now: string | null = null;
+        try { now = fingerprintSync(op.local, op.dir); } catch { now = null; }
+        if (now !== op.sha) {
+          throw invalidParameter(`${op.dir ? 'directory' : 'file'} changed (or removed) since logArtifact${op.dir ? 's' : ''}() (sha256 then ${op.sha.slice(0, 12)}…, now ${now ? `${now.slice(0, 12)}…` : 'unreadable'}): not uploaded, so that the run never holds a later version than the one logged`);
+        }
+      }
       const repo = this.repo(op.root);
       const up = op.dir ? await repo.logArtifacts(op.local, op.path) : await repo.logArtifact(op.local, op.path);
       this.uploaded.push(...up);
@@ -155,6 +241,49 @@ export class Delivery {
       if (head.op.k === 'log') return applyTakes(items, nextBatch(items, this.store.limits)!.takes);
       return 1;
     }
+  }
+
+  /**
+   * Stores a batch; when the store refuses it (not retryable), halves it until the refused items are alone, so
+   * that one bad item (a param changed on a resumed run, a point an older version spooled) costs only itself:
+   * each is reported, everything else is stored. A refusal of the whole batch for one reason (a deleted run)
+   * is found in O(log n) calls and reported once. A retryable failure midway retries the whole batch later
+   * (writes are idempotent).
+   */
+  private async logBatchIsolating(batch: LogBatch): Promise<void> {
+    for (const r of await this.isolate(batch)) {
+      const msg = `${r.what} of run ${batch.runId} refused: ${r.message}`;
+      this.errors.push(msg);
+      this.post({ t: 'warn', message: msg });
+    }
+  }
+
+  /** The refused parts of `batch` (each with the store's reason); `all` when nothing of it was stored. */
+  private async isolate(batch: LogBatch): Promise<Refusal[] & { all?: boolean }> {
+    let message: string;
+    try {
+      await this.store.logBatch(batch);
+      return [];
+    } catch (e) {
+      if (isRetryable(e)) throw e;
+      message = toSafeError(e).message;
+    }
+    const whole = (): Refusal[] & { all?: boolean } => Object.assign([{ what: describeBatch(batch), message }], { all: true });
+    if (batchSize(batch) <= 1) return whole();
+    const [a, b] = splitBatch(batch);
+    const ra = await this.isolate(a);
+    if (ra.all && ra.length === 1 && ra[0]!.message === message) {
+      // The first half failed as a whole for the same reason: probably the whole batch's (its run's) problem.
+      try {
+        await this.store.logBatch(b);
+        return ra;
+      } catch (e) {
+        if (isRetryable(e)) throw e;
+        if (toSafeError(e).message === message) return whole();
+      }
+    }
+    const rb = await this.isolate(b);
+    return Object.assign([...ra, ...rb], { all: ra.all === true && rb.all === true });
   }
 
   private async deliverQueue(): Promise<void> {
@@ -222,7 +351,7 @@ export class Delivery {
     const report: FlushReport = {
       complete,
       undelivered,
-      dropped: { ...this.spool.dropped },
+      dropped: { ...this.spool.dropped, metrics: this.spool.dropped.metrics + this.droppedInMemory },
       errors: this.errors.splice(0),
       spoolDir: complete || this.spool.isEmpty ? null : this.spool.dir,
       uploaded: this.uploaded.splice(0),

@@ -9,14 +9,17 @@ import { createHash, randomUUID } from 'node:crypto';
 import {
   appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync,
 } from 'node:fs';
+import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
+import { isSecretKey } from '../config.js';
 import type { Metric } from './types.js';
 
 /** One logging operation as stored in the spool (and in the worker's queue). */
 export type SpoolOp =
   | { k: 'log'; runId: string; metrics: Metric[]; params: [string, string][]; tags: [string, string][] }
   | { k: 'end'; runId: string; status: string; endTime: number }
-  | { k: 'art'; runId: string; root: string; local: string; path: string; dir: boolean };
+  /** `sha`: the content's fingerprint when the worker took the upload (artifacts.ts fingerprintSync). */
+  | { k: 'art'; runId: string; root: string; local: string; path: string; dir: boolean; sha?: string };
 
 export interface PendingCounts {
   metrics: number;
@@ -36,11 +39,31 @@ export function countOp(c: PendingCounts, op: SpoolOp, sign = 1): void {
   else c.artifacts += sign;
 }
 
-/** A key for the backend (URI without credentials), so that a spool is only delivered to its own store. */
+/**
+ * A key for the backend, so that a spool is only delivered to its own store: a readable slug of the URI without
+ * credentials and without its query (which may hold `?password=`), and a hash of the URI with its user info
+ * and secret query values removed. The key names a folder that messages print, so no secret may reach it.
+ */
 export function storeKey(trackingUri: string): string {
-  const clean = trackingUri.replace(/\/\/[^/@]*@/, '//');
-  const slug = clean.replace(/[^A-Za-z0-9]+/g, '_').slice(0, 40);
+  const clean = withoutSecrets(trackingUri);
+  const slug = clean.replace(/[?#].*$/, '').replace(/[^A-Za-z0-9]+/g, '_').slice(0, 40);
   return `${slug}-${createHash('sha256').update(clean).digest('hex').slice(0, 12)}`;
+}
+
+/** The URI without user info and with the values of secret-named query parameters removed. */
+function withoutSecrets(uri: string): string {
+  const noUser = uri.replace(/\/\/[^/@]*@/, '//');
+  const q = noUser.indexOf('?');
+  if (q < 0) return noUser;
+  const query = noUser.slice(q + 1).split('&').map((kv) => {
+    const name = decodeURIComponentSafe(kv.split('=')[0]!);
+    return isSecretKey(name) || /^(sig|signature|x-amz-signature|x-amz-credential|x-amz-security-token)$/i.test(name) ? `${kv.split('=')[0]}=` : kv;
+  });
+  return `${noUser.slice(0, q)}?${query.join('&')}`;
+}
+
+function decodeURIComponentSafe(s: string): string {
+  try { return decodeURIComponent(s); } catch { return s; }
 }
 
 function pidAlive(pid: number): boolean {
@@ -52,7 +75,73 @@ function pidAlive(pid: number): boolean {
   }
 }
 
+/** Who owns a spool directory (its owner.json): the process, on which host, since which boot. */
+export interface SpoolOwner {
+  pid: number;
+  since: number;
+  /** os.hostname() of the owner (absent in spools of older versions). */
+  host?: string;
+  /** Linux's /proc/sys/kernel/random/boot_id when the owner ran (null where there is none). */
+  boot?: string | null;
+  /** The owner process's start time (field 22 of /proc/<pid>/stat, clock ticks since boot), to tell a reused pid. */
+  start?: string | null;
+  released?: boolean;
+}
+
+function readTrimmed(path: string): string | null {
+  try { return readFileSync(path, 'utf8').trim() || null; } catch { return null; }
+}
+
+/** This boot's id (Linux); null elsewhere. */
+export const bootId = (): string | null => readTrimmed('/proc/sys/kernel/random/boot_id');
+
+/** A process's start time in clock ticks since boot (Linux /proc/<pid>/stat field 22); null where unknown. */
+export function processStart(pid: number): string | null {
+  const stat = readTrimmed(`/proc/${pid}/stat`);
+  if (!stat) return null;
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return fields[19] ?? null; // fields from #3 (state) on: #22 is index 19
+}
+
+/** The owner record of this process. */
+export function currentOwner(released = false): SpoolOwner {
+  return { pid: process.pid, since: Date.now(), host: hostname(), boot: bootId(), start: processStart(process.pid), ...(released ? { released } : {}) };
+}
+
+/**
+ * Whether a spool may be adopted: its owner closed it (released), or is provably gone — on this host, from an
+ * earlier boot, or its pid is not alive (or alive with another start time: reused). A spool of another host is
+ * never adopted while not released: its owner may be alive (shared storage, containers with the same pids).
+ */
+export function ownerVerdict(owner: SpoolOwner | null): 'adopt' | 'alive' | 'foreign' {
+  if (!owner || !owner.pid) return 'adopt';
+  if (owner.released === true) return 'adopt';
+  if (owner.host !== undefined && owner.host !== hostname()) return 'foreign';
+  const boot = bootId();
+  if (owner.boot && boot && owner.boot !== boot) return 'adopt';
+  if (!pidAlive(owner.pid)) return 'adopt';
+  if (owner.start && owner.boot && owner.boot === boot) {
+    const now = processStart(owner.pid);
+    if (now !== null && now !== owner.start) return 'adopt';
+  }
+  return 'alive';
+}
+
 interface Segment { file: string; n: number }
+
+/** One spool line back to its operation (±Infinity and NaN are stored as '__num:…'); null when it is not one. */
+function parseOp(line: string): SpoolOp | null {
+  try {
+    const op = JSON.parse(line, (_k, v) => (typeof v === 'string' && v.startsWith('__num:') ? Number(v.slice(6)) : v)) as SpoolOp;
+    if (!op || typeof op !== 'object' || typeof op.runId !== 'string') return null;
+    if (op.k === 'log') return Array.isArray(op.metrics) && Array.isArray(op.params) && Array.isArray(op.tags) ? op : null;
+    if (op.k === 'end') return typeof op.status === 'string' ? op : null;
+    if (op.k === 'art') return typeof op.local === 'string' && typeof op.root === 'string' ? op : null;
+    return null;
+  } catch {
+    return null;
+  }
+}
 
 export class Spool {
   readonly root: string;
@@ -67,8 +156,14 @@ export class Spool {
   /** Operations dropped because the spool was full. */
   readonly dropped = emptyCounts();
   private created = false;
+  /** Lines of the spool that could not be read back (torn by a crash or a full disk), skipped. */
+  corruptLines = 0;
+  private readonly foreignReported = new Set<string>();
+  /** Called once per spool file with corrupt lines (`lost`: data was lost), once per foreign spool left alone. */
+  private readonly warn: (message: string, lost: boolean) => void;
 
-  constructor(spoolDir: string, trackingUri: string, maxBytes: number) {
+  constructor(spoolDir: string, trackingUri: string, maxBytes: number, warn: (message: string, lost: boolean) => void = () => {}) {
+    this.warn = warn;
     this.root = join(resolve(spoolDir), storeKey(trackingUri));
     this.id = `${process.pid}-${randomUUID().slice(0, 8)}`;
     this.dir = join(this.root, this.id);
@@ -78,7 +173,7 @@ export class Spool {
   private ensureDir(): void {
     if (this.created) return;
     mkdirSync(this.dir, { recursive: true });
-    writeFileSync(join(this.dir, 'owner.json'), JSON.stringify({ pid: process.pid, since: Date.now() }));
+    writeFileSync(join(this.dir, 'owner.json'), JSON.stringify(currentOwner()));
     this.created = true;
   }
 
@@ -89,17 +184,18 @@ export class Spool {
     const others = readdirSync(this.root).filter((d) => join(this.root, d) !== this.dir).sort();
     for (const d of others) {
       const p = join(this.root, d);
-      let pid = 0;
-      let released = false;
-      try {
-        const owner = JSON.parse(readFileSync(join(p, 'owner.json'), 'utf8')) as { pid: number; released?: boolean };
-        pid = owner.pid;
-        released = owner.released === true;
-      } catch {
-        pid = 0;
+      let owner: SpoolOwner | null = null;
+      try { owner = JSON.parse(readFileSync(join(p, 'owner.json'), 'utf8')) as SpoolOwner; } catch { owner = null; }
+      // Another live tracker's spool is left alone; a closed tracker's or a provably dead process's is adopted.
+      const verdict = ownerVerdict(owner);
+      if (verdict === 'alive') continue;
+      if (verdict === 'foreign') {
+        if (!this.foreignReported.has(d)) {
+          this.foreignReported.add(d);
+          this.warn(`spool ${p} belongs to a tracker on host '${owner!.host}' (pid ${owner!.pid}) that may be alive: left alone — it is delivered by a tracker on that host, or after you delete its owner.json`, false);
+        }
+        continue;
       }
-      // Another live tracker's spool is left alone; a closed tracker's or a dead process's is adopted.
-      if (!released && pid && pidAlive(pid)) continue;
       const segs = this.segmentsOf(p);
       if (!segs.length) { rmSync(p, { recursive: true, force: true }); continue; }
       this.ensureDir();
@@ -145,11 +241,12 @@ export class Spool {
     if (this.writeSeg === null || this.sealed.has(this.writeSeg)) this.writeSeg = ++this.seq;
     const lines: string[] = [];
     let size = 0;
+    let dropped = 0;
     for (const op of ops) {
       let line = JSON.stringify(op, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? `__num:${v}` : v));
       if (this.bytes + size + line.length + 1 > this.maxBytes) {
         if (op.k === 'log' && op.metrics.length) {
-          this.dropped.metrics += op.metrics.length;
+          dropped += op.metrics.length;
           if (!op.params.length && !op.tags.length) continue;
           line = JSON.stringify({ ...op, metrics: [] });
         }
@@ -157,9 +254,17 @@ export class Spool {
       lines.push(line);
       size += line.length + 1;
     }
-    if (!lines.length) return;
+    if (!lines.length) { this.dropped.metrics += dropped; return; }
     const file = join(this.dir, `seg-${String(this.writeSeg).padStart(8, '0')}.jsonl`);
-    appendFileSync(file, lines.join('\n') + '\n');
+    try {
+      appendFileSync(file, lines.join('\n') + '\n');
+    } catch (e) {
+      // A full disk (ENOSPC) or an I/O error may leave a torn last line: never append after it (reading skips
+      // it), and let the caller keep the operations in memory.
+      this.sealed.add(this.writeSeg);
+      throw e;
+    }
+    this.dropped.metrics += dropped;
     this.bytes += size;
     // keep segments small enough to read whole
     if (statSync(file).size > 8 * 1024 * 1024) this.sealed.add(this.writeSeg);
@@ -173,17 +278,42 @@ export class Spool {
     const seg = this.segmentsOf(this.dir)[0];
     if (!seg) return null;
     this.sealed.add(seg.n);
-    const text = readFileSync(seg.file, 'utf8');
-    const lines = text.split('\n').filter((l) => l.length > 0);
+    const ops = this.readSegment(seg.file);
     let start = 0;
     try { start = Number(readFileSync(seg.file.replace(/\.jsonl$/, '.pos'), 'utf8')) || 0; } catch { start = 0; }
-    const ops = lines.map((l) => JSON.parse(l, (_k, v) => (typeof v === 'string' && v.startsWith('__num:') ? Number(v.slice(6)) : v)) as SpoolOp);
     return { n: seg.n, ops, start };
+  }
+
+  /**
+   * The operations of one segment file. A line that does not parse (torn by SIGKILL, power loss or a full disk
+   * mid-append) is skipped, counted and reported once, and the file is rewritten without it so that the
+   * delivered-lines count (`.pos`) keeps meaning the same lines.
+   */
+  private readSegment(file: string): SpoolOp[] {
+    const lines = readFileSync(file, 'utf8').split('\n').filter((l) => l.length > 0);
+    const ops: SpoolOp[] = [];
+    const good: string[] = [];
+    for (const l of lines) {
+      const op = parseOp(l);
+      if (op) { ops.push(op); good.push(l); }
+    }
+    const bad = lines.length - good.length;
+    if (bad > 0) {
+      this.corruptLines += bad;
+      this.warn(`spool file ${file}: ${bad} unreadable line(s) (torn by a crash or a full disk) skipped; the rest is delivered`, true);
+      try {
+        const tmpFile = `${file}.rewrite`;
+        writeFileSync(tmpFile, good.length ? good.join('\n') + '\n' : '');
+        renameSync(tmpFile, file);
+      } catch { /* read-only or full: skipped again (and reported again) next time */ }
+    }
+    return ops;
   }
 
   /** Records that the first `delivered` operations of segment `n` are stored. */
   advance(n: number, delivered: number): void {
-    writeFileSync(join(this.dir, `seg-${String(n).padStart(8, '0')}.pos`), String(delivered));
+    // A failed write (full disk) only means those lines are delivered again: delivery is idempotent.
+    try { writeFileSync(join(this.dir, `seg-${String(n).padStart(8, '0')}.pos`), String(delivered)); } catch { /* redelivered */ }
   }
 
   /** Removes a fully delivered segment. */
@@ -202,7 +332,10 @@ export class Spool {
       const lines = readFileSync(seg.file, 'utf8').split('\n').filter(Boolean);
       let start = 0;
       try { start = Number(readFileSync(seg.file.replace(/\.jsonl$/, '.pos'), 'utf8')) || 0; } catch { start = 0; }
-      for (const l of lines.slice(start)) countOp(c, JSON.parse(l) as SpoolOp);
+      for (const l of lines.slice(start)) {
+        const op = parseOp(l);
+        if (op) countOp(c, op);
+      }
     }
     return c;
   }
@@ -211,7 +344,9 @@ export class Spool {
   release(): void {
     if (!this.created) return;
     if (this.isEmpty) { this.cleanupIfEmpty(); return; }
-    writeFileSync(join(this.dir, 'owner.json'), JSON.stringify({ pid: process.pid, since: Date.now(), released: true }));
+    try {
+      writeFileSync(join(this.dir, 'owner.json'), JSON.stringify(currentOwner(true)));
+    } catch { /* full disk: adopted once this process is gone */ }
   }
 
   /** Removes this tracker's directory when nothing is left in it. */

@@ -18,7 +18,7 @@ import { RunQueries, type BestRun, type RunSummary } from './queries.js';
 import { ModelRegistry, redactTagValue, type RegisterModelOptions } from './registry.js';
 import type { PendingCounts } from './spool.js';
 import type { Experiment, Metric, ModelStage, ModelVersion, RegisteredModel, Run, RunStatus, SearchRunsOptions, Tag } from './types.js';
-import { flattenParams, paramValueToString, validateArtifactPath, validateKey, validateParam, validateTag } from './validation.js';
+import { flattenParams, metricTimestamp, paramValueToString, validateArtifactPath, validateKey, validateParam, validateTag } from './validation.js';
 import { WorkerClient } from './worker_client.js';
 
 export type { BestRun, RunSummary } from './queries.js';
@@ -207,27 +207,33 @@ export class MLflowTracker {
   // -------------------------------------------------------------------------------------------------------
   // Logging: validate, enqueue, return. Never awaits, never throws for a backend problem.
   // -------------------------------------------------------------------------------------------------------
-  /** Logs one metric point (timestamp now, step default 0). */
+  /**
+   * Logs one metric point (timestamp now, step default 0). A bad point (value not a number, fractional step,
+   * negative or non-finite timestamp) throws here; a fractional timestamp is truncated to whole ms.
+   */
   logMetric(key: string, value: number, step = 0, timestamp = Date.now()): void {
     const run = this.requireRun();
-    this.checkMetricKey(key);
-    if (typeof value !== 'number') throw invalidParameter(`Metric '${key}': value must be a number, got ${typeof value}`);
-    if (!Number.isSafeInteger(step)) throw invalidParameter(`Metric '${key}': step must be an integer, got ${step}`);
-    this.outbox.addMetric(run.runId, key, value, step, timestamp);
+    const p = this.checkMetric(key, value, step, timestamp);
+    this.outbox.addMetric(run.runId, key, value, step, p);
     this.outbox.sendSoon();
   }
 
-  /** Logs several metrics at one step (timestamp now). */
+  /** Logs several metrics at one step (timestamp now). A refused call enqueues nothing. */
   logMetrics(metrics: Record<string, number>, step = 0, timestamp = Date.now()): void {
     const run = this.requireRun();
-    if (!Number.isSafeInteger(step)) throw invalidParameter(`logMetrics: step must be an integer, got ${step}`);
     // Validate all first: a refused call enqueues nothing.
-    for (const key in metrics) {
-      this.checkMetricKey(key);
-      if (typeof metrics[key] !== 'number') throw invalidParameter(`Metric '${key}': value must be a number, got ${typeof metrics[key]}`);
-    }
-    for (const key in metrics) this.outbox.addMetric(run.runId, key, metrics[key]!, step, timestamp);
+    let ts = timestamp;
+    for (const key in metrics) ts = this.checkMetric(key, metrics[key], step, timestamp);
+    for (const key in metrics) this.outbox.addMetric(run.runId, key, metrics[key]!, step, ts);
     this.outbox.sendSoon();
+  }
+
+  /** validateMetric() without re-validating a key seen before (the hot path); returns the normalised timestamp. */
+  private checkMetric(key: string, value: unknown, step: unknown, timestamp: unknown): number {
+    this.checkMetricKey(key);
+    if (typeof value !== 'number') throw invalidParameter(`Metric '${key}': value must be a number, got ${typeof value}`);
+    if (typeof step !== 'number' || !Number.isSafeInteger(step)) throw invalidParameter(`Metric '${key}': step must be an integer, got ${String(step)}`);
+    return metricTimestamp(key, timestamp);
   }
 
   private checkMetricKey(key: string): void {
@@ -343,10 +349,12 @@ export class MLflowTracker {
     const report = await this.outbox.flush(timeoutMs, true).catch((e: Error) => emptyFlushReport([e.message]));
     await this.client.stop();
     unwatchTracker(this);
+    const dropped = describe(report.dropped);
+    const lost = dropped === 'nothing' ? '' : `; ${dropped} dropped at the spool bound (spoolMaxBytes ${this.config.spoolMaxBytes}) while the backend was unavailable`;
     const message = report.complete
-      ? `all tracking data delivered${report.errors.length ? ` (${report.errors.length} operation(s) refused by the backend: ${report.errors.join('; ')})` : ''}`
-      : `close() deadline of ${timeoutMs} ms passed: not delivered ${describe(report.undelivered)}; kept in the spool ${report.spoolDir ?? '(none)'} — the next MLflowTracker with spoolDir '${this.config.spoolDir}' on the same tracking URI delivers it`;
-    if (!report.complete) process.emitWarning(message, 'MLflowTrackerWarning');
+      ? `${lost ? 'tracking data delivered, except what was dropped' : 'all tracking data delivered'}${lost}${report.errors.length ? ` (${report.errors.length} operation(s) refused by the backend: ${report.errors.join('; ')})` : ''}`
+      : `close() deadline of ${timeoutMs} ms passed: not delivered ${describe(report.undelivered)}${lost}; kept in the spool ${report.spoolDir ?? '(none)'} — the next MLflowTracker with spoolDir '${this.config.spoolDir}' on the same tracking URI delivers it`;
+    if (!report.complete || lost) process.emitWarning(message, 'MLflowTrackerWarning');
     return closeWith(report, runStatus, message);
   }
 

@@ -78,14 +78,30 @@ function truncate(kind: string, key: string, value: string, limit: number, warn?
   return value.slice(0, limit);
 }
 
-export function validateMetric(key: string, value: unknown, timestamp: number, step: number): Metric {
+/**
+ * A metric point's timestamp as MLflow stores it: milliseconds as a nonnegative 64-bit integer. A fractional
+ * one (`performance.now()`, `Date.now() / 1`) is truncated, as Python's `int()` does; anything else (negative,
+ * NaN, ±Infinity, not a number, beyond 2^53) is refused here, at the call, never in the middle of a batch.
+ */
+export function metricTimestamp(key: string, timestamp: unknown): number {
+  if (typeof timestamp !== 'number' || !Number.isFinite(timestamp) || timestamp < 0 || timestamp > Number.MAX_SAFE_INTEGER) {
+    throw invalidParameter(`Invalid timestamp ${String(timestamp)} for metric '${key}': must be a nonnegative integer (ms since the epoch)`);
+  }
+  return Math.floor(timestamp);
+}
+
+/**
+ * Checks one metric point (key, value, step, timestamp) as MLflow does and returns it normalised: the value is
+ * any number (NaN and ±Infinity are legal, stored as MLflow's SQL store stores them), the step a 64-bit integer
+ * (a fractional step is refused, like MLflow's "Step must be a valid long"), the timestamp per metricTimestamp().
+ */
+export function validateMetric(key: string, value: unknown, timestamp: unknown, step: unknown): Metric {
   validateKey('metric', key);
   if (typeof value !== 'number') {
-    throw invalidParameter(`Got invalid value ${String(value)} for metric '${key}' (timestamp=${timestamp}). Please specify value as a valid double (64-bit floating point)`);
+    throw invalidParameter(`Got invalid value ${String(value)} for metric '${key}'. Please specify value as a valid double (64-bit floating point)`);
   }
-  if (!Number.isInteger(timestamp) || timestamp < 0) throw invalidParameter(`Invalid timestamp ${timestamp} for metric '${key}': must be a nonnegative integer (ms)`);
-  if (!Number.isSafeInteger(step)) throw invalidParameter(`Invalid step ${step} for metric '${key}': must be an integer (64-bit)`);
-  return { key, value, timestamp, step };
+  if (typeof step !== 'number' || !Number.isSafeInteger(step)) throw invalidParameter(`Invalid step ${String(step)} for metric '${key}': must be an integer (64-bit)`);
+  return { key, value, timestamp: metricTimestamp(key, timestamp), step };
 }
 
 export function validateParam(key: string, value: string, warn?: ValidationWarning): Param {

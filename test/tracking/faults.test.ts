@@ -3,26 +3,15 @@
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { MLflowTracker } from '../../lib/tracking/index.js';
 import { mlflowPython } from './helpers/python.js';
+import { pgRows, sleep } from './helpers/pg.js';
 import { cleanupTmp, tmp, trackerOptions } from './helpers/scenario.js';
 import { ROOT, startMlflowServer, startPostgres, startS3, type PgServer } from './helpers/services.js';
 
 afterAll(cleanupTmp);
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function pgRows<T = any>(uri: string, sql: string, params: unknown[] = []): Promise<T[]> {
-  const c = new pg.Client({ connectionString: uri });
-  await c.connect();
-  try {
-    return (await c.query(sql, params)).rows as T[];
-  } finally {
-    await c.end();
-  }
-}
 
 /** Checks the metric rows of a run: each step exactly once per key, all of 0..n-1. */
 async function expectSteps(uri: string, runId: string, key: string, n: number): Promise<void> {
