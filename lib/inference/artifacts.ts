@@ -10,6 +10,7 @@ import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import { redact, type TrackerConfig } from '../config.js';
 import { createS3Client } from '../tracking/artifacts.js';
+import { authorizationFor } from '../tracking/credentials.js';
 import { httpRequest } from '../tracking/rest/http.js';
 import { parseArtifactLocation, type ArtifactRepositoryKind } from '../tracking/schemes.js';
 import { badFile, badInput, InferenceError, notFound } from './errors.js';
@@ -163,18 +164,10 @@ function proxyBase(uri: string, cfg: TrackerConfig): { base: string; path: strin
   return { base: cfg.trackingUri.replace(/\/+$/, ''), path };
 }
 
-function proxyHeaders(cfg: TrackerConfig): Record<string, string> {
-  if (cfg.trackingToken) return { Authorization: `Bearer ${cfg.trackingToken}` };
-  if (cfg.trackingUsername !== undefined && cfg.trackingPassword !== undefined) {
-    return { Authorization: `Basic ${Buffer.from(`${cfg.trackingUsername}:${cfg.trackingPassword}`).toString('base64')}` };
-  }
-  return {};
-}
-
 async function proxyGet(cfg: TrackerConfig, url: string, what: string): Promise<Buffer> {
   let res;
   try {
-    res = await httpRequest({ method: 'GET', url, headers: proxyHeaders(cfg), timeoutMs: cfg.httpRequestTimeoutS * 1000, insecureTls: cfg.trackingInsecureTls });
+    res = await httpRequest({ method: 'GET', url, headers: authorizationFor(url, cfg), timeoutMs: cfg.httpRequestTimeoutS * 1000, insecureTls: cfg.trackingInsecureTls });
   } catch (e) {
     throw new InferenceError('HEIMDALL_NOT_FOUND', `cannot reach the MLflow artifact proxy for ${what}: ${redact((e as Error).message)}`, { cause: e });
   }

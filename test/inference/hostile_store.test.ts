@@ -23,10 +23,13 @@ const sub = (name: string) => {
 let server: Server;
 let port = 0;
 const downloads: string[] = [];
+/** The Authorization header of every request the server got, in order ('' when none). */
+const auths: string[] = [];
 
 beforeAll(async () => {
   server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://x');
+    auths.push(req.headers.authorization ?? '');
     if (url.pathname === LIST) {
       const p = url.searchParams.get('path') ?? '';
       const files = p.endsWith('escape') ? [{ path: `${p}/../../../escaped.txt`, is_dir: false }]
@@ -93,5 +96,20 @@ describe('downloads from an untrustworthy artifact server', () => {
     expect(result.status).toBe('rejected');
     expect((result as PromiseRejectedResult).reason).toMatchObject({ message: expect.stringContaining('HTTP 500') });
     expect(readdirSync(tmp)).toEqual([]);
+  });
+
+  it('sends the tracking token only to the tracking server\'s own origin, never to the host an artifact URI names', async () => {
+    const uri = `mlflow-artifacts://127.0.0.1:${port}/0/run/artifacts/model`;
+    const token = 'tok-Stays-Home-7731';
+    // The tracking server is elsewhere (localhost:1 is another origin than 127.0.0.1:port): no credentials.
+    let from = auths.length;
+    await fetchArtifact(uri, loadTrackerConfig({ trackingUri: 'http://localhost:1', trackingToken: token }), join(sub('other'), 'dl'));
+    expect(auths.length).toBeGreaterThan(from);
+    expect(auths.slice(from)).toEqual(auths.slice(from).map(() => ''));
+    // The same server as the tracking URI: the token goes with every request.
+    from = auths.length;
+    await fetchArtifact(uri, loadTrackerConfig({ trackingUri: `http://127.0.0.1:${port}`, trackingToken: token }), join(sub('same'), 'dl'));
+    expect(auths.length).toBeGreaterThan(from);
+    expect(new Set(auths.slice(from))).toEqual(new Set([`Bearer ${token}`]));
   });
 });
