@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { describe, expect, expectTypeOf, it } from 'vitest';
@@ -229,13 +229,37 @@ describe('Trainer: callbacks, checkpoints and errors', () => {
     const model = ConvNeXt.localization('atto', { seed: 9 });
     const old = join(tempDir(), 'old.safetensors');
     const engine = new (native().Engine)(model.native, { device: 'cpu', threads: 2 });
-    const kept = [{ path: '/elsewhere/epoch=0-val_loss=-9.safetensors', score: -1e9, epoch: 0 }];
+    // Old states named kept checkpoints by absolute path: the file name counts, in this callback's folder.
+    const root = tempDir();
+    mkdirSync(join(root, 'checkpoints'));
+    writeFileSync(join(root, 'checkpoints', 'epoch=0-val_loss=-9.0000.safetensors'), 'x');
+    const kept = [{ path: '/elsewhere/epoch=0-val_loss=-9.0000.safetensors', score: -1e9, epoch: 0 }];
     await engine.saveCheckpoint(old, JSON.stringify({ trainer: { epoch: 0, globalStep: 0 }, callbacks: { ModelCheckpoint: { kept, lastModelPath: null } } }));
     const ckpt = new ModelCheckpoint({ saveTopK: 5 });
-    const trainer = new Trainer({ ...base, maxEpochs: 1, defaultRootDir: tempDir(), callbacks: [ckpt] });
+    const trainer = new Trainer({ ...base, maxEpochs: 1, defaultRootDir: root, callbacks: [ckpt] });
     await trainer.fit(model, blobData(60, 9), { ckptPath: old });
-    expect(ckpt.bestModelPath).toBe(kept[0]!.path);
+    expect(ckpt.bestModelPath).toBe(join(root, 'checkpoints', 'epoch=0-val_loss=-9.0000.safetensors'));
     expect(ckpt.bestK.length).toBe(2);
+  });
+
+  it('resuming never deletes files a checkpoint names outside this run\'s checkpoint folder (copied folders, crafted states)', async () => {
+    const model = ConvNeXt.localization('atto', { seed: 10 });
+    const elsewhere = tempDir();
+    const victims = [join(elsewhere, 'epoch=0-val_loss=9.0000.safetensors'), join(elsewhere, 'notes.txt')];
+    for (const v of victims) writeFileSync(v, 'keep me');
+    const crafted = join(tempDir(), 'crafted.safetensors');
+    const engine = new (native().Engine)(model.native, { device: 'cpu', threads: 2 });
+    // The worst scores: the first better epoch would rotate them out (rmSync) with saveTopK 1.
+    const kept = victims.map((path, i) => ({ path, name: i === 1 ? '../notes.txt' : undefined, score: 1e9 + i, epoch: 0 }));
+    const key = new ModelCheckpoint({ saveTopK: 1 }).stateKey;
+    await engine.saveCheckpoint(crafted, JSON.stringify({ trainer: { epoch: 0, globalStep: 0 }, callbacks: { [key]: { kept, lastModelPath: null } } }));
+    const ckpt = new ModelCheckpoint({ saveTopK: 1 });
+    const root = tempDir();
+    const trainer = new Trainer({ ...base, maxEpochs: 2, defaultRootDir: root, callbacks: [ckpt] });
+    await trainer.fit(model, blobData(60, 10), { ckptPath: crafted });
+    for (const v of victims) expect(readFileSync(v, 'utf8')).toBe('keep me');
+    expect(ckpt.bestK.length).toBe(1);
+    expect(ckpt.bestModelPath!.startsWith(join(root, 'checkpoints'))).toBe(true);
   });
 
   it('checkpointCallback is the ModelCheckpoint instance, not any callback with a bestModelPath', () => {

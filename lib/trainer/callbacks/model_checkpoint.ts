@@ -1,6 +1,6 @@
 // ModelCheckpoint: keeps the top-k checkpoints by a monitored metric, plus the last one.
-import { mkdirSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import type { z } from 'zod';
 import { modelCheckpointOptionsSchema, parseOptions } from '../../config.js';
 import { Callback, type CheckpointCallback, type Metrics, type TrainerView } from '../callback.js';
@@ -37,6 +37,8 @@ export class ModelCheckpoint extends Callback implements CheckpointCallback {
   private readonly dirpathOption?: string;
   private readonly filenameOption?: string;
   private kept: Kept[] = [];
+  /** Kept checkpoints named by a restored state, until onFitStart finds them in this callback's folder. */
+  private restored: { name: string; score: number; epoch: number }[] | null = null;
   lastModelPath: string | undefined;
 
   constructor(options: ModelCheckpointOptions = {}) {
@@ -72,6 +74,18 @@ export class ModelCheckpoint extends Callback implements CheckpointCallback {
     return this.dirpathOption ?? join(trainer.rootDir, 'checkpoints');
   }
 
+  /**
+   * A restored state names its checkpoints by file name: they count as kept only when they are in this
+   * callback's folder now. Top-k rotation deletes only files it finds there — never the folder of the run the
+   * checkpoint came from (resuming in a copied output folder), nor any path a crafted checkpoint names.
+   */
+  override onFitStart(trainer: TrainerView): void {
+    if (!this.restored) return;
+    const dir = this.dirpath(trainer);
+    this.kept = this.restored.map((k) => ({ path: join(dir, k.name), score: k.score, epoch: k.epoch })).filter((k) => existsSync(k.path));
+    this.restored = null;
+  }
+
   override async onTrainEpochEnd(trainer: TrainerView, metrics: Metrics): Promise<void> {
     const dir = this.dirpath(trainer);
     mkdirSync(dir, { recursive: true });
@@ -100,10 +114,18 @@ export class ModelCheckpoint extends Callback implements CheckpointCallback {
   }
 
   override stateDict(): Record<string, unknown> {
-    return { kept: this.kept, lastModelPath: this.lastModelPath ?? null, monitor: this.monitor, mode: this.mode };
+    const kept = this.kept.map((k) => ({ name: basename(k.path), score: k.score, epoch: k.epoch }));
+    return { kept, lastModelPath: this.lastModelPath ?? null, monitor: this.monitor, mode: this.mode };
   }
   override loadStateDict(state: Record<string, unknown>): void {
-    this.kept = Array.isArray(state.kept) ? (state.kept as Kept[]) : [];
+    // `name` (a file name in the folder); states written before kept `path` (absolute): only its file name counts.
+    const entries = Array.isArray(state.kept) ? (state.kept as Record<string, unknown>[]) : [];
+    this.restored = entries.flatMap((e) => {
+      const raw = typeof e?.name === 'string' ? e.name : typeof e?.path === 'string' ? basename(e.path.split('\\').join('/')) : '';
+      const ok = /^[^/\\]+\.safetensors$/.test(raw) && typeof e.score === 'number' && typeof e.epoch === 'number';
+      return ok ? [{ name: raw, score: e.score as number, epoch: e.epoch as number }] : [];
+    });
+    this.kept = [];
     this.lastModelPath = typeof state.lastModelPath === 'string' ? state.lastModelPath : undefined;
   }
 
