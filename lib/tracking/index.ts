@@ -13,6 +13,7 @@ export { SqlStore } from './sql/store.js';
 export { RestStore } from './rest/store.js';
 export { artifactRepositoryFor, sha256File } from './artifacts.js';
 export { authorizationFor, isTrackingOrigin, originOf } from './credentials.js';
+export { claimSignals } from './process_hooks.js';
 export type * from './types.js';
 export { trackerConfigSchema, loadTrackerConfig, redact, ConfigError, TRACKER_ENV } from '../config.js';
 export type { TrackerConfig, TrackerConfigInput } from '../config.js';

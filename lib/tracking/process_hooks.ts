@@ -14,6 +14,8 @@ export interface EndableTracker {
 }
 
 const live = new Set<EndableTracker>();
+/** Claims of components that end their work gracefully on SIGINT/SIGTERM themselves (a fitting Trainer). */
+const signalClaims = new Set<symbol>();
 let handlersInstalled = false;
 let exitHookInstalled = false;
 
@@ -28,11 +30,25 @@ export function unwatchTracker(t: EndableTracker): void {
   live.delete(t);
 }
 
+/**
+ * Claims SIGINT/SIGTERM for a component that stops gracefully on its own (the Trainer: stop at a batch boundary,
+ * write a checkpoint, end its run KILLED, exit at once on a second signal). While a claim is held, trackers leave
+ * the signals to it instead of ending their runs and exiting. Returns the release function.
+ */
+export function claimSignals(owner: string): () => void {
+  const claim = Symbol(owner);
+  signalClaims.add(claim);
+  return () => {
+    signalClaims.delete(claim);
+  };
+}
+
 function installProcessHandlers(): void {
   if (handlersInstalled) return;
   handlersInstalled = true;
   let stopping = false;
   const onSignal = (signal: NodeJS.Signals, code: number) => {
+    if (signalClaims.size > 0 && !stopping) return; // the claimant stops gracefully (and exits on a second signal)
     if (stopping) process.exit(code); // a second Ctrl-C does not wait for the flush
     stopping = true;
     process.stderr.write(`\nheimdall-torch: ${signal}: flushing the MLflow tracker and ending the run KILLED\n`);

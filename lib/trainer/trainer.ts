@@ -8,6 +8,7 @@ import type { ConvNeXt } from '../model.js';
 import { native, type NativeEngine, type NativeEngineOptions, type PredictOutput } from '../native.js';
 import { exportOnnx as exportOnnxFile, type ExportOnnxOptions, type OnnxExportReport } from '../onnx/export.js';
 import { logOnnxModel } from '../onnx/mlflow_model.js';
+import { claimSignals } from '../tracking/process_hooks.js';
 import { Callback, prefixed, toTrainBatch, type Metrics, type TrainerView } from './callback.js';
 import { loggerCallback, withDefaultCallbacks, type LoggerOption } from './callbacks/defaults.js';
 import type { MLflowLogger } from './callbacks/mlflow_logger.js';
@@ -371,7 +372,11 @@ export class Trainer implements TrainerView {
     };
     process.on('SIGINT', handler);
     process.on('SIGTERM', handler);
+    // A tracker given as `logger` (handleSignals on by default) would end its run and exit on the same signal
+    // before the batch boundary: while fitting, the signals are the Trainer's.
+    const release = claimSignals('Trainer.fit');
     return () => {
+      release();
       process.off('SIGINT', handler);
       process.off('SIGTERM', handler);
     };

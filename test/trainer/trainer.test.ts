@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -261,6 +262,32 @@ describe('Trainer: callbacks, checkpoints and errors', () => {
     expect(ckpt.bestK.length).toBe(1);
     expect(ckpt.bestModelPath!.startsWith(join(root, 'checkpoints'))).toBe(true);
   });
+
+  it('Ctrl-C with a tracker as logger (its signal handling on): fit stops at a batch boundary, checkpoints, ends the run KILLED', async () => {
+    const root = tempDir();
+    const uri = `sqlite:///${join(root, 'mlflow.db')}`;
+    const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('./fixtures/ctrl_c_with_tracker.ts', import.meta.url)), uri, root],
+      { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (err += d));
+    const code = await new Promise<number | null>((r) => child.on('exit', r));
+    // Before: the tracker's handler ended the run and exited 130 before fit() reached the batch boundary.
+    expect(code, err).toBe(0);
+    const result = JSON.parse(/RESULT (.*)/.exec(out)?.[1] ?? 'null') as { reason: string; checkpoint: string | null; complete: boolean } | null;
+    expect(result).toMatchObject({ reason: 'interrupted', checkpoint: join(root, 'checkpoints', 'interrupted.safetensors'), complete: true });
+    expect(existsSync(result!.checkpoint!)).toBe(true);
+    const runId = /RUN ([0-9a-f]{32})/.exec(out)?.[1];
+    const t = new MLflowTracker({ trackingUri: uri, handleSignals: false });
+    try {
+      const info = await t.getRunInfo(runId!);
+      expect(info.status).toBe('KILLED');
+      expect(info.tags['heimdall.interrupted_by']).toBe('SIGINT');
+    } finally {
+      await t.close();
+    }
+  }, 180_000);
 
   it('checkpointCallback is the ModelCheckpoint instance, not any callback with a bestModelPath', () => {
     class LooksLikeOne extends Callback {
