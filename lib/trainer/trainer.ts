@@ -182,6 +182,7 @@ export class Trainer implements TrainerView {
     const engine = this.requireEngine();
     const splits = data ? await data.setup() : this.splits;
     if (!splits?.val) throw new HeimdallError('HEIMDALL_INVALID_ARGUMENT', 'validate(): the data module has no validation split');
+    engine.clearStop(); // a stop that ended fit() is not a stop of this call
     const r = await engine.evaluate(splits.val, { batchSize: (data ?? this.datamodule)!.batchSize });
     return prefixed('val', r.metrics);
   }
@@ -199,6 +200,7 @@ export class Trainer implements TrainerView {
       const path = this.resolveCheckpoint(options.ckptPath, 'test');
       if (path) await engine.loadCheckpoint(path);
     }
+    engine.clearStop();
     const r = await engine.evaluate(splits.test, { batchSize: data.batchSize });
     const metrics = prefixed('test', r.metrics);
     await this.call('onTestEnd', metrics);
@@ -327,6 +329,11 @@ export class Trainer implements TrainerView {
     if (splits.val && (epoch + 1) % this.config.checkValEveryNEpoch === 0) {
       await this.call('onValidationStart');
       const r = await engine.evaluate(splits.val, { batchSize: this.datamodule!.batchSize });
+      // A stop during validation leaves a partial pass: not the epoch's val/*, and no callback acts on it.
+      if (r.stopped) {
+        if (!this.interrupted) this.interrupted = 'stop request';
+        return null;
+      }
       val = prefixed('val', r.metrics);
       this.callbackMetrics = { ...train, ...val };
       await this.call('onValidationEpochEnd', val);

@@ -289,6 +289,35 @@ describe('Trainer: callbacks, checkpoints and errors', () => {
     }
   }, 180_000);
 
+  it('a stop during validation records no partial val/*, and validate()/test() after an interrupted fit run in full; the run stays KILLED', async () => {
+    const root = tempDir();
+    const uri = `sqlite:///${join(root, 'mlflow.db')}`;
+    const tracker = new MLflowTracker({ trackingUri: uri, handleSignals: false });
+    class StopInValidation extends Callback {
+      override onValidationStart(trainer: { currentEpoch: number; stop(reason?: string): void }): void {
+        if (trainer.currentEpoch === 1) trainer.stop('test stop');
+      }
+    }
+    const ckpt = new ModelCheckpoint({ saveTopK: 3 });
+    const early = new EarlyStopping({ patience: 1 });
+    const trainer = new Trainer({ ...base, maxEpochs: 5, defaultRootDir: root, logger: tracker, callbacks: [ckpt, early, new StopInValidation()] });
+    const history = await trainer.fit(ConvNeXt.localization('atto', { seed: 12 }), blobData(64, 12));
+    expect(history.reason).toBe('interrupted');
+    // Epoch 0 complete; epoch 1 trained but its validation was cut short: not recorded, no checkpoint for it.
+    expect(history.epochs.map((e) => e.epoch)).toEqual([0]);
+    expect(ckpt.bestK.map((k) => k.epoch)).toEqual([0]);
+    const val = await trainer.validate();
+    expect(Number.isFinite(val['val/loss'])).toBe(true);
+    const test = await trainer.test();
+    expect(Number.isFinite(test['test/loss'])).toBe(true);
+    await tracker.flush();
+    const runs = await tracker.searchRuns();
+    await tracker.close();
+    expect(runs.length).toBe(1);
+    expect(runs[0]!.info.status).toBe('KILLED');
+    expect(runs[0]!.metrics.final_test_loss).toBeTypeOf('number');
+  });
+
   it('checkpointCallback is the ModelCheckpoint instance, not any callback with a bestModelPath', () => {
     class LooksLikeOne extends Callback {
       readonly bestModelPath = '/not/a/checkpoint.safetensors';

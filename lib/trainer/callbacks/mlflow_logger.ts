@@ -31,6 +31,8 @@ export class MLflowLogger extends Callback {
   private readonly options: MLflowLoggerOptions;
   runId: string | null = null;
   private open = false;
+  /** How this logger last ended its run (a reopened run ends the same way). */
+  private endedAs: 'FINISHED' | 'FAILED' | 'KILLED' | null = null;
   private lastLoggedStep = -1;
 
   constructor(options: MLflowLoggerOptions = {}) {
@@ -104,7 +106,7 @@ export class MLflowLogger extends Callback {
     if (metrics['test/mae'] !== undefined) final.final_test_mae = metrics['test/mae'];
     if (metrics['test/position_error_m'] !== undefined) final.final_test_position_error_m = metrics['test/position_error_m'];
     this.logMetrics(final, trainer.globalStep);
-    await this.end('FINISHED');
+    await this.end(this.reopenedStatus());
   }
 
   override async onInterrupt(trainer: TrainerView, checkpointPath: string | null): Promise<void> {
@@ -135,7 +137,7 @@ export class MLflowLogger extends Callback {
     if (statSync(path).isDirectory()) this.tracker.logArtifacts(path, artifactPath);
     else this.tracker.logArtifact(path, artifactPath);
     if (tags) this.tracker.setTags(tags);
-    await this.end('FINISHED');
+    await this.end(this.reopenedStatus());
   }
 
   /** Ends the run if open and stops the tracker's worker when this logger created it. */
@@ -152,9 +154,15 @@ export class MLflowLogger extends Callback {
     this.open = true;
   }
 
+  /** A run reopened after fit (test(), an exported model) ends as fit ended it: a KILLED run stays KILLED. */
+  private reopenedStatus(): 'FINISHED' | 'FAILED' | 'KILLED' {
+    return this.endedAs ?? 'FINISHED';
+  }
+
   private async end(status: 'FINISHED' | 'FAILED' | 'KILLED'): Promise<void> {
     if (!this.open) return;
     this.open = false;
+    this.endedAs = status;
     const report = await this.tracker.endRun(status);
     if (!report.complete) process.emitWarning(`MLflow: run ${this.runId} not fully delivered yet (${JSON.stringify(report.undelivered)}); it stays in the spool`, 'MLflowLoggerWarning');
   }
