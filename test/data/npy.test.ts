@@ -106,6 +106,14 @@ print(json.dumps({"shape": list(a.shape), "max": float(np.abs(a - b).max()), "me
     expect(r.stderr).toContain(`HEIMDALL_BAD_FILE]: bad .npy file '${join(d, '000001_iq.npy')}': truncated data`);
   });
 
+  it('NaN or Inf in one IQ file: the error names the sample and the file (not a NaN loss later in training)', async () => {
+    const d = variant('nonfinite');
+    const p = join(d, '000002_iq.npy');
+    await py(`p = ${JSON.stringify(p)}; a = np.load(p); a[3, 100] = np.nan; a[0, 7] = complex(0, np.inf); np.save(p, a); print("{}")`);
+    const r = await toolError('features', d, join(base, 'x'));
+    expect(r.stderr).toContain(`HEIMDALL_BAD_FILE]: sample '000002': '${p}' holds 2 NaN or Inf IQ value(s)`);
+  });
+
   it('IQ of the wrong dtype', async () => {
     const d = variant('dtype');
     await py(`np.save(${JSON.stringify(join(d, '000003_iq.npy'))}, np.zeros((7, 16384), np.complex128)); print("{}")`);

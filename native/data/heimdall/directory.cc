@@ -107,6 +107,11 @@ at::Tensor NpyDirectoryDataset::compute_features(const std::vector<int64_t>& ind
     if (iq.dim() != 2 || iq.size(0) != channels_)
       throw Error(kErrShape, "'" + path + "' has shape " + shape_str(iq.sizes().vec()) + ", expected [" +
                                  std::to_string(channels_) + ", samples]");
+    const int64_t bad = at::logical_not(at::isfinite(at::view_as_real(iq))).sum().item<int64_t>();
+    if (bad > 0) {
+      throw Error(kErrFile, "sample '" + ids_[static_cast<size_t>(indices[k])] + "': '" + path + "' holds " +
+                                std::to_string(bad) + " NaN or Inf IQ value(s) (real or imaginary parts): fix or remove the file");
+    }
     try {
       out[static_cast<int64_t>(k)].copy_(mel_(iq));
     } catch (const Error& e) {
