@@ -128,8 +128,9 @@ TensorFile load_safetensors(const std::string& path) {
   TensorFile file;
   struct Pending {
     std::string name;
-    at::Tensor tensor;
-    uint64_t begin;
+    std::vector<int64_t> shape;
+    at::ScalarType dtype;
+    uint64_t begin, end;
   };
   std::vector<Pending> pending;
   try {
@@ -144,15 +145,19 @@ TensorFile load_safetensors(const std::string& path) {
       const auto& offs = entry.at("data_offsets").as_array("data_offsets");
       if (offs.size() != 2) throw std::runtime_error("data_offsets must have two entries");
       uint64_t b = offs[0].as_int("offset"), e = offs[1].as_int("offset");
-      at::Tensor t = at::empty(shape, at::TensorOptions().dtype(dtype));
-      uint64_t bytes = t.numel() * t.element_size();
+      // The size the shape needs, checked before anything is allocated (a hostile header may claim any shape).
+      uint64_t bytes = c10::elementSize(dtype);
+      for (int64_t d : shape) {
+        if (d < 0 || __builtin_mul_overflow(bytes, static_cast<uint64_t>(d), &bytes))
+          throw std::runtime_error("tensor \"" + name + "\" has an invalid shape");
+      }
       if (e < b || e - b != bytes)
         throw std::runtime_error("tensor \"" + name + "\" has " + std::to_string(e - b) + " bytes for shape needing " +
                                  std::to_string(bytes));
       if (e > data_size)
         throw Error(kErrFile, path + " is truncated: tensor \"" + name + "\" ends at byte " + std::to_string(data_start + e) +
                                   " but the file has " + std::to_string(file_size));
-      pending.push_back({name, t, b});
+      pending.push_back({name, shape, dtype, b, e});
     }
   } catch (const Error&) {
     throw;
@@ -160,11 +165,18 @@ TensorFile load_safetensors(const std::string& path) {
     throw Error(kErrFile, path + ": malformed safetensors header: " + e.what());
   }
   std::sort(pending.begin(), pending.end(), [](const Pending& a, const Pending& b) { return a.begin < b.begin; });
+  // Byte ranges may not overlap: then the tensors together fit in the file, and memory stays bounded by its size.
+  for (size_t i = 1; i < pending.size(); ++i) {
+    if (pending[i].begin < pending[i - 1].end)
+      throw Error(kErrFile, path + ": malformed safetensors header: tensors \"" + pending[i - 1].name + "\" and \"" +
+                                pending[i].name + "\" overlap");
+  }
   for (auto& p : pending) {
+    at::Tensor t = at::empty(p.shape, at::TensorOptions().dtype(p.dtype));
     in.seekg(static_cast<std::streamoff>(data_start + p.begin));
-    in.read(static_cast<char*>(p.tensor.data_ptr()), static_cast<std::streamsize>(p.tensor.numel() * p.tensor.element_size()));
+    in.read(static_cast<char*>(t.data_ptr()), static_cast<std::streamsize>(p.end - p.begin));
     if (!in) throw Error(kErrFile, path + ": read failed for tensor \"" + p.name + "\" (truncated file?)");
-    file.tensors.emplace_back(std::move(p.name), std::move(p.tensor));
+    file.tensors.emplace_back(std::move(p.name), std::move(t));
   }
   return file;
 }

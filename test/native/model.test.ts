@@ -257,6 +257,31 @@ print(json.dumps({'keys': keys, 'meta': meta, 'timm': timm_keys}))`,
   });
 });
 
+describe('safetensors files from elsewhere', () => {
+  // A header that claims tensors the data cannot hold must be refused before anything is allocated for them.
+  function craft(path: string, tensors: Record<string, { shape: number[]; data_offsets: [number, number] }>, dataBytes: number): void {
+    const header = Buffer.from(JSON.stringify(Object.fromEntries(Object.entries(tensors).map(([k, v]) => [k, { dtype: 'F32', ...v }]))));
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(header.length));
+    writeFileSync(path, Buffer.concat([len, header, Buffer.alloc(dataBytes)]));
+  }
+
+  it('refuses overlapping byte ranges, impossible shapes and sizes beyond the file with one coded error', async () => {
+    const dir = tempDir();
+    const m = new addon.Model({ variant: 'atto', head: 'localization' });
+    // 2000 tensors of 4 KiB each, all on the same 4 KiB of data: 8 MB of tensors from an 8 KB file.
+    const overlap = join(dir, 'overlap.safetensors');
+    craft(overlap, Object.fromEntries(Array.from({ length: 2000 }, (_, i) => [`t${i}`, { shape: [1024], data_offsets: [0, 4096] as [number, number] }])), 4096);
+    await expect(m.loadWeights(overlap, { strict: false })).rejects.toMatchObject({ code: 'HEIMDALL_BAD_FILE', message: expect.stringMatching(/overlap/) });
+    const huge = join(dir, 'huge.safetensors');
+    craft(huge, { big: { shape: [1_000_000, 1_000_000], data_offsets: [0, 4e12] } }, 16);
+    await expect(m.loadWeights(huge, { strict: false })).rejects.toMatchObject({ code: 'HEIMDALL_BAD_FILE', message: expect.stringMatching(/truncated/) });
+    const overflow = join(dir, 'overflow.safetensors');
+    craft(overflow, { big: { shape: [2 ** 52, 2 ** 52], data_offsets: [0, 0] } }, 16);
+    await expect(m.loadWeights(overflow, { strict: false })).rejects.toMatchObject({ code: 'HEIMDALL_BAD_FILE', message: expect.stringMatching(/invalid shape/) });
+  });
+});
+
 describe('torchInfo', () => {
   it('reports the libtorch it runs on', async () => {
     const info = addon.torchInfo();
