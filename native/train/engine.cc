@@ -288,6 +288,10 @@ EpochResult Engine::train_epoch(DatasetPtr data, int64_t batch_size, int64_t max
   EpochResult result;
   result.epoch = epoch_;
   const auto t_epoch = Clock::now();
+  if (batch_in_epoch_ < 0 || batch_in_epoch_ > nb) {  // a checkpoint's word, checked against this data
+    throw Error(kErrState, "the checkpoint resumes at batch " + std::to_string(batch_in_epoch_) + " of an epoch that has " +
+                               std::to_string(nb) + " batches here: resume with the data and batch size it was written with");
+  }
   for (int64_t skipped = 0; skipped < batch_in_epoch_; ++skipped) loader.next();  // resumed mid-epoch
 
   while (true) {

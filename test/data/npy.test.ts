@@ -41,6 +41,20 @@ describe('.npy reader', () => {
     expect(r.stderr).toMatch(message);
   });
 
+  it('a header whose shape overflows 64 bits is refused, not allocated', async () => {
+    // A v1 header written by hand: numpy cannot write an array this size.
+    const dict = "{'descr': '<f4', 'fortran_order': False, 'shape': (4294967296, 4294967296, 16), }";
+    const pad = 64 - ((10 + dict.length + 1) % 64);
+    const header = Buffer.from(`${dict}${' '.repeat(pad % 64)}\n`);
+    const len = Buffer.alloc(2);
+    len.writeUInt16LE(header.length);
+    const path = join(dir, 'overflow.npy');
+    writeFileSync(path, Buffer.concat([Buffer.from('\x93NUMPY\x01\x00', 'latin1'), len, header, Buffer.alloc(64)]));
+    const r = await toolError('read-npy', path);
+    expect(r.stderr).toContain('HEIMDALL_BAD_FILE');
+    expect(r.stderr).toContain(`bad .npy file '${path}': malformed header (the shape's size overflows)`);
+  });
+
   it('names a missing file', async () => {
     const r = await toolError('read-npy', join(dir, 'nope.npy'));
     expect(r.stderr).toContain(`cannot open .npy file '${join(dir, 'nope.npy')}'`);

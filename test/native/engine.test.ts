@@ -100,6 +100,23 @@ describe('training engine (CPU)', () => {
     expect(out.uncertainties!.shape).toEqual([4, 2]);
   });
 
+  it('a checkpoint that resumes past the end of this data\'s epoch is refused (another batch size, or a crafted count)', async () => {
+    const model = new addon.Model({ variant: 'atto', head: 'localization', seed: 1 });
+    const engine = new addon.Engine(model, cpu);
+    await engine.trainEpoch(blobDataset(160, 2), { batchSize: 16, maxEpochs: 1 }, (e) => {
+      if (e.batch === 6) engine.requestStop();
+    });
+    const ckpt = join(tempDir(), 'mid-epoch.safetensors');
+    await engine.saveCheckpoint(ckpt);
+    const resumed = new addon.Engine(new addon.Model({ variant: 'atto', head: 'localization', seed: 1 }), cpu);
+    await resumed.loadCheckpoint(ckpt);
+    // batch ≥ 7 of an epoch that has 3 batches of 64 here: before, the loader skipped past its end silently.
+    await expect(resumed.trainEpoch(blobDataset(160, 2), { batchSize: 64, maxEpochs: 1 })).rejects.toMatchObject({
+      code: 'HEIMDALL_INVALID_STATE',
+      message: expect.stringMatching(/resumes at batch \d+ of an epoch that has 3 batches here/),
+    });
+  });
+
   it('keeps the event loop free: timers fire between batch events of a running epoch', async () => {
     const model = new addon.Model({ variant: 'atto', head: 'localization', seed: 1 });
     const engine = new addon.Engine(model, cpu);

@@ -86,7 +86,9 @@ struct HeaderParser {
 
 int64_t NpyHeader::numel() const {
   int64_t n = 1;
-  for (auto d : shape) n *= d;
+  for (auto d : shape) {
+    if (d < 0 || __builtin_mul_overflow(n, d, &n)) return -1;  // not a size any file can hold
+  }
   return n;
 }
 
@@ -157,7 +159,10 @@ NpyHeader read_npy_header(const std::string& path) {
   if (h.item_size == 0)
     fail(path, "unsupported dtype '" + h.descr + "' (expected little-endian complex64 '<c8', float32 '<f4' or float64 '<f8')");
   h.data_offset = prefix + header_len;
-  const int64_t want = h.numel() * h.item_size, have = file_size - h.data_offset;
+  int64_t want = 0;
+  if (h.numel() < 0 || __builtin_mul_overflow(h.numel(), static_cast<int64_t>(h.item_size), &want))
+    fail(path, "malformed header (the shape's size overflows)");
+  const int64_t have = file_size - h.data_offset;
   if (have < want)
     fail(path, "truncated data: the header announces " + std::to_string(h.numel()) + " values (" + std::to_string(want) +
                    " bytes) but the file holds " + std::to_string(have) + " bytes");
