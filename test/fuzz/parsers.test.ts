@@ -1,13 +1,13 @@
-// Fuzzing the native parsers (issue 14): seeded mutations of valid .npy and safetensors files. Every case must
+// Fuzzing the native parsers (issue 14): seeded mutations of valid .npy, safetensors and manifest.json files. Every case must
 // end in a result or one coded HeimdallError — never a crash, a hang or an uncoded error. Seeded: a failure
 // names its seed and case, and reproduces. A longer (nightly) run: `HEIMDALL_FUZZ_CASES=100000 HEIMDALL_FUZZ_SEED=<n>
 // npx vitest run --config test/vitest.config.ts test/fuzz` (60 000 cases of each took 32 s on 2 cores).
-import { readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { HeimdallError } from '../../lib/errors.js';
 import { loadNpy } from '../../lib/data/npy.js';
-import { native } from '../../lib/native.js';
+import { dataBinding, native } from '../../lib/native.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const CASES = Number(process.env.HEIMDALL_FUZZ_CASES ?? 5000);
@@ -106,5 +106,20 @@ describe('fuzzing the native parsers (seeded mutations of valid files)', () => {
     const outcomes = await fuzz('safetensors', valid, 0x5eed2, (p) => model.loadWeights(p, { strict: false }));
     expect(outcomes.HEIMDALL_BAD_FILE).toBeGreaterThan(CASES / 4);
     expect(Object.keys(outcomes).every((k) => ['ok', 'HEIMDALL_BAD_FILE', 'HEIMDALL_WEIGHTS_MISMATCH'].includes(k)), JSON.stringify(outcomes)).toBe(true);
+  }, 120_000);
+
+  it(`manifest.json: ${CASES} mutations of a data folder's manifest end in an opened data set or one coded error`, async () => {
+    const src = tempDir('fuzz-manifest-src');
+    await dataBinding().writeSynthetic(src, 3, {});
+    const valid = readFileSync(join(src, 'manifest.json'));
+    const dir = tempDir('fuzz-manifest');
+    for (const f of readdirSync(src)) if (f !== 'manifest.json') copyFileSync(join(src, f), join(dir, f));
+    await dataBinding().heimdallDirectory(src, {});
+    const outcomes = await fuzz('json', valid, 0x5eed3, async (p) => {
+      copyFileSync(p, join(dir, 'manifest.json'));
+      return dataBinding().heimdallDirectory(dir, {});
+    });
+    expect(outcomes.HEIMDALL_BAD_FILE).toBeGreaterThan(CASES / 10);
+    expect(Object.keys(outcomes).every((k) => ['ok', 'HEIMDALL_BAD_FILE', 'HEIMDALL_INVALID_ARGUMENT', 'HEIMDALL_SHAPE_MISMATCH'].includes(k)), JSON.stringify(outcomes)).toBe(true);
   }, 120_000);
 });
