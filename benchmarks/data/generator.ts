@@ -1,11 +1,12 @@
 // Heimdall data benchmark: how fast the synthetic RF generator produces features (IQ simulation + mel
 // spectrogram), against the training throughput of convnext_atto on the same 7×128×32 inputs, in one run:
 //   1. the generator on one thread (materialize() with 1 ATen thread: what the loader thread does per sample),
-//   2. materialize() on `--threads` threads (all samples at once, what `train` does before epoch 1),
+//   2. materialize() on the engine's default thread count, as a user gets it (or `--threads N`): all samples at
+//      once, what `train` does before epoch 1,
 //   3. a training epoch of convnext_atto (batch 32) on the cached features, for the ratio,
 //   4. a training epoch streaming (no cache: features generated on the loader thread during training).
 // Each row also gives samples per CPU-second of this process (user + sys), which holds on a shared machine.
-//   npx tsx benchmarks/data/generator.ts [--samples 1000] [--threads 2]
+//   npx tsx benchmarks/data/generator.ts [--samples 1000] [--threads N]
 // Needs the built addon (npm run build:native, or HEIMDALL_TORCH_ADDON=<path>).
 import { HeimdallDataModule } from '../../lib/data/heimdall.js';
 import { native } from '../../lib/native.js';
@@ -15,9 +16,11 @@ const arg = (name: string, fallback: string) => {
   return i > 0 && i + 1 < process.argv.length ? process.argv[i + 1] : fallback;
 };
 const samples = Number(arg('--samples', '1000'));
-const threads = Number(arg('--threads', '2'));
+const threadsArg = arg('--threads', '');
 
 const addon = native();
+if (threadsArg) addon.setNumThreads(Number(threadsArg));
+const threads = addon.torchInfo().threads; // the default a user gets, unless --threads was given
 const seconds = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e9;
 const cpuSeconds = (c0: NodeJS.CpuUsage) => {
   const c = process.cpuUsage(c0);

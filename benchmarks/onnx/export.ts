@@ -2,7 +2,7 @@
 //   export time of the native exporter (target: convnext_large < 20 s on 2 cores), file size vs parameters × 4 bytes,
 //   ONNX Runtime (onnxruntime-node, CPU) latency at batch 1 and throughput at batch 32, against libtorch eager through
 //   our addon (Engine.predict) in the same run, with the ratio. The reference service quoted 20–30 ms CPU latency.
-//   npx tsx benchmarks/onnx/export.ts [--quick] [--variants atto,tiny,large] [--threads 2] [--device cuda]
+//   npx tsx benchmarks/onnx/export.ts [--quick] [--variants atto,tiny,large] [--threads N] [--device cuda]
 // With --device cuda (a GPU machine; benchmarks/cuda_check.sh runs it): libtorch runs on the GPU, ONNX Runtime on its
 // CPU provider, and a parity column gives max |Δ| between the two on the batch-32 input.
 // Needs the built addon (npm run build:native, or HEIMDALL_TORCH_ADDON=<path>).
@@ -18,7 +18,8 @@ const arg = (name: string, fallback: string) => {
   return i > 0 && i + 1 < process.argv.length ? process.argv[i + 1] : fallback;
 };
 const quick = process.argv.includes('--quick');
-const threads = Number(arg('--threads', '2'));
+// Threads: the engine's default, as a user gets it (--threads N sets it); ONNX Runtime gets the same count.
+const threadsArg = arg('--threads', '');
 const device = arg('--device', 'cpu');
 const gpu = device !== 'cpu';
 const withParity = gpu || process.argv.includes('--parity');  // --parity: the column on CPU too
@@ -27,7 +28,8 @@ const variants = arg('--variants', quick ? 'atto,tiny' : 'atto,femto,pico,nano,t
 const SHAPE = [3, 128, 32];
 
 const addon = native() as any;
-addon.setNumThreads(threads);
+if (threadsArg) addon.setNumThreads(Number(threadsArg));
+const threads: number = addon.torchInfo().threads;
 
 function randomInput(batch: number): Float32Array {
   const a = new Float32Array(batch * SHAPE[0] * SHAPE[1] * SHAPE[2]);
