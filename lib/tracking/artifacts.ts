@@ -1,7 +1,7 @@
 // Artifact repositories by the run's artifact URI: a local path or file://, s3://bucket/prefix, and
 // mlflow-artifacts:/ through a tracking server's proxy (artifactRepositoryFor picks one). Each upload records the file's SHA-256.
 import { createHash } from 'node:crypto';
-import { closeSync, createReadStream, openSync, readdirSync, readSync } from 'node:fs';
+import { createReadStream, readdirSync, statSync } from 'node:fs';
 import { copyFile, mkdir, readdir, stat } from 'node:fs/promises';
 import { basename, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -36,24 +36,19 @@ export async function sha256File(path: string): Promise<string> {
 }
 
 /**
- * What an upload will send, fixed when the worker takes it: the SHA-256 of a file, or of a directory's sorted
- * list of (relative path, SHA-256). A spooled upload whose content changed by the time it is delivered is
- * refused (see Delivery), so that a late upload never sends a later version of the file. Synchronous: it runs
- * on the worker thread, never on the caller's.
+ * What an upload will send, fixed when the worker takes it: a digest of the file's size, modification time (ns)
+ * and inode — of each file's, with its relative path, for a directory. A spooled upload whose files changed by the
+ * time it is delivered is refused (see Delivery), so that a late upload never sends a later version of the file.
+ * Metadata, not content: every upload is read once (to send it), not three times; like make and rsync, a rewrite
+ * that restores both size and mtime goes unnoticed. Synchronous: it runs on the worker thread, never the caller's.
  */
 export function fingerprintSync(local: string, dir: boolean): string {
-  const fileSha = (f: string): string => {
-    const h = createHash('sha256');
-    const buf = Buffer.allocUnsafe(1 << 20);
-    const fd = openSync(f, 'r');
-    try {
-      for (let n; (n = readSync(fd, buf, 0, buf.length, null)) > 0;) h.update(buf.subarray(0, n));
-    } finally {
-      closeSync(fd);
-    }
-    return h.digest('hex');
+  const stamp = (f: string): string => {
+    const st = statSync(f, { bigint: true });
+    return `${st.size}:${st.mtimeNs}:${st.ino}`;
   };
-  if (!dir) return fileSha(local);
+  const h = createHash('sha256');
+  if (!dir) return h.update(stamp(local)).digest('hex');
   const files: string[] = [];
   const walkSync = (d: string): void => {
     for (const e of readdirSync(d, { withFileTypes: true })) {
@@ -63,8 +58,7 @@ export function fingerprintSync(local: string, dir: boolean): string {
     }
   };
   walkSync(local);
-  const h = createHash('sha256');
-  for (const f of files.sort()) h.update(`${relative(local, f).split(sep).join('/')}\0${fileSha(f)}\n`);
+  for (const f of files.sort()) h.update(`${relative(local, f).split(sep).join('/')}\0${stamp(f)}\n`);
   return h.digest('hex');
 }
 

@@ -224,7 +224,7 @@ export class Delivery {
         let now: string | null = null;
         try { now = fingerprintSync(op.local, op.dir); } catch { now = null; }
         if (now !== op.sha) {
-          throw invalidParameter(`${op.dir ? 'directory' : 'file'} changed (or removed) since logArtifact${op.dir ? 's' : ''}() (sha256 then ${op.sha.slice(0, 12)}…, now ${now ? `${now.slice(0, 12)}…` : 'unreadable'}): not uploaded, so that the run never holds a later version than the one logged`);
+          throw invalidParameter(`${op.dir ? 'directory' : 'file'} changed (or removed) since logArtifact${op.dir ? 's' : ''}() (fingerprint then ${op.sha.slice(0, 12)}…, now ${now ? `${now.slice(0, 12)}…` : 'unreadable'}): not uploaded, so that the run never holds a later version than the one logged`);
         }
       }
       const repo = this.repo(op.root);

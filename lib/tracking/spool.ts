@@ -18,7 +18,7 @@ import type { Metric } from './types.js';
 export type SpoolOp =
   | { k: 'log'; runId: string; metrics: Metric[]; params: [string, string][]; tags: [string, string][] }
   | { k: 'end'; runId: string; status: string; endTime: number }
-  /** `sha`: the content's fingerprint when the worker took the upload (artifacts.ts fingerprintSync). */
+  /** `sha`: the file's version (size, mtime, inode) when the worker took the upload (artifacts.ts fingerprintSync). */
   | { k: 'art'; runId: string; root: string; local: string; path: string; dir: boolean; sha?: string };
 
 export interface PendingCounts {
