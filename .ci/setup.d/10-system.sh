@@ -1,6 +1,6 @@
 # System packages (Debian). Only installs what is missing.
 need=()
-for pkg in build-essential cmake ninja-build git python3-venv postgresql xz-utils; do
+for pkg in build-essential cmake ninja-build ccache git python3-venv postgresql xz-utils; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
