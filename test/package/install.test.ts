@@ -148,6 +148,11 @@ console.log(JSON.stringify(codes));
     expect(r.out).toMatch(/loadModel\(\) \(running an exported model\) needs ONNX Runtime/);
     expect(r.out).toMatch(/pass validate: false/);
     expect(existsSync(join(work, 'never.onnx')), 'the export failed before writing anything').toBe(false);
+    // the CLI says so before training, not after
+    const cli = run(join(work, 'node_modules/.bin/heimdall-torch'), ['train', '--epochs', '1', '--samples', '40', '--output-dir', 'never'], userEnv({ VIRTUAL_ENV: venv }));
+    expect(cli.code, cli.out).toBe(1);
+    expect(cli.out).toMatch(/heimdall-torch train .* needs ONNX Runtime.*pass --no-export-onnx/s);
+    expect(cli.out).not.toMatch(/epoch 0/);
     const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { peerDependencies: Record<string, string>; peerDependenciesMeta: Record<string, { optional?: boolean }>; devDependencies: Record<string, string> };
     expect(pkg.peerDependencies['onnxruntime-node']).toBe(ONNXRUNTIME_RANGE);
     expect(pkg.peerDependenciesMeta['onnxruntime-node']?.optional).toBe(true);
