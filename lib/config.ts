@@ -134,6 +134,12 @@ export const trackerConfigSchema = z.object({
   spoolDir: z.string().default('.mlflow-spool'),
   /** Bound of the spool on disk, in bytes. Points beyond it are dropped (and reported). */
   spoolMaxBytes: numberish(1024).default(1024 * 1024 * 1024),
+  /**
+   * Write-ahead of metric points, in ms: points the worker holds in memory (not yet stored) are written to the
+   * spool's journal at most this long after they are logged, so a SIGKILL or an OOM kill loses at most that much;
+   * params, tags, run ends and uploads are written at once. 0: points too at once.
+   */
+  writeAheadMs: numberish(0).default(1000),
   /** Default deadline of close(), in seconds. */
   closeTimeoutS: numberish(0).default(60),
   /** Install SIGINT/SIGTERM/uncaught-exception handlers that end the run KILLED/FAILED. */
@@ -161,6 +167,7 @@ export const TRACKER_ENV: Record<keyof TrackerConfig, string[]> = {
   awsRegion: ['AWS_DEFAULT_REGION', 'AWS_REGION'],
   spoolDir: ['HEIMDALL_MLFLOW_SPOOL_DIR'],
   spoolMaxBytes: ['HEIMDALL_MLFLOW_SPOOL_MAX_BYTES'],
+  writeAheadMs: ['HEIMDALL_MLFLOW_WRITE_AHEAD_MS'],
   closeTimeoutS: ['HEIMDALL_MLFLOW_CLOSE_TIMEOUT'],
   handleSignals: ['HEIMDALL_MLFLOW_HANDLE_SIGNALS'],
 };

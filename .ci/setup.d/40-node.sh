@@ -1,4 +1,5 @@
-# npm dependencies, from the lockfile. onnxruntime-node must not try to download CUDA files (offline).
+# npm dependencies, from the lockfile. onnxruntime-node (a devDependency here, an optional peer dependency of the
+# package) must not try to download CUDA files from NuGet (offline): its install script is told to skip.
 export ONNXRUNTIME_NODE_INSTALL=skip
 stamp=node_modules/.package-lock.sha256
 want=$(sha256sum package-lock.json | cut -d' ' -f1)

@@ -7,6 +7,7 @@ import { ConfigError, DEVICES, earlyStoppingOptionsSchema, optimizerSchema, sche
 import { HeimdallDataModule, syntheticOptionsSchema } from '../data/heimdall.js';
 import { ConvNeXt } from '../model.js';
 import { formatOnnxReport } from '../onnx/index.js';
+import { requireOnnxRuntime } from '../onnx/runtime.js';
 import { EarlyStopping, LearningRateMonitor, MLflowLogger, ModelCheckpoint, Trainer } from '../trainer/index.js';
 import { flag, flagName, schemaOptions } from './flags.js';
 
@@ -119,6 +120,8 @@ export function resolveTrainFlags(cmd: Command): TrainFlags {
 
 export async function train(flags: TrainFlags): Promise<number> {
   const t0 = Date.now();
+  // Fail before training, not after it: the export at the end validates in ONNX Runtime (an optional peer dependency).
+  if (flags.exportOnnx) requireOnnxRuntime('heimdall-torch train (it ends with the ONNX export, checked in ONNX Runtime)', 'pass --no-export-onnx');
   const log = (s: string) => process.stdout.write(`${s}\n`);
   // The data module itself goes to trainer.fit: its setup() computes every sample's features on all cores,
   // then gives the reference split (seeded with --seed).

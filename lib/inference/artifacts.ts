@@ -178,27 +178,43 @@ async function proxyGet(cfg: TrackerConfig, url: string, what: string): Promise<
   return res.body;
 }
 
+/** Bounds of a proxy's listing (folders deep, files in all) that a download follows. */
+const MAX_LISTING_DEPTH = 32;
+const MAX_LISTED_FILES = 100_000;
+
 const enc = (p: string) => p.split('/').map(encodeURIComponent).join('/');
 
 async function proxyList(cfg: TrackerConfig, base: string, path: string, uri: string): Promise<{ path: string; isDir: boolean }[]> {
   const body = await proxyGet(cfg, `${base}/api/2.0/mlflow-artifacts/artifacts?path=${encodeURIComponent(path)}`, uri);
-  const files = (JSON.parse(body.toString('utf8')) as { files?: { path: string; is_dir?: boolean }[] }).files ?? [];
+  const bad = (what: string) => badFile(`the MLflow artifact proxy's listing of ${uri}${path ? ` (${path})` : ''} is not MLflow's: ${what}`);
+  let answer: unknown;
+  try { answer = JSON.parse(body.toString('utf8')); } catch { throw bad(`not JSON: ${JSON.stringify(body.toString('utf8').slice(0, 120))}`); }
+  if (typeof answer !== 'object' || answer === null || Array.isArray(answer)) throw bad('not a JSON object');
+  const files = (answer as { files?: unknown }).files ?? [];
+  if (!Array.isArray(files)) throw bad('"files" is not a list');
   // Entries are named relative to the listed folder.
-  return files.map((f) => ({ path: f.path.startsWith(`${path}/`) ? f.path.slice(path.length + 1) : posix.basename(f.path), isDir: Boolean(f.is_dir) }));
+  return files.map((f: unknown) => {
+    const e = f as { path?: unknown; is_dir?: unknown } | null;
+    if (typeof e !== 'object' || e === null || typeof e.path !== 'string') throw bad('an entry without a path');
+    return { path: e.path.startsWith(`${path}/`) ? e.path.slice(path.length + 1) : posix.basename(e.path), isDir: e.is_dir === true };
+  });
 }
 
 async function fetchProxy(uri: string, cfg: TrackerConfig, dest?: string): Promise<FetchedArtifact> {
   const { base, path } = proxyBase(uri, cfg);
   const files: string[] = [];
-  const walk = async (rel: string): Promise<void> => {
+  // A listing names what it holds; a hostile or broken proxy could name folders without end: bounded.
+  const walk = async (rel: string, depth: number): Promise<void> => {
+    if (depth > MAX_LISTING_DEPTH) throw badFile(`the MLflow artifact proxy lists folders ${MAX_LISTING_DEPTH} deep under ${uri}: not a model directory`);
     const full = rel ? `${path}/${rel}` : path;
     for (const e of await proxyList(cfg, base, full, uri)) {
       const r = rel ? `${rel}/${e.path}` : e.path;
-      if (e.isDir) await walk(r);
+      if (e.isDir) await walk(r, depth + 1);
       else files.push(r);
+      if (files.length > MAX_LISTED_FILES) throw badFile(`the MLflow artifact proxy lists more than ${MAX_LISTED_FILES} files under ${uri}: not a model directory`);
     }
   };
-  await walk('');
+  await walk('', 0);
   const dl = await downloadDir(dest);
   const name = artifactName(path, 'artifacts');
   const local = join(dl.root, name);

@@ -11,6 +11,8 @@ import { loadNpy } from '../data/npy.js';
 import { MLflowTracker, type MLflowTrackerOptions } from '../tracking/tracker.js';
 import { fetchArtifact, type FetchedArtifact } from './artifacts.js';
 import { badFile, badInput, InferenceError } from './errors.js';
+import { requireOnnxRuntime } from '../onnx/runtime.js';
+import { loadOnnxRuntime } from '../onnx/runtime_load.js';
 import { readOnnxInfo } from './onnx_file.js';
 import { needsTracker, resolveModelUri, type RegisteredSource } from './uri.js';
 
@@ -164,11 +166,9 @@ async function modelFileIn(dir: string, label: string): Promise<string> {
   throw badFile(`${label} is a directory without an MLmodel file and with ${onnx.length} .onnx files: point at the .onnx file or an MLflow model directory`);
 }
 
-let ortModule: typeof Ort | null = null;
-async function ort(): Promise<typeof Ort> {
-  ortModule ??= (await import('onnxruntime-node')) as typeof Ort;
-  return ortModule;
-}
+/** onnxruntime-node (an optional peer dependency: a coded error naming the install command when absent). */
+const LOAD_NEEDS_ORT = 'loadModel() (running an exported model)';
+const ort = (): Promise<typeof Ort> => loadOnnxRuntime(LOAD_NEEDS_ORT);
 
 export class OnnxModel {
   private constructor(
@@ -373,6 +373,7 @@ export interface DirectoryPrediction {
  */
 export async function loadModel(uri: string, options: LoadModelOptions = {}): Promise<OnnxModel> {
   if (typeof uri !== 'string' || !uri.trim()) throw badInput('loadModel: the model URI or path is empty');
+  requireOnnxRuntime(LOAD_NEEDS_ORT);  // before anything is downloaded
   const owned = !options.tracker && (needsTracker(uri) || /^(s3|mlflow-artifacts):/i.test(uri));
   const tracker = options.tracker ?? (owned ? new MLflowTracker({ handleSignals: false, ...options.trackerOptions }) : undefined);
   let fetched: FetchedArtifact | null = null;

@@ -3,10 +3,11 @@
 // are compared with libtorch's on random batches of several sizes (max |Δ| ≤ 1e-4, mean |Δ| ≤ 1e-5 by default).
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { createRequire } from 'node:module';
 import { z } from 'zod';
 import { HeimdallError } from '../errors.js';
 import { onnxBinding, type NativeExportResult, type NativeModel, type OnnxBinding } from '../native.js';
+import { requireOnnxRuntime } from './runtime.js';
+import { loadOnnxRuntime, onnxRuntimeVersion } from './runtime_load.js';
 
 // ---- options ---------------------------------------------------------------------------------------------
 
@@ -106,21 +107,15 @@ async function sha256(path: string): Promise<string> {
   return hash.digest('hex');
 }
 
-function ortVersion(require: NodeRequire): string {
-  try {
-    return `onnxruntime-node ${require('onnxruntime-node/package.json').version}`;
-  } catch {
-    return 'onnxruntime-node';
-  }
-}
+/** What exportOnnx() says when onnxruntime-node is not installed: what needs it, and the way around it. */
+const VALIDATION_NEEDS_ORT = ["exportOnnx()'s check of the file against libtorch", 'pass validate: false to export without the check'] as const;
 
 /** Runs the file in ONNX Runtime on libtorch's inputs and compares the outputs. */
 export async function validateWithOnnxRuntime(
   path: string, inputName: string, libtorch: NativeExportResult['libtorch'], thresholds: OutputDiff,
 ): Promise<OnnxValidation> {
   const started = performance.now();
-  const require = createRequire(import.meta.url);
-  const ort = (await import('onnxruntime-node')) as typeof import('onnxruntime-node');
+  const ort = await loadOnnxRuntime(...VALIDATION_NEEDS_ORT);
   const session = await ort.InferenceSession.create(path, { intraOpNumThreads: 2, interOpNumThreads: 1 });
   const batches: OnnxValidation['batches'] = [];
   let maxAbs = 0;
@@ -155,7 +150,7 @@ export async function validateWithOnnxRuntime(
   }
   return {
     passed: maxAbs <= thresholds.maxAbs && meanAbs <= thresholds.meanAbs,
-    runtime: ortVersion(require),
+    runtime: onnxRuntimeVersion() ?? 'onnxruntime-node',
     thresholds,
     maxAbs,
     meanAbs,
@@ -181,6 +176,8 @@ export async function exportOnnx(source: NativeModel | string, outPath: string, 
     if (o[key] !== undefined) native[key] = o[key];
   }
   if (o.validate) native.validate = { batchSizes: o.validate.batchSizes, seed: o.validate.seed };
+  // Before anything is written: the validation needs onnxruntime-node (an optional peer dependency).
+  if (o.validate) requireOnnxRuntime(...VALIDATION_NEEDS_ORT);
 
   const r = await defaultBinding().exportOnnx(source, outPath, native);
   const { libtorch, seconds, ...facts } = r;

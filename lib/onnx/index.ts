@@ -7,6 +7,7 @@ export {
   setOnnxBinding,
   validateWithOnnxRuntime,
 } from './export.js';
+export { ONNXRUNTIME_INSTALL, onnxRuntimeAvailable, OnnxRuntimeMissingError } from './runtime.js';
 export type { ExportOnnxOptions, OnnxBinding, OnnxExportErrorCode, OnnxExportReport, OnnxValidation, OutputDiff } from './export.js';
 export { MLMODEL_MLFLOW_VERSION, logOnnxModel, onnxModelTags, writeMlflowOnnxModel } from './mlflow_model.js';
 export type { MlflowOnnxModel, MlflowOnnxModelOptions, OnnxModelRun } from './mlflow_model.js';

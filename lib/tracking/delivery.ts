@@ -1,6 +1,8 @@
 // The worker's delivery of logging operations: an in-memory queue in order, batched into the store's declared
 // limits (batching.ts), retried with backoff, overflowing to the bounded on-disk spool while the backend is down
 // or slower than the training, and the flush waiters answered when their sequence number is delivered.
+// What it holds in memory is written ahead to the spool's journal (spool.ts) so that a killed process loses
+// none of its params, tags, run ends and uploads, and metric points at most writeAheadMs old.
 import type { TrackerConfig } from '../config.js';
 import { artifactRepositoryFor, fingerprintSync, type ArtifactRepository, type UploadedArtifact } from './artifacts.js';
 import { applyTakes, nextBatch, queueItem, remaining, type QueueItem } from './batching.js';
@@ -63,6 +65,11 @@ export class Delivery {
   private spoolFailedAt = 0;
   /** Metric points dropped from memory while the spool could not be written. */
   private droppedInMemory = 0;
+  /** Operations of metric points only, in memory and not yet written ahead (written within writeAheadMs). */
+  private aheadPending: QueueItem[] = [];
+  private aheadTimer: NodeJS.Timeout | null = null;
+  /** The last write-ahead failed (reported once until one succeeds again). */
+  private aheadFailed = false;
 
   constructor(private readonly store: TrackingStore, private readonly cfg: TrackerConfig, private readonly post: (m: FromWorker) => void) {
     this.spool = new Spool(cfg.spoolDir, cfg.trackingUri, cfg.spoolMaxBytes, (message, lost) => {
@@ -99,6 +106,7 @@ export class Delivery {
       } else if (!this.spoolItems(items)) this.holdInMemory(items);
     } else {
       this.queue.push(...items);
+      this.writeAhead(items);
       // A backend slower than the training for long: keep memory bounded, overflow to the (bounded) spool.
       if (this.queue.length > MAX_QUEUED_OPS) {
         this.spoolQueue();
@@ -119,7 +127,46 @@ export class Delivery {
   /** Stops retrying and lets the next tracker adopt the spool. */
   stop(): void {
     if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.writeAheadNow();
     this.spool.release();
+  }
+
+  /**
+   * Writes items that only memory holds to the spool's journal before they are delivered: at once when they
+   * carry params, tags, a run end or an upload (with the metric points waiting before them, for order), else
+   * within writeAheadMs — points stored before then are never written.
+   */
+  private writeAhead(items: QueueItem[]): void {
+    let now = false;
+    for (const it of items) {
+      this.aheadPending.push(it);
+      if (it.op.k !== 'log' || it.op.params.length || it.op.tags.length) now = true;
+    }
+    if (now || this.cfg.writeAheadMs <= 0) this.writeAheadNow();
+    else this.aheadTimer ??= setTimeout(() => { this.aheadTimer = null; this.writeAheadNow(); }, timerMs(this.cfg.writeAheadMs));
+  }
+
+  private writeAheadNow(): void {
+    if (this.aheadTimer) { clearTimeout(this.aheadTimer); this.aheadTimer = null; }
+    const items = this.aheadPending.filter((it) => it.seq > this.delivered && it.seq > this.spooledSeq);
+    this.aheadPending = [];
+    if (!items.length) return;
+    try {
+      this.spool.writeAhead(items.map((it) => ({ ...it.op, q: it.seq, o: this.spool.id })));
+      this.aheadFailed = false;
+    } catch (e) {
+      if (!this.aheadFailed) {
+        const msg = `cannot write ahead to the spool ${this.spool.dir} (${(e as NodeJS.ErrnoException).code ?? toSafeError(e).message}): operations are delivered from memory, and a killed process loses those not yet delivered`;
+        this.post({ t: 'warn', message: msg });
+      }
+      this.aheadFailed = true;
+    }
+  }
+
+  /** Everything up to `seq` is stored or spooled: its write-ahead copy is not needed any more. */
+  private covered(seq: number): void {
+    if (this.aheadPending.length && this.aheadPending[this.aheadPending.length - 1]!.seq <= seq) this.aheadPending = [];
+    this.spool.covered(seq);
   }
 
   private kick(): void {
@@ -143,6 +190,8 @@ export class Delivery {
     }
     this.spoolWriteFailed = false;
     this.spooledSeq = Math.max(this.spooledSeq, items.length ? items[items.length - 1]!.seq : 0);
+    // Spooled in order after everything before it: the queue held all that was not delivered.
+    this.covered(Math.max(this.spooledSeq, this.delivered));
     return true;
   }
 
@@ -324,6 +373,8 @@ export class Delivery {
 
   private markDelivered(seq: number): void {
     if (seq > this.delivered) this.delivered = seq;
+    // In order: everything up to `delivered` is stored, or still in the spool behind it.
+    this.covered(this.delivered);
     this.post({ t: 'delivered', seq: this.delivered });
     if (this.foreignPending) return;
     for (const w of [...this.flushWaiters]) {

@@ -5,6 +5,13 @@
 // Layout: <spoolDir>/<storeKey>/<owner>/seg-<n>.jsonl with one operation per line, and seg-<n>.pos holding
 // how many lines of that segment were delivered. <owner>/owner.json names the process; a directory whose
 // process is gone is adopted (renamed, so that only one tracker takes it) by the next tracker.
+//
+// Write-ahead: while the backend keeps up, the worker holds operations in memory only until they are stored; so
+// that a SIGKILL or an OOM kill does not lose them, it also appends them to wal-<n>.jsonl in the same folder
+// before delivery (params, tags, run ends and uploads at once, metric points within writeAheadMs), and wal.pos
+// records the sequence number up to which everything is stored or in the spool. A journal file is deleted as
+// soon as all its operations are; the next tracker that adopts the folder delivers the journal's operations
+// beyond wal.pos after its segments.
 import { createHash, randomUUID } from 'node:crypto';
 import {
   appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync,
@@ -129,6 +136,13 @@ export function ownerVerdict(owner: SpoolOwner | null): 'adopt' | 'alive' | 'for
 
 interface Segment { file: string; n: number }
 
+/** A write-ahead journal file of this spool: its number, the highest sequence number in it, its size. */
+interface Journal { n: number; maxSeq: number; bytes: number }
+
+const JOURNAL_FILE_BYTES = 4 * 1024 * 1024;
+const journalName = (n: number) => `wal-${String(n).padStart(8, '0')}.jsonl`;
+const serialize = (op: SpoolOp) => JSON.stringify(op, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? `__num:${v}` : v));
+
 /** One spool line back to its operation (±Infinity and NaN are stored as '__num:…'); null when it is not one. */
 function parseOp(line: string): SpoolOp | null {
   try {
@@ -159,6 +173,10 @@ export class Spool {
   /** Lines of the spool that could not be read back (torn by a crash or a full disk), skipped. */
   corruptLines = 0;
   private readonly foreignReported = new Set<string>();
+  /** Write-ahead journal files, oldest first, and the sequence number up to which everything is stored or spooled. */
+  private journals: Journal[] = [];
+  private journalSeq = 0;
+  private coveredSeq = 0;
   /** Called once per spool file with corrupt lines (`lost`: data was lost), once per foreign spool left alone. */
   private readonly warn: (message: string, lost: boolean) => void;
 
@@ -197,7 +215,7 @@ export class Spool {
         continue;
       }
       const segs = this.segmentsOf(p);
-      if (!segs.length) { rmSync(p, { recursive: true, force: true }); continue; }
+      if (!segs.length && !this.journalsOf(p).length) { rmSync(p, { recursive: true, force: true }); continue; }
       this.ensureDir();
       // Claim atomically: rename the orphan into a unique name; whoever renames first owns it.
       const claimed = join(this.root, `${d}.claimed-${process.pid}-${randomUUID().slice(0, 6)}`);
@@ -208,6 +226,16 @@ export class Spool {
         renameSync(s.file, dest);
         const pos = `${s.file.slice(0, -'.jsonl'.length)}.pos`;
         if (existsSync(pos)) renameSync(pos, `${dest.slice(0, -'.jsonl'.length)}.pos`);
+        this.sealed.add(n);
+        this.bytes += statSync(dest).size;
+        adopted++;
+      }
+      // What its tracker held in memory (written ahead, not yet stored nor spooled) comes after its segments.
+      const held = this.journalOps(claimed);
+      if (held.length) {
+        const n = ++this.seq;
+        const dest = join(this.dir, `seg-${String(n).padStart(8, '0')}.jsonl`);
+        writeFileSync(dest, held.join('\n') + '\n');
         this.sealed.add(n);
         this.bytes += statSync(dest).size;
         adopted++;
@@ -226,8 +254,81 @@ export class Spool {
       .sort((a, b) => a.n - b.n);
   }
 
+  private journalsOf(dir: string): string[] {
+    if (!existsSync(dir)) return [];
+    return readdirSync(dir).filter((f) => /^wal-\d+\.jsonl$/.test(f)).sort().map((f) => join(dir, f));
+  }
+
+  /**
+   * The lines of an adopted folder's journals that were neither stored nor spooled by their tracker (sequence
+   * number beyond its wal.pos), in order. Unreadable (torn) lines are skipped and reported like a segment's.
+   */
+  private journalOps(dir: string): string[] {
+    let mark = 0;
+    try { mark = Number(readFileSync(join(dir, 'wal.pos'), 'utf8')) || 0; } catch { mark = 0; }
+    const out: string[] = [];
+    for (const file of this.journalsOf(dir)) {
+      let bad = 0;
+      for (const l of readFileSync(file, 'utf8').split('\n')) {
+        if (!l) continue;
+        const op = parseOp(l) as (SpoolOp & { q?: unknown }) | null;
+        if (!op) { bad++; continue; }
+        if (typeof op.q === 'number' && op.q <= mark) continue;
+        out.push(l);
+      }
+      if (bad) {
+        this.corruptLines += bad;
+        this.warn(`spool journal ${file}: ${bad} unreadable line(s) (torn by a crash or a full disk) skipped; the rest is delivered`, true);
+      }
+    }
+    return out;
+  }
+
+  /** True when neither segments nor write-ahead journals are left. */
   get isEmpty(): boolean {
-    return this.segmentsOf(this.dir).length === 0;
+    return this.segmentsOf(this.dir).length === 0 && this.journals.length === 0;
+  }
+
+  /**
+   * Writes operations ahead of their delivery (each tagged with its sequence number \`q\`, in order). Throws when
+   * the disk refuses (the caller reports it); a torn line is skipped on adoption.
+   */
+  writeAhead(ops: Array<SpoolOp & { q: number; o: string }>): void {
+    if (!ops.length) return;
+    this.ensureDir();
+    let j = this.journals[this.journals.length - 1];
+    if (!j || j.bytes > JOURNAL_FILE_BYTES) {
+      j = { n: ++this.journalSeq, maxSeq: 0, bytes: 0 };
+      this.journals.push(j);
+    }
+    const text = ops.map(serialize).join('\n') + '\n';
+    try {
+      appendFileSync(join(this.dir, journalName(j.n)), text);
+    } catch (e) {
+      j.bytes = Infinity; // never append after a possibly torn line
+      j.maxSeq = Math.max(j.maxSeq, ops[ops.length - 1]!.q);
+      throw e;
+    }
+    j.bytes += Buffer.byteLength(text);
+    j.maxSeq = Math.max(j.maxSeq, ops[ops.length - 1]!.q);
+  }
+
+  /**
+   * Everything up to sequence number \`seq\` is stored or in the spool: journal files holding nothing newer are
+   * deleted, and wal.pos records \`seq\` for the others.
+   */
+  covered(seq: number): void {
+    if (seq <= this.coveredSeq) return;
+    this.coveredSeq = seq;
+    if (!this.journals.length) return;
+    while (this.journals.length && this.journals[0]!.maxSeq <= seq) {
+      rmSync(join(this.dir, journalName(this.journals.shift()!.n)), { force: true });
+    }
+    // A failed write only means that a later tracker delivers some operations twice: delivery is idempotent.
+    try {
+      if (this.journals.length) writeFileSync(join(this.dir, 'wal.pos'), String(seq));
+      else rmSync(join(this.dir, 'wal.pos'), { force: true });
+    } catch { /* redelivered */ }
   }
 
   get sizeBytes(): number {
@@ -243,7 +344,7 @@ export class Spool {
     let size = 0;
     let dropped = 0;
     for (const op of ops) {
-      let line = JSON.stringify(op, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? `__num:${v}` : v));
+      let line = serialize(op);
       if (this.bytes + size + line.length + 1 > this.maxBytes) {
         if (op.k === 'log' && op.metrics.length) {
           dropped += op.metrics.length;

@@ -270,20 +270,8 @@ export class Trainer implements TrainerView {
     };
   }
 
-  /**
-   * Restores each callback's state by its state key. Checkpoints written before state keys held settings keyed
-   * callbacks by class name: that state goes to the one callback of the class, when there is only one.
-   */
   private async restore(path: string): Promise<void> {
-    const user = JSON.parse(await this.engine!.loadCheckpoint(path)) as { callbacks?: Record<string, Record<string, unknown>> };
-    const saved = user.callbacks ?? {};
-    const perClass = new Map<string, number>();
-    for (const c of this.callbacks) perClass.set(c.constructor.name, (perClass.get(c.constructor.name) ?? 0) + 1);
-    for (const c of this.callbacks) {
-      const legacy = perClass.get(c.constructor.name) === 1 ? saved[c.constructor.name] : undefined;
-      const state = saved[c.stateKey] ?? legacy;
-      if (state && c.loadStateDict) c.loadStateDict(state);
-    }
+    await restoreCheckpoint(this.engine!, this.callbacks, path);
   }
 
   private syncCounters(): void {
@@ -397,5 +385,72 @@ export class Trainer implements TrainerView {
   /** The signal that interrupted the last fit, if any. */
   get interruptedBy(): string | null {
     return this.interrupted;
+  }
+}
+
+const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/**
+ * Trainer.fit({ ckptPath })'s restore: the engine's state (weights, optimizer, schedule, RNG, counters) from the
+ * file, then the callbacks' (restoreCallbackStates). A training state the addon cannot read (its JSON damaged,
+ * a field missing: the addon reports HEIMDALL_INTERNAL) or content libtorch refuses (an RNG state:
+ * HEIMDALL_TORCH_ERROR) is HEIMDALL_BAD_FILE naming the file.
+ */
+export async function restoreCheckpoint(engine: NativeEngine, callbacks: readonly Callback[], path: string): Promise<void> {
+  let user: string;
+  try {
+    user = await engine.loadCheckpoint(path);
+  } catch (e) {
+    const err = HeimdallError.fromNative(e);
+    if (err instanceof HeimdallError && err.code === 'HEIMDALL_INTERNAL') {
+      throw new HeimdallError('HEIMDALL_BAD_FILE', `${path}: the checkpoint's training state (heimdall.checkpoint) cannot be read: ${err.message}`, { cause: e });
+    }
+    if (err instanceof HeimdallError && err.code === 'HEIMDALL_TORCH_ERROR') {
+      throw new HeimdallError('HEIMDALL_BAD_FILE', `${path}: libtorch refuses the checkpoint's content (${err.message}): the file is damaged or not a heimdall-torch checkpoint`, { cause: e });
+    }
+    throw err;
+  }
+  restoreCallbackStates(user, callbacks, path);
+}
+
+/**
+ * Restores callbacks from a checkpoint's trainer state (the JSON saveCheckpoint() wrote, as the engine returns
+ * it): each callback by its state key; states written before state keys held settings are keyed by class name
+ * and go to the one callback of the class, when there is only one. A state that is not what saveCheckpoint()
+ * writes is refused with HEIMDALL_BAD_FILE naming the file: not JSON, or not objects, before any callback is
+ * changed; fields of the wrong kind by the callback that reads them.
+ */
+export function restoreCallbackStates(userJson: string, callbacks: readonly Callback[], path: string): void {
+  const bad = (what: string, cause?: unknown) => new HeimdallError('HEIMDALL_BAD_FILE',
+    `${path}: the checkpoint's trainer state ${what}: the file is damaged or was not written by heimdall-torch's saveCheckpoint()`,
+    cause !== undefined ? { cause } : undefined);
+  let user: unknown;
+  try {
+    user = JSON.parse(userJson);
+  } catch (e) {
+    throw bad(`is not JSON (${(e as Error).message})`, e);
+  }
+  if (!isPlainObject(user)) throw bad('is not a JSON object');
+  const saved = user.callbacks ?? {};
+  if (!isPlainObject(saved)) throw bad('has "callbacks" that is not an object');
+  const perClass = new Map<string, number>();
+  for (const c of callbacks) perClass.set(c.constructor.name, (perClass.get(c.constructor.name) ?? 0) + 1);
+  const own = (key: string) => (Object.hasOwn(saved, key) ? saved[key] : undefined);
+  const states: [Callback, Record<string, unknown>][] = [];
+  for (const c of callbacks) {
+    if (!c.loadStateDict) continue;
+    const legacy = perClass.get(c.constructor.name) === 1 ? own(c.constructor.name) : undefined;
+    const state = own(c.stateKey) ?? legacy;
+    if (state === undefined || state === null) continue;
+    if (!isPlainObject(state)) throw bad(`holds a state of ${c.constructor.name} that is not an object`);
+    states.push([c, state]);
+  }
+  for (const [c, state] of states) {
+    try {
+      c.loadStateDict!(state);
+    } catch (e) {
+      if (e instanceof HeimdallError && e.code === 'HEIMDALL_BAD_FILE') throw bad(`holds a state of ${c.constructor.name} that ${e.message}`, e);
+      throw e;
+    }
   }
 }

@@ -2,18 +2,25 @@
 // run plain scripts that import the package, train a few batches, log to MLflow (sqlite in that folder) and
 // export ONNX. Nothing may be built: the prebuild is used, libtorch is found at run time (no LD_LIBRARY_PATH).
 //
+// With no network: npm's registry is a local one serving the project's node_modules (helpers/npm_registry.ts),
+// with a fresh npm cache, and every other download fails fast (HTTP(S)_PROXY and global-agent's proxy, which
+// onnxruntime-node's install script uses, point at a closed port).
+//
 // Dependencies with native install steps, handled as a user's machine would:
 //  - better-sqlite3 runs prebuild-install, which downloads its binary from GitHub (not reachable here). We give
 //    prebuild-install the same file a download would give — the tarball of the better_sqlite3.node this repo's
 //    `npm ci` produced for the same better-sqlite3 version and Node ABI — through its documented local-prebuild
 //    setting (npm_config_better_sqlite3_local_prebuilds), so its install step unpacks it instead of compiling;
 //    the user's project pins better-sqlite3 to that version (else npm picks the newest ^12 release).
-//  - onnxruntime-node ships its CPU binaries in the npm package; its install script would only fetch CUDA files
-//    and is told to skip (ONNXRUNTIME_NODE_INSTALL=skip, as .ci/setup.d/40-node.sh does).
-import { execFileSync, spawnSync } from 'node:child_process';
+//  - onnxruntime-node is an optional peer dependency, so `npm install heimdall-torch` does not install it (its
+//    install script downloads the CUDA provider from outside the registry: offline, the install failed). The
+//    user installs it as the README says (`--onnxruntime-node-install=skip`: the CPU binaries in the npm package).
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, realpathSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ONNXRUNTIME_INSTALL, ONNXRUNTIME_RANGE } from '../../lib/onnx/runtime.js';
+import { startLocalRegistry, type LocalRegistry } from '../helpers/npm_registry.js';
 import { python, repoRoot, venvPython } from '../helpers/python.js';
 import { tempDir } from '../helpers/tmp.js';
 
@@ -25,6 +32,9 @@ let work: string;      // the user's empty project
 let binDir: string;    // PATH for the user's commands: node and sh, nothing that compiles
 let installLog = '';
 let tarball: string;
+let registry: LocalRegistry;
+/** No network: npm's registry is the local one, every other download goes to a closed port. */
+let offline: Record<string, string> = {};
 
 function userEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {
@@ -43,7 +53,21 @@ function run(cmd: string, args: string[], env: NodeJS.ProcessEnv, timeout = 240_
   return { code: r.status, out: `${r.stdout ?? ''}${r.stderr ?? ''}`, error: r.error };
 }
 
-beforeAll(() => {
+/** npm, without blocking this process (the local registry answers from it). */
+function npm(args: string[], env: NodeJS.ProcessEnv, timeout = 240_000): Promise<{ code: number | null; out: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, [npmCli, ...args], { cwd: work, env: { ...env, ...offline }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    p.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const timer = setTimeout(() => p.kill('SIGKILL'), timeout);
+    p.on('close', (code) => { clearTimeout(timer); resolve({ code, out }); });
+  });
+}
+
+afterAll(async () => { await registry?.close(); });
+
+beforeAll(async () => {
   work = tempDir('heimdall-user-');
   binDir = join(work, 'bin');
   mkdirSync(binDir);
@@ -70,10 +94,16 @@ beforeAll(() => {
   // npm 11 runs dependencies' install scripts only where the project allows them (`npm install-scripts approve`)
   writeFileSync(join(work, 'package.json'), JSON.stringify({ name: 'user-app', private: true, type: 'module',
     allowScripts: { 'heimdall-torch': true, 'better-sqlite3': true } }));
+  registry = await startLocalRegistry(join(repoRoot, 'node_modules'), join(work, 'registry'));
+  const closed = 'http://127.0.0.1:9';
+  offline = {
+    npm_config_registry: registry.url, npm_config_cache: join(work, 'npm-cache'), npm_config_noproxy: '127.0.0.1',
+    NO_PROXY: '127.0.0.1', HTTP_PROXY: closed, HTTPS_PROXY: closed, http_proxy: closed, https_proxy: closed,
+    GLOBAL_AGENT_HTTP_PROXY: closed, GLOBAL_AGENT_HTTPS_PROXY: closed, GLOBAL_AGENT_NO_PROXY: '127.0.0.1',
+  };
   // better-sqlite3 pinned to the version whose binary we have (npm would otherwise take the newest ^12 release)
-  const r = run(process.execPath, [npmCli, 'install', tarball, `better-sqlite3@${bsq.version}`, '--no-audit', '--no-fund', '--prefer-offline', '--foreground-scripts',
-    '--loglevel=info'],
-  userEnv({ npm_config_better_sqlite3_local_prebuilds: local, ONNXRUNTIME_NODE_INSTALL: 'skip', VIRTUAL_ENV: venv }), 400_000);
+  const r = await npm(['install', tarball, `better-sqlite3@${bsq.version}`, '--no-audit', '--no-fund', '--foreground-scripts', '--loglevel=info'],
+    userEnv({ npm_config_better_sqlite3_local_prebuilds: local, VIRTUAL_ENV: venv }), 400_000);
   installLog = r.out;
   if (r.code !== 0) throw new Error(`npm install failed (${r.code}):\n${r.out.slice(-4000)}`);
 }, 600_000);
@@ -95,7 +125,46 @@ describe('npm pack → install with no compiler → train, track, export', () =>
     const dyn = execFileSync('readelf', ['-d', join(pkg, 'prebuilds/linux-x64/heimdall-torch.glibc.node')]).toString();
     expect(dyn).not.toMatch(/RUNPATH|RPATH/);
     expect(dyn).toMatch(/NEEDED.*\[libtorch\.so\]/);
+    // no network was used: everything came from the local registry, onnxruntime-node was not installed
+    expect(registry.requested.has('heimdall-torch')).toBe(false);  // the tarball, from the file
+    expect(registry.requested.has('zod')).toBe(true);
+    expect(existsSync(join(work, 'node_modules/onnxruntime-node')), 'onnxruntime-node is an optional peer dependency').toBe(false);
+    expect(installLog).not.toMatch(/nuget|Downloading|ECONNREFUSED|ENOTFOUND/i);
   });
+
+  it('without onnxruntime-node: ONNX export and inference give one error naming the package and the command; installed as the README says, nothing is downloaded', async () => {
+    writeFileSync(join(work, 'no-ort.mjs'), `
+import { loadModel, exportOnnx, ConvNeXt } from 'heimdall-torch';
+const codes = [];
+for (const f of [() => loadModel('model.onnx'), () => exportOnnx(ConvNeXt.localization('convnext_atto', { inChans: 7 }).native, 'never.onnx')]) {
+  try { await f(); codes.push('no error'); } catch (e) { codes.push(e.code); console.error(e.message); }
+}
+console.log(JSON.stringify(codes));
+`);
+    const r = run(process.execPath, ['no-ort.mjs'], userEnv({ VIRTUAL_ENV: venv }));
+    expect(r.code, r.out).toBe(0);
+    expect(JSON.parse(r.out.split('\n').find((l) => l.startsWith('["'))!)).toEqual(['HEIMDALL_ONNXRUNTIME_MISSING', 'HEIMDALL_ONNXRUNTIME_MISSING']);
+    expect(r.out).toContain(ONNXRUNTIME_INSTALL);
+    expect(r.out).toMatch(/loadModel\(\) \(running an exported model\) needs ONNX Runtime/);
+    expect(r.out).toMatch(/pass validate: false/);
+    expect(existsSync(join(work, 'never.onnx')), 'the export failed before writing anything').toBe(false);
+    // the CLI says so before training, not after
+    const cli = run(join(work, 'node_modules/.bin/heimdall-torch'), ['train', '--epochs', '1', '--samples', '40', '--output-dir', 'never'], userEnv({ VIRTUAL_ENV: venv }));
+    expect(cli.code, cli.out).toBe(1);
+    expect(cli.out).toMatch(/heimdall-torch train .* needs ONNX Runtime.*pass --no-export-onnx/s);
+    expect(cli.out).not.toMatch(/epoch 0/);
+    const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { peerDependencies: Record<string, string>; peerDependenciesMeta: Record<string, { optional?: boolean }>; devDependencies: Record<string, string> };
+    expect(pkg.peerDependencies['onnxruntime-node']).toBe(ONNXRUNTIME_RANGE);
+    expect(pkg.peerDependenciesMeta['onnxruntime-node']?.optional).toBe(true);
+    expect(pkg.devDependencies['onnxruntime-node']).toBe(ONNXRUNTIME_RANGE);
+
+    // the README's command, word for word (after `npm`)
+    const i = await npm([...ONNXRUNTIME_INSTALL.split(' ').slice(1), '--no-audit', '--no-fund', '--foreground-scripts'], userEnv(), 300_000);
+    expect(i.code, i.out.slice(-3000)).toBe(0);
+    expect(i.out).not.toMatch(/nuget|Downloading|ECONNREFUSED|ENOTFOUND/i);
+    const bin = join(work, 'node_modules/onnxruntime-node/bin/napi-v6/linux/x64');
+    expect(readdirSync(bin).sort()).toEqual(['libonnxruntime.so.1', 'onnxruntime_binding.node']);  // CPU only, as packed
+  }, 300_000);
 
   it('a plain .mjs script trains a few batches, logs one MLflow run to sqlite and exports a validated ONNX file', async () => {
     writeFileSync(join(work, 'app.mjs'), `

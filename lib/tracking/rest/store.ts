@@ -34,8 +34,39 @@ function decodeDouble(v: unknown): number {
   return Number(v);
 }
 const numOrNull = (v: unknown) => (v === undefined || v === null ? null : Number(v));
-const kv = (list: unknown): Record<string, string> =>
-  Object.fromEntries(((list as { key: string; value: string }[] | undefined) ?? []).map((t) => [t.key, t.value ?? '']));
+
+/** An answer of the server that is not what MLflow's API returns (a hostile or broken server, a proxy's page). */
+function malformed(what: string): MlflowError {
+  return new MlflowError(`unexpected answer from the MLflow server: ${what}`, 'INTERNAL_ERROR');
+}
+const isObject = (v: unknown): v is J => typeof v === 'object' && v !== null && !Array.isArray(v);
+/** A field that must be an object. */
+function obj(v: unknown, what: string): J {
+  if (!isObject(v)) throw malformed(`${what} is ${v === undefined ? 'missing' : `not an object (${JSON.stringify(v)?.slice(0, 80)})`}`);
+  return v;
+}
+/** A repeated field: absent is empty; otherwise an array of objects. */
+function list(v: unknown, what: string): J[] {
+  if (v === undefined || v === null) return [];
+  if (!Array.isArray(v)) throw malformed(`${what} is not a list`);
+  return v.map((x, i) => obj(x, `${what}[${i}]`));
+}
+/** A repeated string field: absent is empty. */
+function strings(v: unknown, what: string): string[] {
+  if (v === undefined || v === null) return [];
+  if (!Array.isArray(v)) throw malformed(`${what} is not a list`);
+  return v.map(String);
+}
+/** A page token: absent, or a string. */
+function pageToken(v: unknown, seen: Set<string>, what: string): string | undefined {
+  if (v === undefined || v === null || v === '') return undefined;
+  if (typeof v !== 'string') throw malformed(`${what}: next_page_token is not a string`);
+  if (seen.has(v)) throw malformed(`${what}: the server sent the same next_page_token twice (it would never end)`);
+  seen.add(v);
+  return v;
+}
+const kv = (l: unknown, what = 'tags'): Record<string, string> =>
+  Object.fromEntries(list(l, what).map((t) => [String(t.key), t.value === undefined || t.value === null ? '' : String(t.value)]));
 
 export class RestStore implements TrackingStore {
   readonly kind = 'rest' as const;
@@ -93,7 +124,14 @@ export class RestStore implements TrackingStore {
       }
       if (res.status >= 200 && res.status < 300) {
         const text = res.body.toString('utf8');
-        return text ? (JSON.parse(text) as J) : {};
+        if (!text) return {};
+        let answer: unknown;
+        try {
+          answer = JSON.parse(text);
+        } catch {
+          throw malformed(`the answer to ${method} ${endpoint} (HTTP ${res.status}) is not JSON: ${JSON.stringify(text.slice(0, 120))}`);
+        }
+        return obj(answer, `the answer to ${method} ${endpoint}`);
       }
       const err = errorFromResponse(res, `${method} ${endpoint}`);
       if (!err.retryable || attempt >= retries) throw err;
@@ -128,7 +166,7 @@ export class RestStore implements TrackingStore {
   async getExperimentByName(name: string): Promise<Experiment | null> {
     try {
       const r = await this.call('GET', 'experiments/get-by-name', { experiment_name: name });
-      return this.toExperiment(r.experiment as J);
+      return this.toExperiment(obj(r.experiment, 'experiment'));
     } catch (e) {
       if (e instanceof MlflowError && e.code === 'RESOURCE_DOES_NOT_EXIST') return null;
       throw e;
@@ -137,7 +175,7 @@ export class RestStore implements TrackingStore {
 
   async getExperiment(experimentId: string): Promise<Experiment> {
     const r = await this.call('GET', 'experiments/get', { experiment_id: experimentId });
-    return this.toExperiment(r.experiment as J);
+    return this.toExperiment(obj(r.experiment, 'experiment'));
   }
 
   async createExperiment(name: string, artifactLocation: string | undefined, tags: Tag[]): Promise<string> {
@@ -147,7 +185,7 @@ export class RestStore implements TrackingStore {
 
   async searchExperiments(filter?: string, maxResults = 1000): Promise<Experiment[]> {
     const r = await this.call('POST', 'experiments/search', { filter, max_results: maxResults });
-    return ((r.experiments as J[] | undefined) ?? []).map((e) => this.toExperiment(e));
+    return list(r.experiments, 'experiments').map((e) => this.toExperiment(e));
   }
 
   private toRunInfo(i: J): RunInfo {
@@ -165,17 +203,17 @@ export class RestStore implements TrackingStore {
   }
 
   private toRun(r: J): Run {
-    const data = (r.data as J | undefined) ?? {};
+    const data = r.data === undefined ? {} : obj(r.data, 'run.data');
     const metrics: Record<string, number> = {};
-    for (const m of (data.metrics as J[] | undefined) ?? []) metrics[String(m.key)] = decodeDouble(m.value);
-    return { info: this.toRunInfo(r.info as J), metrics, params: kv(data.params), tags: kv(data.tags) };
+    for (const m of list(data.metrics, 'run.data.metrics')) metrics[String(m.key)] = decodeDouble(m.value);
+    return { info: this.toRunInfo(obj(r.info, 'run.info')), metrics, params: kv(data.params, 'run.data.params'), tags: kv(data.tags, 'run.data.tags') };
   }
 
   async createRun(o: CreateRunOptions): Promise<RunInfo> {
     const r = await this.call('POST', 'runs/create', {
       experiment_id: o.experimentId, user_id: o.userId, start_time: o.startTime, tags: o.tags, run_name: o.runName,
     });
-    return this.toRunInfo((r.run as J).info as J);
+    return this.toRunInfo(obj(obj(r.run, 'run').info, 'run.info'));
   }
 
   async updateRun(runId: string, status: RunStatus, endTime: number | null): Promise<void> {
@@ -184,7 +222,7 @@ export class RestStore implements TrackingStore {
 
   async getRun(runId: string): Promise<Run> {
     const r = await this.call('GET', 'runs/get', { run_id: runId });
-    return this.toRun(r.run as J);
+    return this.toRun(obj(r.run, 'run'));
   }
 
   /** One attempt: the worker owns the retry/spool policy for logging. */
@@ -200,10 +238,13 @@ export class RestStore implements TrackingStore {
   async getMetricHistory(runId: string, key: string): Promise<Metric[]> {
     const out: Metric[] = [];
     let token: string | undefined;
+    const seen = new Set<string>();
     do {
       const r = await this.call('GET', 'metrics/get-history', { run_id: runId, metric_key: key, max_results: 25000, page_token: token });
-      for (const m of (r.metrics as J[] | undefined) ?? []) out.push({ key: String(m.key), value: decodeDouble(m.value), timestamp: Number(m.timestamp), step: Number(m.step ?? 0) });
-      token = r.next_page_token as string | undefined;
+      const page = list(r.metrics, 'metrics');
+      for (const m of page) out.push({ key: String(m.key), value: decodeDouble(m.value), timestamp: Number(m.timestamp), step: Number(m.step ?? 0) });
+      token = pageToken(r.next_page_token, seen, 'metrics/get-history');
+      if (token && !page.length) throw malformed('metrics/get-history: an empty page with a next_page_token');
     } while (token);
     return out.sort((a, b) => a.step - b.step || a.timestamp - b.timestamp);
   }
@@ -216,13 +257,16 @@ export class RestStore implements TrackingStore {
     const want = Math.max(1, o.maxResults ?? 1000);
     const out: Run[] = [];
     let token: string | undefined;
+    const seen = new Set<string>();
     do {
       const r = await this.call('POST', 'runs/search', {
         experiment_ids: ids, filter: o.filter ?? '', order_by: o.orderBy ?? [], max_results: Math.min(want - out.length, 50000),
         run_view_type: o.runViewType ?? 'ACTIVE_ONLY', page_token: token,
       });
-      for (const run of (r.runs as J[] | undefined) ?? []) out.push(this.toRun(run));
-      token = r.next_page_token as string | undefined;
+      const page = list(r.runs, 'runs');
+      for (const run of page) out.push(this.toRun(run));
+      token = pageToken(r.next_page_token, seen, 'runs/search');
+      if (token && !page.length) throw malformed('runs/search: an empty page with a next_page_token');
     } while (token && out.length < want);
     return out;
   }
@@ -239,22 +283,22 @@ export class RestStore implements TrackingStore {
       runId: (v.run_id as string | undefined) || null,
       status: String(v.status ?? 'READY'),
       statusMessage: (v.status_message as string | undefined) ?? null,
-      tags: kv(v.tags),
-      aliases: ((v.aliases as string[] | undefined) ?? []).slice().sort(),
+      tags: kv(v.tags, 'model_version.tags'),
+      aliases: strings(v.aliases, 'model_version.aliases').sort(),
     };
   }
 
   async getRegisteredModel(name: string): Promise<RegisteredModel | null> {
     try {
-      const r = (await this.call('GET', 'registered-models/get', { name })).registered_model as J;
+      const r = obj((await this.call('GET', 'registered-models/get', { name })).registered_model, 'registered_model');
       return {
         name: String(r.name),
         creationTimestamp: numOrNull(r.creation_timestamp),
         lastUpdatedTimestamp: numOrNull(r.last_updated_timestamp),
         description: (r.description as string | undefined) ?? null,
         tags: kv(r.tags),
-        aliases: Object.fromEntries(((r.aliases as { alias: string; version: string }[] | undefined) ?? []).map((a) => [a.alias, String(a.version)])),
-        latestVersions: ((r.latest_versions as J[] | undefined) ?? []).map((v) => this.toVersion(v)),
+        aliases: Object.fromEntries(list(r.aliases, 'registered_model.aliases').map((a) => [String(a.alias), String(a.version)])),
+        latestVersions: list(r.latest_versions, 'registered_model.latest_versions').map((v) => this.toVersion(v)),
       };
     } catch (e) {
       if (e instanceof MlflowError && e.code === 'RESOURCE_DOES_NOT_EXIST') return null;
@@ -273,22 +317,22 @@ export class RestStore implements TrackingStore {
 
   async createModelVersion(name: string, source: string, runId: string | null, description: string | undefined, tags: Tag[]): Promise<ModelVersion> {
     const r = await this.call('POST', 'model-versions/create', { name, source, run_id: runId ?? undefined, description, tags });
-    return this.toVersion(r.model_version as J);
+    return this.toVersion(obj(r.model_version, 'model_version'));
   }
 
   async getModelVersion(name: string, version: string): Promise<ModelVersion> {
     const r = await this.call('GET', 'model-versions/get', { name, version });
-    return this.toVersion(r.model_version as J);
+    return this.toVersion(obj(r.model_version, 'model_version'));
   }
 
   async transitionModelVersionStage(name: string, version: string, stage: ModelStage, archiveExisting: boolean): Promise<ModelVersion> {
     const r = await this.call('POST', 'model-versions/transition-stage', { name, version, stage, archive_existing_versions: archiveExisting });
-    return this.toVersion(r.model_version as J);
+    return this.toVersion(obj(r.model_version, 'model_version'));
   }
 
   async getLatestVersions(name: string, stages?: string[]): Promise<ModelVersion[]> {
     const r = await this.call('POST', 'registered-models/get-latest-versions', { name, stages: stages ?? [] });
-    return ((r.model_versions as J[] | undefined) ?? []).map((v) => this.toVersion(v)).sort((a, b) => Number(a.version) - Number(b.version));
+    return list(r.model_versions, 'model_versions').map((v) => this.toVersion(v)).sort((a, b) => Number(a.version) - Number(b.version));
   }
 
   async setRegisteredModelAlias(name: string, alias: string, version: string): Promise<void> {
@@ -305,6 +349,6 @@ export class RestStore implements TrackingStore {
     validateAlias(alias, false);
     const r = await this.call('GET', 'registered-models/alias', { name, alias });
     if (!r.model_version) throw notFound(`Registered model alias ${alias} not found.`);
-    return this.toVersion(r.model_version as J);
+    return this.toVersion(obj(r.model_version, 'model_version'));
   }
 }

@@ -56,10 +56,17 @@ export class EarlyStopping extends Callback {
   override stateDict(): Record<string, unknown> {
     return { wait: this.wait, best: this.best, stoppedEpoch: this.stoppedEpoch, patience: this.patience };
   }
+  /** Restores wait, best and stoppedEpoch; a field of the wrong kind is refused (HEIMDALL_BAD_FILE), nothing is changed. */
   override loadStateDict(state: Record<string, unknown>): void {
-    this.wait = Number(state.wait ?? 0);
-    this.best = state.best === null || state.best === undefined ? this.best : Number(state.best);
-    this.stoppedEpoch = (state.stoppedEpoch as number | null) ?? null;
+    const count = (v: unknown) => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+    const { wait = 0, best = null, stoppedEpoch = null } = state;
+    const wrong = !count(wait) ? `wait ${JSON.stringify(wait)} (expected a count)`
+      : best !== null && (typeof best !== 'number' || !Number.isFinite(best)) ? `best ${JSON.stringify(best)} (expected a finite number or null)`
+        : stoppedEpoch !== null && !count(stoppedEpoch) ? `stoppedEpoch ${JSON.stringify(stoppedEpoch)} (expected an epoch or null)` : null;
+    if (wrong) throw new HeimdallError('HEIMDALL_BAD_FILE', `has ${wrong}`);
+    this.wait = wait as number;
+    if (best !== null) this.best = best as number;
+    this.stoppedEpoch = stoppedEpoch as number | null;
   }
 
   private stop(trainer: TrainerView, reason: string): void {
