@@ -8,7 +8,7 @@ import { mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TrainerConfig } from '../../config.js';
 import { HeimdallError } from '../../errors.js';
-import { MLflowTracker, type MLflowTrackerOptions } from '../../tracking/index.js';
+import { MLflowTracker, type LoggedModelResult, type LogModelOptions, type MLflowTrackerOptions } from '../../tracking/index.js';
 import { Callback, type Metrics, type TrainBatch, type TrainerView } from '../callback.js';
 
 export interface MLflowLoggerOptions {
@@ -138,6 +138,22 @@ export class MLflowLogger extends Callback {
     else this.tracker.logArtifact(path, artifactPath);
     if (tags) this.tracker.setTags(tags);
     await this.end(this.reopenedStatus());
+  }
+
+  /**
+   * Logs the MLflow model folder that `write` makes as an MLflow 3 logged model of this run (MLflowTracker.logModel:
+   * under the model's own artifact location, linked as the run's output at `opts.step`), sets `tags` on the run;
+   * reopens the run if needed.
+   */
+  async logModel(write: (model: { modelId: string | null; artifactLocation: string }) => string, opts: LogModelOptions, tags?: Record<string, string>): Promise<LoggedModelResult> {
+    await this.ensureRun();
+    try {
+      const r = await this.tracker.logModel(write, opts);
+      if (tags) this.tracker.setTags(tags);
+      return r;
+    } finally {
+      await this.end(this.reopenedStatus());
+    }
   }
 
   /** Ends the run if open and stops the tracker's worker when this logger created it. */
