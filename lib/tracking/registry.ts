@@ -59,14 +59,6 @@ export class ModelRegistry {
       await this.client.request('updateRegisteredModelDescription', name, opts.description);
     }
     let mv = await this.client.request('createModelVersion', name, source, runId, opts.description, tags, modelId);
-    if (modelId) {
-      // The logged model lists its registrations (`mlflow.modelVersions`), as Python's register_model records them.
-      const model = await this.client.request('getLoggedModel', modelId);
-      let versions: { name: string; version: number | string }[] = [];
-      try { versions = JSON.parse(model.tags['mlflow.modelVersions'] ?? '[]') as typeof versions; } catch { versions = []; }
-      versions.push({ name: mv.name, version: Number(mv.version) });
-      await this.client.request('setLoggedModelTags', modelId, [{ key: 'mlflow.modelVersions', value: JSON.stringify(versions) }]);
-    }
     const deadline = Date.now() + (opts.timeoutS ?? 300) * 1000;
     while (mv.status === 'PENDING_REGISTRATION') {
       if (Date.now() > deadline) throw new MlflowError(`Model version ${name}/${mv.version} not READY after ${opts.timeoutS ?? 300} s`, 'INTERNAL_ERROR');

@@ -89,6 +89,15 @@ export class SqlLoggedModels {
     await this.db.transaction((tx) => this.upsertTags(tx, modelId, Number(r.experiment_id), tags));
   }
 
+  /** set_model_versions_tags: `mlflow.modelVersions` += {name, version} (JSON, once per version). */
+  async addModelVersion(modelId: string, name: string, version: number): Promise<void> {
+    const model = await this.get(modelId);
+    let versions: { name: string; version: number | string }[] = [];
+    try { versions = JSON.parse(model.tags['mlflow.modelVersions'] ?? '[]') as typeof versions; } catch { versions = []; }
+    if (!versions.some((v) => v.name === name && String(v.version) === String(version))) versions.push({ name, version });
+    await this.setTags(modelId, [{ key: 'mlflow.modelVersions', value: JSON.stringify(versions) }]);
+  }
+
   async get(modelId: string): Promise<LoggedModel> {
     this.require();
     const rows = await this.db.query("SELECT * FROM logged_models WHERE model_id = ? AND lifecycle_stage <> 'deleted'", [modelId]);

@@ -618,6 +618,8 @@ export class SqlStore implements TrackingStore {
           for (const t of dedupeTags(tags)) await tx.run('INSERT INTO model_version_tags (key, value, name, version) VALUES (?, ?, ?, ?)', [t.key, t.value, name, version]);
           return version;
         });
+        // The logged model lists its registrations, as MLflow's set_model_versions_tags after create_model_version.
+        if (fromModel) await this.loggedModels.addModelVersion(fromModel, name, version);
         return this.getModelVersion(name, String(version));
       } catch (e) {
         if (isUniqueViolation(e) && attempt < 5) continue;
