@@ -177,10 +177,12 @@ export async function train(flags: TrainFlags): Promise<number> {
     log(`  improvement over the baseline: ${(baseline.mean / ours).toFixed(2)}× (mean error)`);
     if (flags.exportOnnx) {
       const onnxPath = join(resolve(flags.outputDir), 'model.onnx');
-      // The best checkpoint, validated in ONNX Runtime, logged as the run's `model/` in MLflow's onnx flavor:
-      // mlflow.onnx.load_model('runs:/<id>/model') loads it.
+      // The best checkpoint, validated in ONNX Runtime, logged in MLflow's onnx flavor as the run's MLflow 3 logged
+      // model `model` (the run's `model/` on MLflow 2.x stores): mlflow.pyfunc.load_model('models:/<model_id>') and
+      // mlflow.onnx.load_model('runs:/<id>/model') load it.
       const report = await trainer.exportOnnx(onnxPath);
       log(formatOnnxReport(report));
+      if (report.modelUri) log(`  MLflow model ${report.modelUri}${report.modelId ? ` (the run's logged model; also ${report.runModelUri})` : ''}`);
     }
     log(`MLflow run ${logger.runId} (${history.reason === 'stopped' ? 'early-stopped' : 'max epochs'}, ${history.epochs.length} epochs) in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
     await logger.close();

@@ -49,8 +49,13 @@ for r in runs:
     hist = c.get_metric_history(r.info.run_id, 'train/loss')
     arts = [a.path for a in c.list_artifacts(r.info.run_id, 'checkpoints')]
     arts += [a.path for d in ('checkpoints/best', 'checkpoints/last', 'model') for a in c.list_artifacts(r.info.run_id, d)]
+    # the run's logged models (MLflow 3), their files named as runs:/<id>/<name>/… reads them
+    models = [m for m in mlflow.search_logged_models(experiment_ids=[exp.experiment_id], output_format='list') if m.source_run_id == r.info.run_id]
+    arts += [f'{m.name}/{a.path}' for m in models for a in c.list_logged_model_artifacts(m.model_id)]
+    outputs = [[o.model_id, o.step] for o in (r.outputs.model_outputs if r.outputs else [])]
     out.append({'id': r.info.run_id, 'name': r.info.run_name, 'status': r.info.status, 'params': r.data.params,
-                'metrics': r.data.metrics, 'tags': r.data.tags, 'train_loss_steps': [m.step for m in hist], 'artifacts': arts})
+                'metrics': r.data.metrics, 'tags': r.data.tags, 'train_loss_steps': [m.step for m in hist], 'artifacts': arts,
+                'experiment_tags': exp.tags, 'models': [[m.model_id, m.name, str(m.status)] for m in models], 'outputs': outputs})
 print(json.dumps(out))
 `;
 
@@ -183,6 +188,11 @@ describe('heimdall-torch train (CLI)', () => {
     expect(run.artifacts.some((a: string) => a.startsWith('checkpoints/best/epoch='))).toBe(true);
     expect(run.artifacts).toContain('checkpoints/last/last.safetensors');
     expect(run.artifacts).toEqual(expect.arrayContaining(['model/MLmodel', 'model/model.onnx']));
+    // the exported model is the run's MLflow 3 logged model, its output; the experiment opens in the training view
+    expect(run.models).toEqual([[expect.stringMatching(/^m-[0-9a-f]{32}$/), 'model', 'READY']]);
+    expect(run.outputs).toEqual([[run.models[0][0], expect.any(Number)]]);
+    expect(run.experiment_tags['mlflow.experimentKind']).toBe('custom_model_development');
+    expect(run.tags['mlflow.note.content']).toMatch(/^heimdall-torch trained convnext_atto with a localization head .* on .*, for up to 2 epochs on cpu at 32-bit precision/);
     expect(r.stdout).toMatch(/onnxruntime-node .* → PASSED/);
     // MLflow loads the exported model of the run (onnx flavor) and it predicts [batch, 2] positions.
     const shapes = await python(

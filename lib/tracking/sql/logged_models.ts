@@ -95,7 +95,9 @@ export class SqlLoggedModels {
     let versions: { name: string; version: number | string }[] = [];
     try { versions = JSON.parse(model.tags['mlflow.modelVersions'] ?? '[]') as typeof versions; } catch { versions = []; }
     if (!versions.some((v) => v.name === name && String(v.version) === String(version))) versions.push({ name, version });
-    await this.setTags(modelId, [{ key: 'mlflow.modelVersions', value: JSON.stringify(versions) }]);
+    // json.dumps' layout (", " and ": "), so the value reads as Python writes it
+    const value = `[${versions.map((v) => `{"name": ${JSON.stringify(v.name)}, "version": ${JSON.stringify(v.version)}}`).join(', ')}]`;
+    await this.setTags(modelId, [{ key: 'mlflow.modelVersions', value }]);
   }
 
   async get(modelId: string): Promise<LoggedModel> {
