@@ -49,7 +49,7 @@ describe('export → MLflow registry → inference (mlflow server, proxied artif
     await HeimdallDataModule.writeSynthetic(dataDir, 12, { seed: 7 });
   }, 180_000);
 
-  it('exports the run, logs model/, registers it in Staging with the alias champion', async () => {
+  it('exports the run, logs it as the run\'s MLflow logged model, registers it in Staging with the alias champion', async () => {
     const out = join(dir, 'export');
     const r = await cli(['export', '--run', runId, '--register', name, '--stage', 'Staging', '--alias', 'champion', '--output', out], dir, env);
     expect(r.stderr).toBe('');
