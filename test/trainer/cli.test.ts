@@ -192,7 +192,7 @@ describe('heimdall-torch train (CLI)', () => {
     expect(run.models).toEqual([[expect.stringMatching(/^m-[0-9a-f]{32}$/), 'model', 'READY']]);
     expect(run.outputs).toEqual([[run.models[0][0], expect.any(Number)]]);
     expect(run.experiment_tags['mlflow.experimentKind']).toBe('custom_model_development');
-    expect(run.tags['mlflow.note.content']).toMatch(/^heimdall-torch trained convnext_atto with a localization head .* on .*, for up to 2 epochs on cpu at 32-bit precision/);
+    expect(run.tags['mlflow.note.content']).toMatch(/^heimdall-torch trained convnext_atto with a localization head \(.*7 input channels\) on synthetic RF, 150 samples.* for up to 2 epochs on cpu at 32-bit precision/);
     expect(r.stdout).toMatch(/onnxruntime-node .* → PASSED/);
     // MLflow loads the exported model of the run (onnx flavor) and it predicts [batch, 2] positions.
     const shapes = await python(

@@ -194,7 +194,7 @@ describe('Trainer', () => {
       for (const k of Object.keys(run.metrics)) expect(k).toMatch(/^((train|val|test)\/[a-z0-9_]+|lr-(AdamW|SGD)|epoch|final_test_[a-z0-9_]+)$/);
       for (const k of Object.keys(run.tags)) expect(k).toMatch(/^(mlflow\.[A-Za-z.]+|heimdall\.[a-z0-9_]+|error\.[a-z]+|model|phase|service)$/);
       expect(run.tags['mlflow.note.content']).toMatch(
-        /^heimdall-torch trained convnext_atto with a localization head \([\d.]+M parameters, 3 input channels\) on 60 in-memory samples of shape \[3, 32, 32\], \d+ training batches of 16 per epoch, for up to 3 epochs on cpu at 32-bit precision, with AdamW \(lr 0\.002, weight decay 0\.00001\) with a cosine schedule, seed 42\.$/);
+        /^heimdall-torch trained convnext_atto with a localization head \([\d.]+M parameters, 3 input channels\) on 60 in-memory samples of shape \[3, 32, 32\] \(\d+ training batches of 16 per epoch\) for up to 3 epochs on cpu at 32-bit precision, with AdamW \(lr 0\.002, weight decay 0\.00001\) and a cosine schedule; training seed 42\.$/);
       const exp = await tracker.getExperiment(run.info.experimentId);
       expect(exp.tags['mlflow.experimentKind']).toBe('custom_model_development');
     } finally {

@@ -219,11 +219,11 @@ export function runDescription(trainer: TrainerView): string {
   const model = m ? `${m.variant} with a ${m.head} head (${params}${String(mh.in_chans ?? '?')} input channels${origin})` : 'a model';
   const samples = typeof dh.samples === 'number' && !d?.describe().includes(String(dh.samples)) ? ` (${dh.samples} samples)` : '';
   const data = d ? `${d.describe()}${samples}` : 'its data';
-  const batches = trainer.trainBatches && d ? `, ${trainer.trainBatches} training batches of ${d.batchSize} per epoch` : '';
+  const batches = trainer.trainBatches && d ? ` (${trainer.trainBatches} training batches of ${d.batchSize} per epoch)` : '';
   const o = c.optimizer;
-  const optimizer = `${o.name === 'adamw' ? 'AdamW' : 'SGD'} (lr ${o.lr}, weight decay ${o.weightDecay}) with a ${c.schedule.name} schedule`;
-  return `heimdall-torch trained ${model} on ${data}${batches}, for up to ${c.maxEpochs} epochs on ${trainer.device ?? c.device} ` +
-    `at ${c.precision === '32' ? '32-bit' : c.precision} precision, with ${optimizer}${c.seed !== undefined ? `, seed ${c.seed}` : ''}.`;
+  const optimizer = `${o.name === 'adamw' ? 'AdamW' : 'SGD'} (lr ${o.lr}, weight decay ${o.weightDecay}) and a ${c.schedule.name} schedule`;
+  return `heimdall-torch trained ${model} on ${data}${batches} for up to ${c.maxEpochs} epochs on ${trainer.device ?? c.device} ` +
+    `at ${c.precision === '32' ? '32-bit' : c.precision} precision, with ${optimizer}; training seed ${c.seed}.`;
 }
 
 /** `weightDecay` → `weight_decay`: parameter keys as the CLI's flags read. */
