@@ -36,8 +36,9 @@ export class SqlLoggedModels {
 
   async create(o: CreateLoggedModelOptions, experiment: Experiment): Promise<LoggedModel | null> {
     if (!this.supported) return null;
-    if (!o.name || o.name.includes('/') || o.name.includes(':')) {
-      throw invalidParameter(`Invalid logged model name '${o.name}': it must be non-empty and contain no '/' or ':'`);
+    const bad = ['/', ':', '.', '%', '"', "'"];  // _validate_logged_model_name
+    if (!o.name || bad.some((c) => o.name.includes(c))) {
+      throw invalidParameter(`Invalid model name ('${o.name}') provided. Model name must be a non-empty string and cannot contain the following characters: ${bad.join(' ')}`);
     }
     if (experiment.lifecycleStage !== 'active') {
       throw invalidParameter(`The experiment ${experiment.experimentId} must be in the 'active' state. Current state is ${experiment.lifecycleStage}.`);
