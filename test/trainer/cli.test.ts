@@ -41,6 +41,8 @@ function cli(args: string[], cwd: string, env: Record<string, string> = {}, onSp
 
 const READ_RUN = `
 import sys, json, mlflow
+# MLflow 3 resolves a run's logged model (list_artifacts(run, 'model')) through the default tracking URI
+mlflow.set_tracking_uri(sys.argv[1])
 c = mlflow.MlflowClient(sys.argv[1])
 exp = c.get_experiment_by_name('heimdall-localization')
 runs = c.search_runs([exp.experiment_id])
