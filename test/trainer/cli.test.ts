@@ -208,7 +208,7 @@ print([list(o.shape) for o in out])`,
       [`sqlite:///${join(dir, 'mlflow.db')}`, run.id],
     );
     expect(shapes.trim()).toBe('[[3, 2], [3, 2]]');
-  });
+  }, 300_000);  // trains, exports and reads back: ~90 s alone on 2 busy cores
 
   it('trains ConvNeXt V2 (--backbone CONVNEXTV2_ATTO): the run names its family and variant, the ONNX export passes', async () => {
     const dir = tempDir();
@@ -224,7 +224,7 @@ print([list(o.shape) for o in out])`,
     expect(run.tags.model).toBe('convnextv2_atto · localization');
     expect(Number.isFinite(run.metrics['val/loss'])).toBe(true);
     expect(run.artifacts).toEqual(expect.arrayContaining(['model/MLmodel', 'model/model.onnx']));
-  });
+  }, 300_000);
 
   it('Ctrl-C mid-fit: stops at a batch boundary, writes a checkpoint, ends the run KILLED, exits 130', async () => {
     const dir = tempDir();
