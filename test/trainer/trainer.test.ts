@@ -153,7 +153,7 @@ describe('Trainer', () => {
   it('exportOnnx() exports the best checkpoint, validated in ONNX Runtime, and logs it as the run\'s MLflow logged model', async () => {
     const dir = tempDir();
     const trackingUri = `sqlite:///${join(dir, 'mlflow.db')}`;
-    const ckpt = new ModelCheckpoint({ saveTopK: 1 });
+    const ckpt = new ModelCheckpoint({ saveTopK: -1 });  // keeps every epoch's checkpoint
     const logger = new MLflowLogger({ runName: 'export-from-trainer', trackerOptions: { trackingUri, artifactUri: join(dir, 'artifacts') } });
     const trainer = new Trainer({ ...base, maxEpochs: 3, defaultRootDir: dir, callbacks: [ckpt, new LearningRateMonitor()], logger });
     await expect(trainer.exportOnnx(join(dir, 'early.onnx'))).rejects.toThrow(/call fit\(\) first/);
@@ -166,16 +166,21 @@ describe('Trainer', () => {
     expect(report.modelId).toMatch(/^m-[0-9a-f]{32}$/);
     expect(report.modelUri).toBe(`models:/${report.modelId}`);
     expect(report.runModelUri).toBe(`runs:/${logger.runId}/model`);
+    // the first epoch's checkpoint too: a second logged model `model` of the run, at that epoch's step
+    const first = ckpt.bestK.find((k) => k.epoch === 0)!;
+    const early = await trainer.exportOnnx(join(dir, 'epoch0.onnx'), { ckptPath: first.path, validate: false });
+    expect(early.modelId).not.toBe(report.modelId);
     await logger.close();
 
     const tracker = new MLflowTracker({ trackingUri, handleSignals: false });
     try {
       const run = await tracker.getRun(logger.runId!);
       expect(run.info.status).toBe('FINISHED');
-      expect(run.tags['heimdall.onnx_sha256']).toBe(report.sha256);
+      expect(run.tags['heimdall.onnx_sha256']).toBe(early.sha256);  // the run's tag names its latest export
       const model = await tracker.getLoggedModel(report.modelId!);
       expect(model).toMatchObject({ name: 'model', status: 'READY', sourceRunId: logger.runId });
       expect(model.params['model/variant']).toBe('convnext_atto');
+      expect(model.tags['heimdall.onnx_sha256']).toBe(report.sha256);
       const root = model.artifactLocation.startsWith('file:') ? fileURLToPath(model.artifactLocation) : model.artifactLocation;
       expect(root).toBe(join(dir, 'artifacts', 'models', report.modelId!, 'artifacts'));
       const logged = readFileSync(join(root, 'model.onnx'));
@@ -199,6 +204,18 @@ describe('Trainer', () => {
       expect(exp.tags['mlflow.experimentKind']).toBe('custom_model_development');
     } finally {
       await tracker.close();
+    }
+
+    const t2 = new MLflowTracker({ trackingUri, handleSignals: false });
+    try {
+      const firstVal = (await t2.getMetricHistory('val/loss', logger.runId!))[0]!;
+      expect(firstVal.step).toBeLessThan(trainer.globalStep);
+      expect((await t2.getLoggedModel(early.modelId!)).metrics.filter((m) => m.key === 'val/loss')).toEqual([firstVal]);
+      // runs:/<id>/model names the newest logged model `model` of the run
+      expect((await t2.searchLoggedModels({ experimentIds: [(await t2.getRun(logger.runId!)).info.experimentId], name: 'model' })).map((m) => m.modelId))
+        .toEqual([early.modelId, report.modelId]);
+    } finally {
+      await t2.close();
     }
 
     // the current weights, without logging; a checkpoint that is not there is named
