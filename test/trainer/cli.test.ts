@@ -57,7 +57,7 @@ for r in runs:
     outputs = [[o.model_id, o.step] for o in (r.outputs.model_outputs if r.outputs else [])]
     out.append({'id': r.info.run_id, 'name': r.info.run_name, 'status': r.info.status, 'params': r.data.params,
                 'metrics': r.data.metrics, 'tags': r.data.tags, 'train_loss_steps': [m.step for m in hist], 'artifacts': arts,
-                'experiment_tags': exp.tags, 'models': [[m.model_id, m.name, str(m.status)] for m in models], 'outputs': outputs})
+                'experiment_tags': exp.tags, 'experiment_id': exp.experiment_id, 'models': [[m.model_id, m.name, str(m.status)] for m in models], 'outputs': outputs})
 print(json.dumps(out))
 `;
 
@@ -194,6 +194,7 @@ describe('heimdall-torch train (CLI)', () => {
     expect(run.models).toEqual([[expect.stringMatching(/^m-[0-9a-f]{32}$/), 'model', 'READY']]);
     expect(run.outputs).toEqual([[run.models[0][0], expect.any(Number)]]);
     expect(run.experiment_tags['mlflow.experimentKind']).toBe('custom_model_development');
+    expect(r.stdout).toContain(`in MLflow's UI: http://127.0.0.1:5000/#/experiments/${run.experiment_id}/runs/${run.id}?workflowType=machine_learning (after \`mlflow ui --backend-store-uri sqlite:///mlflow.db\`)`);
     expect(run.tags['mlflow.note.content']).toMatch(/^heimdall-torch trained convnext_atto with a localization head \(.*7 input channels\) on synthetic RF, 150 samples.* for up to 2 epochs on cpu at 32-bit precision/);
     expect(r.stdout).toMatch(/onnxruntime-node .* → PASSED/);
     // MLflow loads the exported model of the run (onnx flavor) and it predicts [batch, 2] positions.
