@@ -10,6 +10,7 @@
 // artifact, with one warning per tracker.
 import { MlflowError } from './errors.js';
 import type { FlushReport } from './protocol.js';
+import { redactTagValue } from './registry.js';
 import type { LoggedModel, Metric, Tag } from './types.js';
 import { validateTag } from './validation.js';
 import type { WorkerClient } from './worker_client.js';
@@ -77,7 +78,7 @@ export class LoggedModels {
     const params = Object.entries({ ...stored.params, ...(opts.params ?? {}) }).map(([key, value]) => ({ key, value }));
     // Like Python's context tags on a logged model: who and what logged it (copied from the run).
     const context = Object.fromEntries(Object.entries(stored.tags).filter(([k]) => CONTEXT_TAGS.includes(k)));
-    const tags: Tag[] = Object.entries({ ...context, ...(opts.tags ?? {}) }).map(([k, v]) => validateTag(k, v));
+    const tags: Tag[] = Object.entries({ ...context, ...(opts.tags ?? {}) }).map(([k, v]) => validateTag(k, redactTagValue(k, v)));
     const model = await client.request('createLoggedModel', {
       experimentId: run.experimentId, name, sourceRunId: run.runId, modelType: opts.modelType, params, tags,
     });

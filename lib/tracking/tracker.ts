@@ -26,8 +26,9 @@ export type { BestRun, RunSummary } from './queries.js';
 export type { LoggedModelResult, LogModelOptions } from './logged_models.js';
 
 /**
- * The experiment tag MLflow's UI reads to pick an experiment's view (mlflow/server/js: `mlflow.experimentKind`);
- * `custom_model_development` opens the model-training view (runs, charts, logged models) instead of GenAI's.
+ * The experiment's kind (mlflow/server/js reads `mlflow.experimentKind`; `custom_model_development` is model
+ * training). UIs without the "GenAI | Model training" switch pick the view by it; 3.17's UI follows the switch
+ * (URL `?workflowType=machine_learning`, else the browser's last choice).
  */
 export const EXPERIMENT_KIND_TAG = 'mlflow.experimentKind';
 export const TRAINING_EXPERIMENT_KIND = 'custom_model_development';
