@@ -255,7 +255,7 @@ print([list(o.shape) for o in out])`,
     expect(after.length).toBe(1);
     expect(after[0]!.id).toBe(runs[0]!.id);
     expect(after[0]!.status).toBe('FINISHED');
-  });
+  }, 300_000);  // two trainings and an export: 133 s at load 12 on the 2-core machine
 
   it('names the flag or file at fault, with exit code 2', async () => {
     const dir = tempDir();
