@@ -89,13 +89,14 @@ export async function exportCli(flags: ExportFlags): Promise<number> {
     });
     if (flags.json) {
       out(JSON.stringify({
-        runId: r.runId, checkpoint: r.checkpoint.source, modelUri: r.modelUri, registeredUri: r.registeredUri, dataFrom: r.dataFrom,
+        runId: r.runId, checkpoint: r.checkpoint.source, modelUri: r.modelUri, modelId: r.modelId, runModelUri: r.runModelUri, registeredUri: r.registeredUri, dataFrom: r.dataFrom,
         registered: r.registered, report: { ...r.report, path: flags.output ? r.report.path : null },
       }));
       return 0;
     }
     out(formatOnnxReport(r.report) + (flags.output ? '' : '\n  (written to a temporary directory, removed: --output <dir> keeps the files)'));
     out(`model URI ${r.modelUri}`);
+    if (r.modelId) out(`  (the run's MLflow logged model; also runs:/${r.runId}/model)`);
     if (r.registered) {
       const v = r.registered;
       out(`registered ${v.name} version ${v.version} (${v.status}), stage ${v.currentStage}${v.aliases.length ? `, aliases ${v.aliases.join(', ')}` : ''}`);

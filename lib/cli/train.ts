@@ -3,7 +3,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Command } from 'commander';
 import { z } from 'zod';
-import { ConfigError, DEVICES, earlyStoppingOptionsSchema, optimizerSchema, scheduleSchema, trainerOptionsSchema } from '../config.js';
+import { ConfigError, DEVICES, redact, earlyStoppingOptionsSchema, optimizerSchema, scheduleSchema, trainerOptionsSchema } from '../config.js';
 import { HeimdallDataModule, syntheticOptionsSchema } from '../data/heimdall.js';
 import { ConvNeXt } from '../model.js';
 import { formatOnnxReport } from '../onnx/index.js';
@@ -118,6 +118,20 @@ export function resolveTrainFlags(cmd: Command): TrainFlags {
   return r.data!;
 }
 
+/**
+ * The run's page in MLflow's UI, in the model-training view: MLflow 3.17's UI opens experiments in the view its
+ * "GenAI | Model training" switch holds (default GenAI, remembered per browser) and reads `?workflowType=` first;
+ * the `mlflow.experimentKind` experiment tag is what UIs without the switch read.
+ */
+export function runPageUrl(trackingUri: string, experimentId: string, runId: string): string {
+  const page = `#/experiments/${experimentId}/runs/${runId}?workflowType=machine_learning`;
+  if (/^https?:\/\//i.test(trackingUri)) {
+    const u = new URL(trackingUri);
+    return `${u.protocol}//${u.host}${u.pathname.replace(/\/+$/, '')}/${page}`;  // no user info
+  }
+  return `http://127.0.0.1:5000/${page} (after \`mlflow ui --backend-store-uri ${redact(trackingUri)}\`)`;
+}
+
 export async function train(flags: TrainFlags): Promise<number> {
   const t0 = Date.now();
   // Fail before training, not after it: the export at the end validates in ONNX Runtime (an optional peer dependency).
@@ -180,12 +194,16 @@ export async function train(flags: TrainFlags): Promise<number> {
     log(`  improvement over the baseline: ${(baseline.mean / ours).toFixed(2)}× (mean error)`);
     if (flags.exportOnnx) {
       const onnxPath = join(resolve(flags.outputDir), 'model.onnx');
-      // The best checkpoint, validated in ONNX Runtime, logged as the run's `model/` in MLflow's onnx flavor:
-      // mlflow.onnx.load_model('runs:/<id>/model') loads it.
+      // The best checkpoint, validated in ONNX Runtime, logged in MLflow's onnx flavor as the run's MLflow 3 logged
+      // model `model` (the run's `model/` on MLflow 2.x stores): mlflow.pyfunc.load_model('models:/<model_id>') and
+      // mlflow.onnx.load_model('runs:/<id>/model') load it.
       const report = await trainer.exportOnnx(onnxPath);
       log(formatOnnxReport(report));
+      if (report.modelUri) log(`  MLflow model ${report.modelUri}${report.modelId ? ` (the run's logged model; also ${report.runModelUri})` : ''}`);
     }
     log(`MLflow run ${logger.runId} (${history.reason === 'stopped' ? 'early-stopped' : 'max epochs'}, ${history.epochs.length} epochs) in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+    const eid = logger.tracker.experimentId;
+    if (eid && logger.runId) log(`  in MLflow's UI: ${runPageUrl(logger.tracker.config.trackingUri, eid, logger.runId)}`);
     await logger.close();
     return 0;
   } catch (err) {

@@ -5,6 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { copyFileSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
+import type { LoggedModelResult, LogModelOptions } from '../tracking/logged_models.js';
 import type { OnnxExportReport } from './export.js';
 
 /** The MLmodel format written is the one of this MLflow release (the project's pinned Python MLflow). */
@@ -12,7 +13,10 @@ export const MLMODEL_MLFLOW_VERSION = '3.17.2';
 
 export interface MlflowOnnxModelOptions {
   runId?: string;
-  artifactPath?: string;  // default 'model'
+  /** `artifact_path` of MLmodel: the run path ('model'), or a logged model's artifact location. */
+  artifactPath?: string;
+  /** The MLflow 3 logged model this folder is (`model_id`, also its `model_uuid`, as Python's log_model writes). */
+  modelId?: string;
   pythonVersion?: string;  // recorded for python_function; default '3.11'
   /** Pip requirements of the pyfunc environment. */
   requirements?: string[];
@@ -93,8 +97,9 @@ export function writeMlflowOnnxModel(report: OnnxExportReport, dir: string, opti
     '    loader_module: mlflow.onnx',
     `    python_version: ${q(python)}`,
     `mlflow_version: ${q(MLMODEL_MLFLOW_VERSION)}`,
+    ...(options.modelId ? [`model_id: ${q(options.modelId)}`] : []),
     `model_size_bytes: ${size}`,
-    `model_uuid: ${q(randomUUID().replace(/-/g, ''))}`,
+    `model_uuid: ${q(options.modelId ?? randomUUID().replace(/-/g, ''))}`,
     ...(options.runId ? [`run_id: ${q(options.runId)}`] : []),
     'signature:',
     `  inputs: ${q(inputs)}`,
@@ -123,15 +128,56 @@ export interface OnnxModelRun {
   readonly runId: string | null;
   /** Logs the folder `dir` under `artifactPath` of the run and sets `tags` on it. */
   logArtifact(dir: string, artifactPath: string, tags: Record<string, string>): Promise<void>;
+  /**
+   * Logs the folder that `write` makes as an MLflow 3 logged model of the run (MLflowTracker.logModel), sets the
+   * run `tags`; absent: the folder is logged as the run's artifact (logArtifact).
+   */
+  logModel?(write: (model: { modelId: string | null; artifactLocation: string }) => string, opts: LogModelOptions, tags: Record<string, string>): Promise<LoggedModelResult>;
+}
+
+export interface LoggedOnnxModel {
+  /** `models:/<model_id>` when it is a logged model, else `runs:/<run_id>/model`. */
+  modelUri: string;
+  /** `runs:/<run_id>/model` (resolves to the logged model on MLflow 3 stores). */
+  runModelUri: string;
+  modelId: string | null;
+}
+
+/** The step a checkpoint was saved at (its `heimdall.checkpoint` metadata), or null. */
+export function checkpointStep(metadata: Record<string, string> | undefined): number | null {
+  try {
+    const step = (JSON.parse(metadata?.['heimdall.checkpoint'] ?? 'null') as { step?: unknown } | null)?.step;
+    return typeof step === 'number' && Number.isSafeInteger(step) && step >= 0 ? step : null;
+  } catch {
+    return null;
+  }
 }
 
 /**
- * Writes the MLflow `onnx` flavor folder for `report` into `dir` (emptied first) and logs it as the run's
- * `model/`, tagged with the file's SHA-256 and the checkpoint it came from. Returns `runs:/<run_id>/model`.
+ * Writes the MLflow `onnx` flavor folder for `report` into `dir` (emptied first) and logs it — as an MLflow 3
+ * logged model named `model` (artifacts under the model's own location, MLmodel with `model_id`, linked to the
+ * run as its output at `step`, with the run's metrics at that step) where the run's store has logged models, else
+ * as the run's `model/` — tagging the run with the file's SHA-256 and the checkpoint it came from.
  */
-export async function logOnnxModel(report: OnnxExportReport, dir: string, run: OnnxModelRun, checkpoint: string): Promise<string> {
-  rmSync(dir, { recursive: true, force: true });
-  writeMlflowOnnxModel(report, dir, { runId: run.runId ?? undefined });
-  await run.logArtifact(dir, 'model', onnxModelTags(report, checkpoint));
-  return `runs:/${run.runId}/model`;
+export async function logOnnxModel(report: OnnxExportReport, dir: string, run: OnnxModelRun, checkpoint: string, step = 0): Promise<LoggedOnnxModel> {
+  const tags = onnxModelTags(report, checkpoint);
+  const runModelUri = `runs:/${run.runId}/model`;
+  if (!run.logModel) {
+    rmSync(dir, { recursive: true, force: true });
+    writeMlflowOnnxModel(report, dir, { runId: run.runId ?? undefined });
+    await run.logArtifact(dir, 'model', tags);
+    return { modelUri: runModelUri, runModelUri, modelId: null };
+  }
+  const write = (model: { modelId: string | null; artifactLocation: string }): string => {
+    rmSync(dir, { recursive: true, force: true });
+    writeMlflowOnnxModel(report, dir, model.modelId
+      ? { runId: run.runId ?? undefined, modelId: model.modelId, artifactPath: model.artifactLocation }
+      : { runId: run.runId ?? undefined });
+    return dir;
+  };
+  const r = await run.logModel(write, {
+    name: 'model', step,
+    tags: { 'heimdall.variant': report.variant, 'heimdall.head': report.head, 'heimdall.opset': String(report.opset), ...tags },
+  }, tags);
+  return { modelUri: r.modelUri, runModelUri: r.runModelUri, modelId: r.modelId };
 }

@@ -13,7 +13,7 @@ import { redact } from '../config.js';
 import type { MLflowTracker, RunSummary } from '../tracking/tracker.js';
 import type { ModelStage, ModelVersion } from '../tracking/types.js';
 import { exportOnnx, type OnnxExportReport } from './export.js';
-import { logOnnxModel, type OnnxModelRun } from './mlflow_model.js';
+import { checkpointStep, logOnnxModel, type OnnxModelRun } from './mlflow_model.js';
 
 export const DEFAULT_REGISTERED_MODEL = 'heimdall-localization-onnx';
 
@@ -194,8 +194,12 @@ export interface ExportRunResult {
   runId: string;
   checkpoint: RunCheckpoint;
   report: OnnxExportReport;
-  /** runs:/<run_id>/model, once logged. */
+  /** `models:/<model_id>` (an MLflow 3 logged model), or `runs:/<run_id>/model` on an MLflow 2.x store; once logged. */
   modelUri: string | null;
+  /** `runs:/<run_id>/model` (resolves to the logged model too), once logged. */
+  runModelUri: string | null;
+  /** The logged model's id, null when not logged or on an MLflow 2.x store. */
+  modelId: string | null;
   registered: ModelVersion | null;
   /** models:/<name>/<version> (or @alias / stage) to load it by. */
   registeredUri: string | null;
@@ -203,13 +207,18 @@ export interface ExportRunResult {
   outputDir: string | null;
 }
 
-/** Registers `runs:/<runId>/model` as a new version of `name`, waits READY, then moves it to `stage` and sets `alias`. */
+/**
+ * Registers the run's model as a new version of `name`, waits READY, then moves it to `stage` and sets `alias`.
+ * `modelUri`: what to register — `models:/<model_id>` (a logged model: the version's source, with its model_id,
+ * as MLflow 3 registers) or default `runs:/<runId>/<artifactPath ?? 'model'>` (resolved to the run's logged model
+ * of that name where there is one).
+ */
 export async function registerOnnxModel(
   tracker: MLflowTracker, runId: string,
-  opts: { name?: string; description?: string; tags?: Record<string, string>; stage?: ModelStage; archiveExisting?: boolean; alias?: string; artifactPath?: string },
+  opts: { name?: string; description?: string; tags?: Record<string, string>; stage?: ModelStage; archiveExisting?: boolean; alias?: string; artifactPath?: string; modelUri?: string },
 ): Promise<ModelVersion> {
   const name = opts.name ?? DEFAULT_REGISTERED_MODEL;
-  let mv = await tracker.registerModel(name, `runs:/${runId}/${opts.artifactPath ?? 'model'}`, {
+  let mv = await tracker.registerModel(name, opts.modelUri ?? `runs:/${runId}/${opts.artifactPath ?? 'model'}`, {
     description: opts.description ?? `heimdall-torch ONNX export of run ${runId}`,
     tags: opts.tags,
   });
@@ -269,7 +278,7 @@ export async function exportRun(tracker: MLflowTracker, runId: string, opts: Exp
       metadata: { 'heimdall.data': data.json, 'heimdall.run_id': runId, 'heimdall.checkpoint': ckpt.source },
     });
     const result: ExportRunResult = {
-      runId, checkpoint: ckpt, report, modelUri: null, registered: null, registeredUri: null, dataFrom: data.from,
+      runId, checkpoint: ckpt, report, modelUri: null, runModelUri: null, modelId: null, registered: null, registeredUri: null, dataFrom: data.from,
       outputDir: opts.outputDir ? outDir : null,
     };
     if (opts.logModel === false && !opts.register) return result;
@@ -286,12 +295,30 @@ export async function exportRun(tracker: MLflowTracker, runId: string, opts: Exp
           throw new InferenceError('HEIMDALL_NOT_FOUND', `logging ${artifactPath}/ into run ${runId} did not complete: ${flushed.errors.join('; ') || 'backend unavailable'}`);
         }
       },
+      async logModel(write, logOpts, tags) {
+        await tracker.startRun({ runId });
+        let logged: Awaited<ReturnType<MLflowTracker['logModel']>> | undefined;
+        let failure: unknown;
+        try {
+          logged = await tracker.logModel(write, logOpts);
+          tracker.setTags(tags);
+        } catch (e) {
+          failure = e;
+        }
+        const flushed = await tracker.endRun(status);  // the run ends as it was, also after a failure
+        if (failure !== undefined) throw failure;
+        if (!flushed.complete || flushed.errors.length) {
+          throw new InferenceError('HEIMDALL_NOT_FOUND', `logging the model into run ${runId} did not complete: ${flushed.errors.join('; ') || 'backend unavailable'}`);
+        }
+        return logged!;
+      },
     };
-    result.modelUri = await logOnnxModel(report, join(outDir, 'mlflow-model'), modelRun, ckpt.source);
-    log(`logged ${result.modelUri} (MLflow onnx flavor), sha256 ${report.sha256}`);
+    const logged = await logOnnxModel(report, join(outDir, 'mlflow-model'), modelRun, ckpt.source, checkpointStep(ckpt.header.metadata) ?? 0);
+    Object.assign(result, logged);
+    log(`logged ${result.modelUri}${logged.modelId ? ` (MLflow logged model of run ${runId}, also ${logged.runModelUri})` : ''} (MLflow onnx flavor), sha256 ${report.sha256}`);
     if (opts.register) {
       const mv = await registerOnnxModel(tracker, runId, {
-        name: opts.register, description: opts.description, stage: opts.stage, archiveExisting: opts.archiveExisting, alias: opts.alias,
+        name: opts.register, modelUri: result.modelUri ?? undefined, description: opts.description, stage: opts.stage, archiveExisting: opts.archiveExisting, alias: opts.alias,
         tags: {
           'heimdall.variant': report.variant, 'heimdall.onnx_sha256': report.sha256, 'heimdall.opset': String(report.opset),
           'heimdall.checkpoint': ckpt.kind, ...(report.validation ? { 'heimdall.validation_max_abs': report.validation.maxAbs.toExponential(3) } : {}),

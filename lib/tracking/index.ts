@@ -1,6 +1,6 @@
 // Public API of the MLflow tracker (re-exported by lib/index.ts).
-export { MLflowTracker, DEFAULT_RUN_TAGS } from './tracker.js';
-export type { MLflowTrackerOptions, StartRunOptions, RunSummary, BestRun, CloseReport } from './tracker.js';
+export { MLflowTracker, DEFAULT_RUN_TAGS, EXPERIMENT_KIND_TAG, TRAINING_EXPERIMENT_KIND } from './tracker.js';
+export type { MLflowTrackerOptions, StartRunOptions, RunSummary, BestRun, CloseReport, LoggedModelResult, LogModelOptions } from './tracker.js';
 export type { FlushReport } from './protocol.js';
 export type { RegisterModelOptions } from './registry.js';
 export type { PendingCounts } from './spool.js';

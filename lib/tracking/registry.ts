@@ -29,11 +29,24 @@ export class ModelRegistry {
     const tags = Object.entries(opts.tags ?? {}).map(([key, value]) => ({ key, value: redactTagValue(key, value) }));
     let runId: string | null = null;
     let source = modelUri;
+    // MLflow 3: a logged model (`models:/<model_id>`) is registered as itself, with its id and source run.
+    let modelId: string | null = /^models:\/(m-[0-9a-f]{32})\/?$/.exec(modelUri)?.[1] ?? null;
+    if (modelId) runId = (await this.client.request('getLoggedModel', modelId)).sourceRunId;
     const m = /^runs:\/([0-9a-zA-Z_-]+)(?:\/(.*))?$/.exec(modelUri);
     if (m) {
       runId = m[1]!;
       const run = await this.client.request('getRun', runId);
-      source = m[2] ? `${run.info.artifactUri.replace(/\/+$/, '')}/${validateArtifactPath(m[2])}` : run.info.artifactUri;
+      const path = m[2] ? validateArtifactPath(m[2]) : '';
+      // `runs:/<run_id>/<name>` of a run whose model is a logged model of that name: that model (as MLflow 3 does).
+      const logged = path && !path.includes('/')
+        ? (await this.client.request('searchLoggedModels', [run.info.experimentId], { name: path, sourceRunId: runId }))[0]
+        : undefined;
+      if (logged) {
+        modelId = logged.modelId;
+        source = `models:/${logged.modelId}`;
+      } else {
+        source = path ? `${run.info.artifactUri.replace(/\/+$/, '')}/${path}` : run.info.artifactUri;
+      }
     }
     const existing = await this.client.request('getRegisteredModel', name);
     if (!existing) {
@@ -45,7 +58,7 @@ export class ModelRegistry {
     } else if (opts.description && existing.description !== opts.description) {
       await this.client.request('updateRegisteredModelDescription', name, opts.description);
     }
-    let mv = await this.client.request('createModelVersion', name, source, runId, opts.description, tags);
+    let mv = await this.client.request('createModelVersion', name, source, runId, opts.description, tags, modelId);
     const deadline = Date.now() + (opts.timeoutS ?? 300) * 1000;
     while (mv.status === 'PENDING_REGISTRATION') {
       if (Date.now() > deadline) throw new MlflowError(`Model version ${name}/${mv.version} not READY after ${opts.timeoutS ?? 300} s`, 'INTERNAL_ERROR');

@@ -11,17 +11,27 @@ import { userInfo } from 'node:os';
 import { basename, resolve } from 'node:path';
 import { loadTrackerConfig, redact, type LoadOptions, type TrackerConfig, type TrackerConfigInput } from '../config.js';
 import { invalidParameter, MlflowError } from './errors.js';
+import { LoggedModels, type LoggedModelResult, type LogModelOptions } from './logged_models.js';
 import { Outbox } from './outbox.js';
 import { unwatchTracker, watchTracker } from './process_hooks.js';
 import { emptyFlushReport, type FlushReport } from './protocol.js';
 import { RunQueries, type BestRun, type RunSummary } from './queries.js';
 import { ModelRegistry, redactTagValue, type RegisterModelOptions } from './registry.js';
 import type { PendingCounts } from './spool.js';
-import type { Experiment, Metric, ModelStage, ModelVersion, RegisteredModel, Run, RunStatus, SearchRunsOptions, Tag } from './types.js';
+import type { Experiment, LoggedModel, Metric, ModelStage, ModelVersion, RegisteredModel, Run, RunStatus, SearchRunsOptions, Tag } from './types.js';
 import { flattenParams, metricTimestamp, paramValueToString, validateArtifactPath, validateKey, validateParam, validateTag } from './validation.js';
 import { WorkerClient } from './worker_client.js';
 
 export type { BestRun, RunSummary } from './queries.js';
+export type { LoggedModelResult, LogModelOptions } from './logged_models.js';
+
+/**
+ * The experiment's kind (mlflow/server/js reads `mlflow.experimentKind`; `custom_model_development` is model
+ * training). UIs without the "GenAI | Model training" switch pick the view by it; 3.17's UI follows the switch
+ * (URL `?workflowType=machine_learning`, else the browser's last choice).
+ */
+export const EXPERIMENT_KIND_TAG = 'mlflow.experimentKind';
+export const TRAINING_EXPERIMENT_KIND = 'custom_model_development';
 
 export interface MLflowTrackerOptions extends TrackerConfigInput {
   /** Tags merged into every run's tags (over the defaults: phase, service). */
@@ -64,6 +74,7 @@ export class MLflowTracker {
   private readonly outbox: Outbox;
   private readonly queries: RunQueries;
   private readonly registry: ModelRegistry;
+  private readonly models: LoggedModels;
   private experimentIdValue: string | null = null;
   private run: ActiveRun | null = null;
   private runEnded = false;
@@ -86,6 +97,10 @@ export class MLflowTracker {
     const beforeRead = () => this.flushIfPending();
     this.queries = new RunQueries(this.client, beforeRead, async () => this.experimentIdValue ?? (await this.getOrCreateExperiment()));
     this.registry = new ModelRegistry(this.client, beforeRead);
+    this.models = new LoggedModels({
+      client: this.client, beforeRead, warn: (m) => this.warn(m), flush: () => this.flush(),
+      uploadDir: (local, root, path) => this.outbox.add({ k: 'art', runId: this.requireRun().runId, root, local: resolve(local), path: validateArtifactPath(path), dir: true }),
+    });
   }
 
   get handlesSignals(): boolean {
@@ -126,7 +141,8 @@ export class MLflowTracker {
       if (existing.lifecycleStage !== 'active') throw invalidParameter(`Experiment '${name}' is deleted: restore it or use another name`);
       return existing.experimentId;
     }
-    const tags = Object.entries(opts.tags ?? {}).map(([key, value]) => validateTag(key, redact(value)));
+    // Experiments this package creates open in MLflow's model-training view (a caller's tag wins).
+    const tags = Object.entries({ [EXPERIMENT_KIND_TAG]: TRAINING_EXPERIMENT_KIND, ...(opts.tags ?? {}) }).map(([key, value]) => validateTag(key, redact(value)));
     try {
       return await this.client.request('createExperiment', name, opts.artifactLocation ?? this.config.artifactUri, tags);
     } catch (e) {
@@ -396,6 +412,32 @@ export class MLflowTracker {
   /** The run with the lowest (mode 'min') or highest metric; null when no run has it. */
   async getBestRun(metric = 'val/loss', opts: { mode?: 'min' | 'max'; filter?: string; experimentIds?: string[] } = {}): Promise<BestRun | null> {
     return this.queries.getBestRun(metric, opts);
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+  // Logged models (logged_models.ts)
+  // -------------------------------------------------------------------------------------------------------
+  /**
+   * Logs an MLflow model folder as an MLflow 3 logged model of the active run (Python's `log_model(name=…)`):
+   * `write` gets the new model's id (for MLmodel's `model_id`) and returns the folder to upload under the model's
+   * artifact location; the run's metrics at `opts.step` become the model's; PENDING → READY (FAILED on error).
+   * On a store without logged models (MLflow 2.x) the folder becomes the run's `<name>/` artifact (one warning).
+   */
+  async logModel(write: (model: { modelId: string | null; artifactLocation: string }) => string | Promise<string>, opts: LogModelOptions = {}): Promise<LoggedModelResult> {
+    return this.models.logModel(this.requireRun(), write, opts);
+  }
+  async getLoggedModel(modelId: string): Promise<LoggedModel> {
+    return this.client.request('getLoggedModel', modelId);
+  }
+  /** Logged models of the experiments (default: the configured one), newest first. */
+  async searchLoggedModels(opts: { experimentIds?: string[]; name?: string; sourceRunId?: string } = {}): Promise<LoggedModel[]> {
+    await this.start();
+    const ids = opts.experimentIds ?? [this.experimentIdValue ?? (await this.getOrCreateExperiment())];
+    return this.client.request('searchLoggedModels', ids, { name: opts.name, sourceRunId: opts.sourceRunId });
+  }
+  async setLoggedModelTags(modelId: string, tags: Record<string, string>): Promise<void> {
+    const checked = Object.entries(tags).map(([k, v]) => validateTag(k, redactTagValue(k, v)));
+    return this.client.request('setLoggedModelTags', modelId, checked);
   }
 
   // -------------------------------------------------------------------------------------------------------

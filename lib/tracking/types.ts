@@ -100,6 +100,42 @@ export interface LogBatch {
   tags: Tag[];
 }
 
+/** MLflow 3's LoggedModelStatus (SQL: 0 UNSPECIFIED, 1 PENDING, 2 READY, 3 FAILED; REST: LOGGED_MODEL_…). */
+export type LoggedModelStatus = 'UNSPECIFIED' | 'PENDING' | 'READY' | 'FAILED';
+
+/** An MLflow 3 LoggedModel (`logged_models` and its params/tags/metrics tables, or `/logged-models`). */
+export interface LoggedModel {
+  modelId: string;
+  experimentId: string;
+  name: string;
+  /** Where its artifacts live: `<experiment artifact location>/models/<model_id>/artifacts`. */
+  artifactLocation: string;
+  creationTimestampMs: number;
+  lastUpdatedTimestampMs: number;
+  status: LoggedModelStatus;
+  modelType: string | null;
+  sourceRunId: string | null;
+  statusMessage: string | null;
+  tags: Record<string, string>;
+  params: Record<string, string>;
+  metrics: Metric[];
+}
+
+export interface CreateLoggedModelOptions {
+  experimentId: string;
+  name: string;
+  sourceRunId?: string;
+  modelType?: string;
+  params: Param[];
+  tags: Tag[];
+}
+
+/** A run's output: the model logged at `step` (an `inputs` row RUN_OUTPUT → MODEL_OUTPUT). */
+export interface ModelOutput {
+  modelId: string;
+  step: number;
+}
+
 /** The most entities one logBatch call may carry (the worker splits what it delivers to fit). */
 export interface BatchLimits {
   metrics: number;
@@ -129,11 +165,24 @@ export interface TrackingStore {
   logBatch(batch: LogBatch): Promise<void>;
   getMetricHistory(runId: string, key: string): Promise<Metric[]>;
   searchRuns(opts: SearchRunsOptions): Promise<Run[]>;
+  // logged models (MLflow 3): see sql/logged_models.ts and rest/logged_models.ts
+  /** Creates a PENDING logged model; null when the store predates logged models (an MLflow 2.x schema or server). */
+  createLoggedModel(o: CreateLoggedModelOptions): Promise<LoggedModel | null>;
+  finalizeLoggedModel(modelId: string, status: 'READY' | 'FAILED'): Promise<LoggedModel>;
+  setLoggedModelTags(modelId: string, tags: Tag[]): Promise<void>;
+  getLoggedModel(modelId: string): Promise<LoggedModel>;
+  /** Active logged models of the experiments, newest first; `name` / `sourceRunId` narrow the search. */
+  searchLoggedModels(experimentIds: string[], filter?: { name?: string; sourceRunId?: string }): Promise<LoggedModel[]>;
+  /** Links the models to the run as its outputs (log_outputs). */
+  logOutputs(runId: string, models: ModelOutput[]): Promise<void>;
+  /** Records metrics of the run as the logged model's (logged_model_metrics; REST: log-batch with model_id). */
+  logLoggedModelMetrics(runId: string, modelId: string, metrics: Metric[]): Promise<void>;
   // registry
   getRegisteredModel(name: string): Promise<RegisteredModel | null>;
   createRegisteredModel(name: string, description: string | undefined, tags: Tag[]): Promise<void>;
   updateRegisteredModelDescription(name: string, description: string): Promise<void>;
-  createModelVersion(name: string, source: string, runId: string | null, description: string | undefined, tags: Tag[]): Promise<ModelVersion>;
+  /** `modelId`: the logged model registered (source `models:/<model_id>`), as MLflow 3's create_model_version. */
+  createModelVersion(name: string, source: string, runId: string | null, description: string | undefined, tags: Tag[], modelId?: string | null): Promise<ModelVersion>;
   getModelVersion(name: string, version: string): Promise<ModelVersion>;
   transitionModelVersionStage(name: string, version: string, stage: ModelStage, archiveExisting: boolean): Promise<ModelVersion>;
   getLatestVersions(name: string, stages?: string[]): Promise<ModelVersion[]>;

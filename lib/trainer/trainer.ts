@@ -7,7 +7,8 @@ import { HeimdallError } from '../errors.js';
 import type { ConvNeXt } from '../model.js';
 import { native, type NativeEngine, type NativeEngineOptions, type PredictOutput } from '../native.js';
 import { exportOnnx as exportOnnxFile, type ExportOnnxOptions, type OnnxExportReport } from '../onnx/export.js';
-import { logOnnxModel } from '../onnx/mlflow_model.js';
+import { checkpointStep, logOnnxModel } from '../onnx/mlflow_model.js';
+import { readCheckpointHeader } from '../onnx/run_export.js';
 import { claimSignals } from '../tracking/process_hooks.js';
 import { Callback, prefixed, toTrainBatch, type Metrics, type TrainerView } from './callback.js';
 import { loggerCallback, withDefaultCallbacks, type LoggerOption } from './callbacks/defaults.js';
@@ -52,8 +53,9 @@ export interface TrainerExportOptions extends ExportOnnxOptions {
    */
   ckptPath?: 'best' | 'last' | 'current' | string;
   /**
-   * With an MLflowLogger: log the file as the run's `model/` artifact in MLflow's onnx flavor (loadable by
-   * `mlflow.onnx.load_model('runs:/<id>/model')`, registrable), tagged with its SHA-256. Default true.
+   * With an MLflowLogger: log the file in MLflow's onnx flavor as an MLflow 3 logged model `model` of the run
+   * (loadable by `mlflow.pyfunc.load_model('models:/<model_id>')` and `'runs:/<id>/model'`, registrable), tagged
+   * with its SHA-256; on an MLflow 2.x store, as the run's `model/` artifact. Default true.
    */
   logModel?: boolean;
 }
@@ -61,8 +63,15 @@ export interface TrainerExportOptions extends ExportOnnxOptions {
 export interface TrainerExportResult extends OnnxExportReport {
   /** The weights exported: a checkpoint path, or 'current'. */
   source: string;
-  /** `runs:/<id>/model` when the model was logged to the MLflow run. */
+  /**
+   * Where the model was logged: `models:/<model_id>` (an MLflow 3 logged model, the run's output), or
+   * `runs:/<id>/model` on a store without logged models (MLflow 2.x).
+   */
   modelUri?: string;
+  /** `runs:/<id>/model`: resolves to the same model on every store. */
+  runModelUri?: string;
+  /** The logged model's id (`m-<32 hex>`), null on a store without logged models. */
+  modelId?: string | null;
 }
 
 export class Trainer implements TrainerView {
@@ -240,7 +249,12 @@ export class Trainer implements TrainerView {
       metadata: { ...metadata, ...exportOptions.metadata },
     });
     const result: TrainerExportResult = { ...report, source: source ?? 'current' };
-    if (logModel && this.logger) result.modelUri = await logOnnxModel(report, join(this.rootDir, 'mlflow-model'), this.logger, result.source);
+    if (logModel && this.logger) {
+      // Linked to the run at the step the checkpoint was saved (the step its epoch's metrics were logged at).
+      const step = (source ? checkpointStep(readCheckpointHeader(source).metadata) : null) ?? this.globalStep;
+      const logged = await logOnnxModel(report, join(this.rootDir, 'mlflow-model'), this.logger, result.source, step);
+      Object.assign(result, logged);
+    }
     return result;
   }
 

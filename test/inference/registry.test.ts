@@ -19,8 +19,9 @@ c = mlflow.MlflowClient(uri)
 mv = c.get_model_version(name, '1')
 alias = c.get_model_version_by_alias(name, 'champion')
 run = c.get_run(run_id)
-arts = [a.path for a in c.list_artifacts(run_id, 'model')]
 mlflow.set_tracking_uri(uri)
+models = [m for m in mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], output_format='list') if m.source_run_id == run_id]
+arts = [f'{m.name}/{a.path}' for m in models for a in c.list_logged_model_artifacts(m.model_id)]
 m = mlflow.pyfunc.load_model(f'models:/{name}/Staging')
 x = np.fromfile(feats, dtype=np.float32).reshape(shape)
 y = m.predict({'mel_spectrogram': x})
@@ -28,6 +29,7 @@ print(json.dumps({
   'source': mv.source, 'run_id': mv.run_id, 'stage': mv.current_stage, 'status': mv.status, 'aliases': list(mv.aliases),
   'tags': mv.tags, 'description': mv.description, 'alias_version': alias.version,
   'run_tags': run.data.tags, 'run_status': run.info.status, 'artifact_uri': run.info.artifact_uri, 'artifacts': arts,
+  'models': [[lm.model_id, lm.name, str(lm.status), json.loads(lm.tags.get('mlflow.modelVersions', 'null'))] for lm in models],
   'positions': np.asarray(y['positions']).ravel().tolist(), 'uncertainties': np.asarray(y['uncertainties']).ravel().tolist(),
 }))
 `;
@@ -47,14 +49,15 @@ describe('export → MLflow registry → inference (mlflow server, proxied artif
     await HeimdallDataModule.writeSynthetic(dataDir, 12, { seed: 7 });
   }, 180_000);
 
-  it('exports the run, logs model/, registers it in Staging with the alias champion', async () => {
+  it('exports the run, logs it as the run\'s MLflow logged model, registers it in Staging with the alias champion', async () => {
     const out = join(dir, 'export');
     const r = await cli(['export', '--run', runId, '--register', name, '--stage', 'Staging', '--alias', 'champion', '--output', out], dir, env);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/checkpoint mlflow-artifacts:.*checkpoints\/best\/epoch=0-val_loss=.*\.safetensors \(best, convnext_atto localization head/);
     expect(r.stdout).toMatch(/onnxruntime-node .* vs libtorch on batches 1, 4: max \|Δ\| .* → PASSED/);
-    expect(r.stdout).toContain(`model URI runs:/${runId}/model`);
+    expect(r.stdout).toMatch(/model URI models:\/m-[0-9a-f]{32}\n/);  // the run's MLflow 3 logged model
+    expect(r.stdout).toContain(`also runs:/${runId}/model`);
     expect(r.stdout).toContain(`registered ${name} version 1 (READY), stage Staging, aliases champion`);
     expect(existsSync(join(out, 'model.onnx'))).toBe(true);
     expect(existsSync(join(out, 'mlflow-model', 'MLmodel'))).toBe(true);
@@ -72,7 +75,9 @@ describe('export → MLflow registry → inference (mlflow server, proxied artif
       const feats = join(dir, 'feats.f32');
       writeFileSync(feats, Buffer.from(f.data.buffer, f.data.byteOffset, f.data.byteLength));
       const py = JSON.parse(await python(READ_BACK, [env.MLFLOW_TRACKING_URI!, name, runId, feats, JSON.stringify(f.shape)])) as Record<string, any>;
-      expect(py.source).toBe(`${py.artifact_uri}/model`);
+      // registered from the run's MLflow 3 logged model, as MLflow 3 registers: source models:/<model_id>
+      expect(py.models).toEqual([[expect.stringMatching(/^m-[0-9a-f]{32}$/), 'model', 'READY', [{ name, version: 1 }]]]);
+      expect(py.source).toBe(`models:/${py.models[0][0]}`);
       expect(py.run_id).toBe(runId);
       expect(py.stage).toBe('Staging');
       expect(py.status).toBe('READY');

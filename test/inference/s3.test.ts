@@ -64,12 +64,14 @@ describe('export → registry → inference with a SQLite store and S3 (MinIO) a
 
     const py = JSON.parse(await python(READ, [env.MLFLOW_TRACKING_URI!, name, JSON.stringify(env)])) as { versions: { version: string; stage: string; source: string; aliases: string[] }[]; positions: number[] };
     expect(py.versions.map((v) => [v.version, v.stage, v.aliases])).toEqual([['1', 'Archived', []], ['2', 'Production', ['prod']]]);
-    expect(py.versions[1]!.source).toMatch(new RegExp(`^${env.MLFLOW_ARTIFACT_URI}/${runId}/artifacts/model$`));
+    // each export is a new MLflow 3 logged model of the run, registered as itself
+    expect(py.versions.map((v) => v.source)).toEqual([expect.stringMatching(/^models:\/m-[0-9a-f]{32}$/), expect.stringMatching(/^models:\/m-[0-9a-f]{32}$/)]);
+    expect(py.versions[1]!.source).not.toBe(py.versions[0]!.source);
 
     process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
     const m = await loadModel(`models:/${name}/Production`, { trackerOptions: { ...trackerOptionsOf(env), dotenvPath: false } });
     try {
-      expect(m.source).toMatch(/^s3:\/\/.*\/model$/);
+      expect(m.source).toMatch(new RegExp(`^${env.MLFLOW_ARTIFACT_URI}/models/${py.versions[1]!.source.slice('models:/'.length)}/artifacts$`));
       expect(m.registered).toMatchObject({ version: '2', stage: 'Production' });
       const p = await m.predict({ features: new Float32Array(2 * 7 * 128 * 32), shape: [2, 7, 128, 32] });
       expect(maxAbsDiff(p.outputs.positions!.data, py.positions)).toBeLessThan(1e-5);

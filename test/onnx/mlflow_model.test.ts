@@ -26,6 +26,7 @@ print(json.dumps({
   'signature_inputs': info.signature.inputs.to_dict(),
   'signature_outputs': info.signature.outputs.to_dict(),
   'metadata': info.metadata,
+  'model_id': info.model_id, 'model_uuid': info.model_uuid, 'artifact_path': info.artifact_path, 'run_id': info.run_id,
   'outputs': {k: np.asarray(v).astype(float).ravel().tolist() for k, v in out.items()},
 }))
 `;
@@ -49,7 +50,11 @@ describe('MLflow onnx flavor', () => {
       const report = await exportOnnx(model, join(dir, 'model.onnx'), {
         inputShape: [3, 128, 32], validate: false, ...(external ? { externalDataThreshold: 0 } : {}),
       });
-      const m = writeMlflowOnnxModel(report, join(dir, 'mlflow-model'), { runId: '0123456789abcdef0123456789abcdef' });
+      // as a run artifact (MLflow 2.x stores), or as an MLflow 3 logged model (model_id, its own artifact location)
+      const modelId = external ? 'm-0123456789abcdef0123456789abcdef' : undefined;
+      const location = 'file:///tmp/mlruns/1/models/m-0123456789abcdef0123456789abcdef/artifacts';
+      const m = writeMlflowOnnxModel(report, join(dir, 'mlflow-model'),
+        { runId: '0123456789abcdef0123456789abcdef', ...(modelId ? { modelId, artifactPath: location } : {}) });
       expect(m.files).toContain('MLmodel');
       if (external) expect(m.files).toContain('model.onnx.data');
 
@@ -64,6 +69,9 @@ describe('MLflow onnx flavor', () => {
       expect(py.signature_outputs.map((o: any) => o.name)).toEqual(['positions', 'uncertainties']);
       expect(py.metadata['heimdall.variant']).toBe('convnext_atto');
       expect(py.metadata['heimdall.onnx_sha256']).toBe(report.sha256);
+      expect(py.run_id).toBe('0123456789abcdef0123456789abcdef');
+      if (modelId) expect([py.model_id, py.model_uuid, py.artifact_path]).toEqual([modelId, modelId, location]);
+      else expect([py.model_id, py.model_uuid, py.artifact_path]).toEqual([null, expect.stringMatching(/^[0-9a-f]{32}$/), 'model']);
 
       const engine = new addon.Engine(model, { device: 'cpu' });
       const ref = await engine.predict(x, { shape, batchSize: 3 });

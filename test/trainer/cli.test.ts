@@ -41,6 +41,8 @@ function cli(args: string[], cwd: string, env: Record<string, string> = {}, onSp
 
 const READ_RUN = `
 import sys, json, mlflow
+# MLflow 3 resolves a run's logged model (list_artifacts(run, 'model')) through the default tracking URI
+mlflow.set_tracking_uri(sys.argv[1])
 c = mlflow.MlflowClient(sys.argv[1])
 exp = c.get_experiment_by_name('heimdall-localization')
 runs = c.search_runs([exp.experiment_id])
@@ -49,8 +51,13 @@ for r in runs:
     hist = c.get_metric_history(r.info.run_id, 'train/loss')
     arts = [a.path for a in c.list_artifacts(r.info.run_id, 'checkpoints')]
     arts += [a.path for d in ('checkpoints/best', 'checkpoints/last', 'model') for a in c.list_artifacts(r.info.run_id, d)]
+    # the run's logged models (MLflow 3), their files named as runs:/<id>/<name>/… reads them
+    models = [m for m in mlflow.search_logged_models(experiment_ids=[exp.experiment_id], output_format='list') if m.source_run_id == r.info.run_id]
+    arts += [f'{m.name}/{a.path}' for m in models for a in c.list_logged_model_artifacts(m.model_id)]
+    outputs = [[o.model_id, o.step] for o in (r.outputs.model_outputs if r.outputs else [])]
     out.append({'id': r.info.run_id, 'name': r.info.run_name, 'status': r.info.status, 'params': r.data.params,
-                'metrics': r.data.metrics, 'tags': r.data.tags, 'train_loss_steps': [m.step for m in hist], 'artifacts': arts})
+                'metrics': r.data.metrics, 'tags': r.data.tags, 'train_loss_steps': [m.step for m in hist], 'artifacts': arts,
+                'experiment_tags': exp.tags, 'experiment_id': exp.experiment_id, 'models': [[m.model_id, m.name, str(m.status)] for m in models], 'outputs': outputs})
 print(json.dumps(out))
 `;
 
@@ -183,6 +190,12 @@ describe('heimdall-torch train (CLI)', () => {
     expect(run.artifacts.some((a: string) => a.startsWith('checkpoints/best/epoch='))).toBe(true);
     expect(run.artifacts).toContain('checkpoints/last/last.safetensors');
     expect(run.artifacts).toEqual(expect.arrayContaining(['model/MLmodel', 'model/model.onnx']));
+    // the exported model is the run's MLflow 3 logged model, its output; the experiment opens in the training view
+    expect(run.models).toEqual([[expect.stringMatching(/^m-[0-9a-f]{32}$/), 'model', 'READY']]);
+    expect(run.outputs).toEqual([[run.models[0][0], expect.any(Number)]]);
+    expect(run.experiment_tags['mlflow.experimentKind']).toBe('custom_model_development');
+    expect(r.stdout).toContain(`in MLflow's UI: http://127.0.0.1:5000/#/experiments/${run.experiment_id}/runs/${run.id}?workflowType=machine_learning (after \`mlflow ui --backend-store-uri sqlite:///mlflow.db\`)`);
+    expect(run.tags['mlflow.note.content']).toMatch(/^heimdall-torch trained convnext_atto with a localization head \(.*7 input channels\) on synthetic RF, 150 samples.* for up to 2 epochs on cpu at 32-bit precision/);
     expect(r.stdout).toMatch(/onnxruntime-node .* → PASSED/);
     // MLflow loads the exported model of the run (onnx flavor) and it predicts [batch, 2] positions.
     const shapes = await python(
@@ -196,7 +209,7 @@ print([list(o.shape) for o in out])`,
       [`sqlite:///${join(dir, 'mlflow.db')}`, run.id],
     );
     expect(shapes.trim()).toBe('[[3, 2], [3, 2]]');
-  });
+  }, 300_000);  // trains, exports and reads back: ~90 s alone on 2 busy cores
 
   it('trains ConvNeXt V2 (--backbone CONVNEXTV2_ATTO): the run names its family and variant, the ONNX export passes', async () => {
     const dir = tempDir();
@@ -212,7 +225,7 @@ print([list(o.shape) for o in out])`,
     expect(run.tags.model).toBe('convnextv2_atto · localization');
     expect(Number.isFinite(run.metrics['val/loss'])).toBe(true);
     expect(run.artifacts).toEqual(expect.arrayContaining(['model/MLmodel', 'model/model.onnx']));
-  });
+  }, 300_000);
 
   it('Ctrl-C mid-fit: stops at a batch boundary, writes a checkpoint, ends the run KILLED, exits 130', async () => {
     const dir = tempDir();
@@ -242,7 +255,7 @@ print([list(o.shape) for o in out])`,
     expect(after.length).toBe(1);
     expect(after[0]!.id).toBe(runs[0]!.id);
     expect(after[0]!.status).toBe('FINISHED');
-  });
+  }, 300_000);  // two trainings and an export: 133 s at load 12 on the 2-core machine
 
   it('names the flag or file at fault, with exit code 2', async () => {
     const dir = tempDir();

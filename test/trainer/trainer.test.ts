@@ -150,12 +150,12 @@ describe('Trainer', () => {
     expect(seen.map((e) => e.message)).toEqual(['hook failed']);
   });
 
-  it('exportOnnx() exports the best checkpoint, validated in ONNX Runtime, and logs it to the run as model/', async () => {
+  it('exportOnnx() exports the best checkpoint, validated in ONNX Runtime, and logs it as the run\'s MLflow logged model', async () => {
     const dir = tempDir();
     const trackingUri = `sqlite:///${join(dir, 'mlflow.db')}`;
-    const ckpt = new ModelCheckpoint({ saveTopK: 1 });
+    const ckpt = new ModelCheckpoint({ saveTopK: -1 });  // keeps every epoch's checkpoint
     const logger = new MLflowLogger({ runName: 'export-from-trainer', trackerOptions: { trackingUri, artifactUri: join(dir, 'artifacts') } });
-    const trainer = new Trainer({ ...base, maxEpochs: 2, defaultRootDir: dir, callbacks: [ckpt], logger });
+    const trainer = new Trainer({ ...base, maxEpochs: 3, defaultRootDir: dir, callbacks: [ckpt, new LearningRateMonitor()], logger });
     await expect(trainer.exportOnnx(join(dir, 'early.onnx'))).rejects.toThrow(/call fit\(\) first/);
     await trainer.fit(ConvNeXt.localization('atto', { seed: 5 }), blobData(60, 5));
     const report = await trainer.exportOnnx(join(dir, 'model.onnx'));
@@ -163,20 +163,59 @@ describe('Trainer', () => {
     expect(report.validation?.passed).toBe(true);
     expect(report.inputShape).toEqual([-1, 3, 32, 32]);  // the data module's sample shape, dynamic batch
     expect(report.outputNames).toEqual(['positions', 'uncertainties']);
-    expect(report.modelUri).toBe(`runs:/${logger.runId}/model`);
+    expect(report.modelId).toMatch(/^m-[0-9a-f]{32}$/);
+    expect(report.modelUri).toBe(`models:/${report.modelId}`);
+    expect(report.runModelUri).toBe(`runs:/${logger.runId}/model`);
+    // the first epoch's checkpoint too: a second logged model `model` of the run, at that epoch's step
+    const first = ckpt.bestK.find((k) => k.epoch === 0)!;
+    const early = await trainer.exportOnnx(join(dir, 'epoch0.onnx'), { ckptPath: first.path, validate: false });
+    expect(early.modelId).not.toBe(report.modelId);
     await logger.close();
 
     const tracker = new MLflowTracker({ trackingUri, handleSignals: false });
     try {
       const run = await tracker.getRun(logger.runId!);
       expect(run.info.status).toBe('FINISHED');
-      const root = run.info.artifactUri.startsWith('file:') ? fileURLToPath(run.info.artifactUri) : run.info.artifactUri;
-      const logged = readFileSync(join(root, 'model', 'model.onnx'));
+      expect(run.tags['heimdall.onnx_sha256']).toBe(early.sha256);  // the run's tag names its latest export
+      const model = await tracker.getLoggedModel(report.modelId!);
+      expect(model).toMatchObject({ name: 'model', status: 'READY', sourceRunId: logger.runId });
+      expect(model.params['model/variant']).toBe('convnext_atto');
+      expect(model.tags['heimdall.onnx_sha256']).toBe(report.sha256);
+      const root = model.artifactLocation.startsWith('file:') ? fileURLToPath(model.artifactLocation) : model.artifactLocation;
+      expect(root).toBe(join(dir, 'artifacts', 'models', report.modelId!, 'artifacts'));
+      const logged = readFileSync(join(root, 'model.onnx'));
       expect(createHash('sha256').update(logged).digest('hex')).toBe(report.sha256);
-      expect(run.tags['heimdall.onnx_sha256']).toBe(report.sha256);
-      expect(readFileSync(join(root, 'model', 'MLmodel'), 'utf8')).toMatch(/onnx:[\s\S]*data: "model\.onnx"/);
+      const mlmodel = readFileSync(join(root, 'MLmodel'), 'utf8');
+      expect(mlmodel).toMatch(/onnx:[\s\S]*data: "model\.onnx"/);
+      expect(mlmodel).toContain(`model_id: "${report.modelId}"`);
+      expect(mlmodel).toContain(`run_id: "${logger.runId}"`);
+      // the model's metrics are the run's at the best checkpoint's step (not the last epoch's)
+      const best = (await tracker.getMetricHistory('val/loss', logger.runId!)).find((m) => m.value === ckpt.bestModelScore)!;
+      expect(best).toBeDefined();
+      expect(model.metrics.filter((m) => m.key === 'val/loss')).toEqual([best]);
+      expect(new Set(model.metrics.map((m) => m.step))).toEqual(new Set([best.step]));
+      // one key style (README, "MLflow keys"); the description says what was trained on what
+      for (const k of Object.keys(run.params)) expect(k).toMatch(/^(trainer|optimizer|schedule|model|data|cli)(\/[a-z0-9_]+)+$/);
+      for (const k of Object.keys(run.metrics)) expect(k).toMatch(/^((train|val|test)\/[a-z0-9_]+|lr-(AdamW|SGD)|epoch|final_test_[a-z0-9_]+)$/);
+      for (const k of Object.keys(run.tags)) expect(k).toMatch(/^(mlflow\.[A-Za-z.]+|heimdall\.[a-z0-9_]+|error\.[a-z]+|model|phase|service)$/);
+      expect(run.tags['mlflow.note.content']).toMatch(
+        /^heimdall-torch trained convnext_atto with a localization head \([\d.]+M parameters, 3 input channels\) on 60 in-memory samples of shape \[3, 32, 32\] \(\d+ training batches of 16 per epoch\) for up to 3 epochs on cpu at 32-bit precision, with AdamW \(lr 0\.002, weight decay 0\.00001\) and a cosine schedule; training seed 42\.$/);
+      const exp = await tracker.getExperiment(run.info.experimentId);
+      expect(exp.tags['mlflow.experimentKind']).toBe('custom_model_development');
     } finally {
       await tracker.close();
+    }
+
+    const t2 = new MLflowTracker({ trackingUri, handleSignals: false });
+    try {
+      const firstVal = (await t2.getMetricHistory('val/loss', logger.runId!))[0]!;
+      expect(firstVal.step).toBeLessThan(trainer.globalStep);
+      expect((await t2.getLoggedModel(early.modelId!)).metrics.filter((m) => m.key === 'val/loss')).toEqual([firstVal]);
+      // runs:/<id>/model names the newest logged model `model` of the run
+      expect((await t2.searchLoggedModels({ experimentIds: [(await t2.getRun(logger.runId!)).info.experimentId], name: 'model' })).map((m) => m.modelId))
+        .toEqual([early.modelId, report.modelId]);
+    } finally {
+      await t2.close();
     }
 
     // the current weights, without logging; a checkpoint that is not there is named

@@ -2,11 +2,12 @@
 import { isRetryable, MlflowError, notFound } from '../errors.js';
 import { parseFilter, parseOrderBy } from '../filter.js';
 import type {
-  CreateRunOptions, Experiment, LogBatch, Metric, ModelStage, ModelVersion, RegisteredModel, Run, RunInfo, RunStatus,
+  CreateLoggedModelOptions, CreateRunOptions, Experiment, LogBatch, LoggedModel, Metric, ModelOutput, ModelStage, ModelVersion, RegisteredModel, Run, RunInfo, RunStatus,
   SearchRunsOptions, Tag, TrackingStore,
 } from '../types.js';
 import { REST_BATCH_LIMITS, validateAlias, validateModelName } from '../validation.js';
 import { backoffMs, errorFromResponse, httpRequest, sleep, type HttpResponse } from './http.js';
+import { RestLoggedModels } from './logged_models.js';
 
 export interface RestStoreOptions {
   trackingUri: string;
@@ -73,6 +74,7 @@ export class RestStore implements TrackingStore {
   readonly limits = REST_BATCH_LIMITS;
   readonly baseUrl: string;
   private readonly o: RestStoreOptions;
+  private readonly loggedModels = new RestLoggedModels((m, e, b, r) => this.call(m, e, b, r));
 
   constructor(o: RestStoreOptions) {
     this.o = o;
@@ -315,8 +317,31 @@ export class RestStore implements TrackingStore {
     await this.call('PATCH', 'registered-models/update', { name, description });
   }
 
-  async createModelVersion(name: string, source: string, runId: string | null, description: string | undefined, tags: Tag[]): Promise<ModelVersion> {
-    const r = await this.call('POST', 'model-versions/create', { name, source, run_id: runId ?? undefined, description, tags });
+  // logged models (MLflow 3): rest/logged_models.ts
+  createLoggedModel(o: CreateLoggedModelOptions): Promise<LoggedModel | null> {
+    return this.loggedModels.create(o);
+  }
+  finalizeLoggedModel(modelId: string, status: 'READY' | 'FAILED'): Promise<LoggedModel> {
+    return this.loggedModels.finalize(modelId, status);
+  }
+  setLoggedModelTags(modelId: string, tags: Tag[]): Promise<void> {
+    return this.loggedModels.setTags(modelId, tags);
+  }
+  getLoggedModel(modelId: string): Promise<LoggedModel> {
+    return this.loggedModels.get(modelId);
+  }
+  searchLoggedModels(experimentIds: string[], filter?: { name?: string; sourceRunId?: string }): Promise<LoggedModel[]> {
+    return this.loggedModels.search(experimentIds, filter);
+  }
+  logOutputs(runId: string, models: ModelOutput[]): Promise<void> {
+    return this.loggedModels.logOutputs(runId, models);
+  }
+  logLoggedModelMetrics(runId: string, modelId: string, metrics: Metric[]): Promise<void> {
+    return this.loggedModels.logMetrics(runId, modelId, metrics, encodeDouble);
+  }
+
+  async createModelVersion(name: string, source: string, runId: string | null, description: string | undefined, tags: Tag[], modelId?: string | null): Promise<ModelVersion> {
+    const r = await this.call('POST', 'model-versions/create', { name, source, run_id: runId ?? undefined, description, tags, model_id: modelId ?? undefined });
     return this.toVersion(obj(r.model_version, 'model_version'));
   }
 

@@ -5,12 +5,13 @@ import { resolve } from 'node:path';
 import { alreadyExists, invalidParameter, MlflowError, notFound } from '../errors.js';
 import { parseFilter, parseOrderBy, type FilterClause } from '../filter.js';
 import type {
-  CreateRunOptions, Experiment, LogBatch, Metric, ModelStage, ModelVersion, RegisteredModel, Run, RunInfo, RunStatus,
+  CreateLoggedModelOptions, CreateRunOptions, Experiment, LogBatch, LoggedModel, Metric, ModelOutput, ModelStage, ModelVersion, RegisteredModel, Run, RunInfo, RunStatus,
   SearchRunsOptions, Tag, TrackingStore,
 } from '../types.js';
 import { sanitizeMetricValue, SQL_BATCH_LIMITS, validateAlias, validateModelName } from '../validation.js';
 import { MLFLOW_VERSION, POSTGRES_DDL, SCHEMA_HEAD, SQLITE_DDL, SUPPORTED_REVISIONS } from './mlflow_schema.js';
 import { PostgresDriver, SqliteDriver, type Row, type SqlDriver, type SqlExecutor, type SqlValue } from './driver.js';
+import { SqlLoggedModels } from './logged_models.js';
 
 const ALL_STAGES = ['None', 'Staging', 'Production', 'Archived'] as const;
 const ACTIVE_STAGES = ['Staging', 'Production'];
@@ -34,12 +35,14 @@ export class SqlStore implements TrackingStore {
   readonly limits = SQL_BATCH_LIMITS;
   private readonly db: SqlDriver;
   private readonly artifactRoot: string;
+  private readonly loggedModels: SqlLoggedModels;
 
   /** `artifactRoot`: default root for experiments created without a location (MLflow: ./mlruns). */
   constructor(driver: SqlDriver, artifactRoot = resolve('mlruns')) {
     this.db = driver;
     this.kind = driver.dialect;
     this.artifactRoot = artifactRoot;
+    this.loggedModels = new SqlLoggedModels(driver);
   }
 
   static sqlite(path: string, artifactRoot?: string): SqlStore {
@@ -62,6 +65,7 @@ export class SqlStore implements TrackingStore {
   // -------------------------------------------------------------------------------------------------------
   async open(): Promise<void> {
     await this.ensureSchema();
+    this.loggedModels.detect(await this.tableNames(this.db));
   }
 
   private async tableNames(ex: SqlExecutor): Promise<string[]> {
@@ -489,6 +493,33 @@ export class SqlStore implements TrackingStore {
   }
 
   // -------------------------------------------------------------------------------------------------------
+  // Logged models (MLflow 3): sql/logged_models.ts
+  // -------------------------------------------------------------------------------------------------------
+  async createLoggedModel(o: CreateLoggedModelOptions): Promise<LoggedModel | null> {
+    return this.loggedModels.create(o, await this.getExperiment(o.experimentId));
+  }
+  finalizeLoggedModel(modelId: string, status: 'READY' | 'FAILED'): Promise<LoggedModel> {
+    return this.loggedModels.finalize(modelId, status);
+  }
+  setLoggedModelTags(modelId: string, tags: Tag[]): Promise<void> {
+    return this.loggedModels.setTags(modelId, tags);
+  }
+  getLoggedModel(modelId: string): Promise<LoggedModel> {
+    return this.loggedModels.get(modelId);
+  }
+  searchLoggedModels(experimentIds: string[], filter?: { name?: string; sourceRunId?: string }): Promise<LoggedModel[]> {
+    return this.loggedModels.search(experimentIds, filter);
+  }
+  async logOutputs(runId: string, models: ModelOutput[]): Promise<void> {
+    const run = await this.getRunRow(this.db, runId);
+    if (run.lifecycle_stage !== 'active') throw invalidParameter(`The run ${runId} must be in the 'active' state. Current state is ${String(run.lifecycle_stage)}.`);
+    return this.loggedModels.logOutputs(runId, models);
+  }
+  logLoggedModelMetrics(runId: string, modelId: string, metrics: Metric[]): Promise<void> {
+    return this.loggedModels.logMetrics(runId, modelId, metrics);
+  }
+
+  // -------------------------------------------------------------------------------------------------------
   // Model registry
   // -------------------------------------------------------------------------------------------------------
   async getRegisteredModel(name: string): Promise<RegisteredModel | null> {
@@ -561,8 +592,16 @@ export class SqlStore implements TrackingStore {
     };
   }
 
-  async createModelVersion(name: string, source: string, runId: string | null, description: string | undefined, tags: Tag[]): Promise<ModelVersion> {
+  async createModelVersion(name: string, source: string, runId: string | null, description: string | undefined, tags: Tag[], modelId?: string | null): Promise<ModelVersion> {
     validateModelName(name);
+    // MLflow 3: a `models:/<model_id>` source is stored where the logged model's artifacts are, with its run.
+    let storageLocation = source;
+    const fromModel = /^models:\/(m-[0-9a-f]{32})\/?$/.exec(source)?.[1] ?? modelId ?? null;
+    if (fromModel) {
+      const model = await this.loggedModels.get(fromModel);
+      if (/^models:/.test(source)) storageLocation = model.artifactLocation;
+      runId = runId ?? model.sourceRunId;
+    }
     for (let attempt = 0; ; attempt++) {
       try {
         const version = await this.db.transaction(async (tx) => {
@@ -574,11 +613,13 @@ export class SqlStore implements TrackingStore {
           await tx.run(
             `INSERT INTO model_versions (name, version, creation_time, last_updated_time, description, user_id, current_stage, source, run_id, status, status_message, run_link, storage_location)
              VALUES (?, ?, ?, ?, ?, NULL, 'None', ?, ?, 'READY', NULL, NULL, ?)`,
-            [name, version, now, now, description ?? null, source, runId, source],
+            [name, version, now, now, description ?? null, source, runId, storageLocation],
           );
           for (const t of dedupeTags(tags)) await tx.run('INSERT INTO model_version_tags (key, value, name, version) VALUES (?, ?, ?, ?)', [t.key, t.value, name, version]);
           return version;
         });
+        // The logged model lists its registrations, as MLflow's set_model_versions_tags after create_model_version.
+        if (fromModel) await this.loggedModels.addModelVersion(fromModel, name, version);
         return this.getModelVersion(name, String(version));
       } catch (e) {
         if (isUniqueViolation(e) && attempt < 5) continue;

@@ -8,7 +8,7 @@ import { mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TrainerConfig } from '../../config.js';
 import { HeimdallError } from '../../errors.js';
-import { MLflowTracker, type MLflowTrackerOptions } from '../../tracking/index.js';
+import { MLflowTracker, type LoggedModelResult, type LogModelOptions, type MLflowTrackerOptions } from '../../tracking/index.js';
 import { Callback, type Metrics, type TrainBatch, type TrainerView } from '../callback.js';
 
 export interface MLflowLoggerOptions {
@@ -69,7 +69,11 @@ export class MLflowLogger extends Callback {
       // A resumed run already holds these params; a changed value is refused by MLflow: say so, go on.
       this.tracker.setTags({ 'heimdall.params_warning': (err as Error).message.slice(0, 500) });
     }
-    this.tracker.setTags({ 'heimdall.device': trainer.device ?? c.device, ...(trainer.model && !this.options.tags?.model ? { model: modelTag(trainer.model) } : {}) });
+    this.tracker.setTags({
+      'heimdall.device': trainer.device ?? c.device, ...(trainer.model && !this.options.tags?.model ? { model: modelTag(trainer.model) } : {}),
+      // The run's description in MLflow's UI: what was trained on what, in one paragraph (a caller's note wins).
+      ...(this.options.tags?.['mlflow.note.content'] ? {} : { 'mlflow.note.content': runDescription(trainer) }),
+    });
     // The data's inference facts, as an artifact: `heimdall-torch export` reads them from the run.
     const meta = trainer.datamodule?.metadataJson?.();
     if (meta) {
@@ -140,6 +144,22 @@ export class MLflowLogger extends Callback {
     await this.end(this.reopenedStatus());
   }
 
+  /**
+   * Logs the MLflow model folder that `write` makes as an MLflow 3 logged model of this run (MLflowTracker.logModel:
+   * under the model's own artifact location, linked as the run's output at `opts.step`), sets `tags` on the run;
+   * reopens the run if needed.
+   */
+  async logModel(write: (model: { modelId: string | null; artifactLocation: string }) => string, opts: LogModelOptions, tags?: Record<string, string>): Promise<LoggedModelResult> {
+    await this.ensureRun();
+    try {
+      const r = await this.tracker.logModel(write, opts);
+      if (tags) this.tracker.setTags(tags);
+      return r;
+    } finally {
+      await this.end(this.reopenedStatus());
+    }
+  }
+
   /** Ends the run if open and stops the tracker's worker when this logger created it. */
   async close(): Promise<void> {
     if (this.ownsTracker) await this.tracker.close();
@@ -182,6 +202,28 @@ export class MLflowLogger extends Callback {
 /** The run's `model` tag: what was trained, `<variant> · <head>` (e.g. `convnext_atto · localization`). */
 export function modelTag(model: { readonly variant: string; readonly head: string }): string {
   return `${model.variant} · ${model.head}`; // the variant names its family (convnext_atto, convnextv2_atto)
+}
+
+/**
+ * One paragraph for the run's description (`mlflow.note.content`): the model (variant, head, size, inputs), the
+ * data (what, how many samples, how they were split into batches), the epochs, device, precision and optimizer.
+ */
+export function runDescription(trainer: TrainerView): string {
+  const c = trainer.config;
+  const m = trainer.model;
+  const mh = m?.hyperparameters() ?? {};
+  const d = trainer.datamodule;
+  const dh = d?.hyperparameters?.() ?? {};
+  const params = typeof mh.parameters === 'number' ? `${(mh.parameters / 1e6).toFixed(1)}M parameters, ` : '';
+  const origin = mh.pretrained ? `, from the pretrained weights ${String(mh.pretrained)}${mh.freeze_backbone ? ' with the backbone frozen' : ''}` : '';
+  const model = m ? `${m.variant} with a ${m.head} head (${params}${String(mh.in_chans ?? '?')} input channels${origin})` : 'a model';
+  const samples = typeof dh.samples === 'number' && !d?.describe().includes(String(dh.samples)) ? ` (${dh.samples} samples)` : '';
+  const data = d ? `${d.describe()}${samples}` : 'its data';
+  const batches = trainer.trainBatches && d ? ` (${trainer.trainBatches} training batches of ${d.batchSize} per epoch)` : '';
+  const o = c.optimizer;
+  const optimizer = `${o.name === 'adamw' ? 'AdamW' : 'SGD'} (lr ${o.lr}, weight decay ${o.weightDecay}) and a ${c.schedule.name} schedule`;
+  return `heimdall-torch trained ${model} on ${data}${batches} for up to ${c.maxEpochs} epochs on ${trainer.device ?? c.device} ` +
+    `at ${c.precision === '32' ? '32-bit' : c.precision} precision, with ${optimizer}; training seed ${c.seed}.`;
 }
 
 /** `weightDecay` → `weight_decay`: parameter keys as the CLI's flags read. */

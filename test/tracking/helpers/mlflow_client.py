@@ -4,6 +4,9 @@ Usage: mlflow_client.py <json request on stdin>; prints one JSON document on std
   {"op": "read", "tracking_uri": ..., "experiment": name, "models": [names], "history_keys": [keys]}
   {"op": "write", "tracking_uri": ..., "experiment": name}
   {"op": "columns", "tracking_uri": ...}   (MLflow's own migrations on an empty DB, then the columns)
+  {"op": "logged_models", "tracking_uri": ..., "experiment": name, "run_id": id, "input": {name, shape}, "registered": name}
+      (search_logged_models, get_logged_model, the run's outputs, pyfunc.load_model('models:/<id>') and
+       'runs:/<id>/model' predictions on an input of ones, the registered version's source and run)
 """
 import json
 import math
@@ -133,6 +136,49 @@ def describe(uri):
     return {"tables": out, "revision": rev}
 
 
+def logged_models(req):
+    import numpy as np
+    import mlflow
+    from mlflow import MlflowClient
+
+    uri = req["tracking_uri"]
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    c = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    exp = c.get_experiment_by_name(req["experiment"])
+    found = mlflow.search_logged_models(experiment_ids=[exp.experiment_id], output_format="list")
+    out = {"experiment_tags": exp.tags, "models": []}
+    for lm in found:
+        m = mlflow.get_logged_model(lm.model_id)
+        out["models"].append({
+            "model_id": m.model_id, "name": m.name, "status": str(m.status), "source_run_id": m.source_run_id,
+            "artifact_location": m.artifact_location, "experiment_id": m.experiment_id, "tags": m.tags,
+            "params": m.params, "metrics": sorted([[x.key, num(x.value), x.step, x.run_id] for x in (m.metrics or [])]),
+            "artifacts": sorted(f.path for f in c.list_logged_model_artifacts(m.model_id)),
+        })
+    run = c.get_run(req["run_id"])
+    out["run_outputs"] = [[o.model_id, o.step] for o in (run.outputs.model_outputs if run.outputs else [])]
+    out["run_tags"] = run.data.tags
+    out["run_artifacts"] = sorted(f.path for f in c.list_artifacts(req["run_id"]))
+    inp = req.get("input")
+    if inp and found:
+        x = np.ones(inp["shape"], dtype=np.float32)
+        from mlflow.models import Model
+        for key, model_uri in [("by_id", f"models:/{found[0].model_id}"), ("by_run", f"runs:/{req['run_id']}/model")]:
+            pm = mlflow.pyfunc.load_model(model_uri)
+            y = pm.predict({inp["name"]: x})
+            out[key] = {k: np.asarray(v).astype(float).ravel().tolist() for k, v in y.items()}
+            out[key + "_model_id"] = pm.metadata.model_id
+    if req.get("registered"):
+        name = req["registered"]
+        vs = sorted(c.search_model_versions(f"name='{name}'"), key=lambda v: int(v.version))
+        out["versions"] = [{"version": v.version, "source": v.source, "run_id": v.run_id, "status": v.status,
+                            "model_id": getattr(v, "model_id", None)} for v in vs]
+        reg = mlflow.pyfunc.load_model(f"models:/{name}/{vs[-1].version}")
+        out["registered_model_id"] = reg.metadata.model_id
+    return out
+
+
 def main():
     req = json.loads(sys.stdin.read())
     op = req["op"]
@@ -142,6 +188,8 @@ def main():
         res = write(req)
     elif op == "columns":
         res = columns(req)
+    elif op == "logged_models":
+        res = logged_models(req)
     elif op == "describe":
         res = describe(req["tracking_uri"])
     else:
