@@ -7,7 +7,7 @@ import { applyTakes, nextBatch, queueItem, remaining, type QueueItem } from './b
 import { invalidParameter, isRetryable, toSafeError } from './errors.js';
 import type { FlushReport, FromWorker } from './protocol.js';
 import { backoffMs, timerMs } from './rest/http.js';
-import { Spool, addCounts, countOp, emptyCounts } from './spool.js';
+import { Spool, addCounts, countOp, emptyCounts, type SpoolOp } from './spool.js';
 import type { LogBatch, RunStatus, TrackingStore } from './types.js';
 
 interface Refusal { what: string; message: string }
@@ -46,6 +46,8 @@ export class Delivery {
   private readonly spool: Spool;
   private queue: QueueItem[] = [];
   private delivered = 0; // highest seq fully handled, in order
+  /** Highest seq taken from the tracker. */
+  private lastSeq = 0;
   private spooling = false;
   /** Highest seq written to the spool by this tracker. */
   private spooledSeq = 0;
@@ -84,6 +86,7 @@ export class Delivery {
   /** Takes the tracker's next operations, in order. */
   enqueue(items: QueueItem[]): void {
     for (const it of items) {
+      if (it.seq > this.lastSeq) this.lastSeq = it.seq;
       // Fix what an upload sends now: a late (spooled) upload of a file changed since is refused.
       if (it.op.k === 'art' && it.op.sha === undefined) {
         try { it.op.sha = fingerprintSync(it.op.local, it.op.dir); } catch { /* gone: the upload reports it */ }
@@ -106,6 +109,14 @@ export class Delivery {
       }
     }
     this.kick();
+  }
+
+  /**
+   * Takes an operation the worker itself produced (system metrics), in order behind what the tracker sent: it
+   * carries the tracker's highest sequence number so far, so flush() and the spool's bookkeeping are unchanged.
+   */
+  enqueueLocal(op: SpoolOp): void {
+    this.enqueue([queueItem(op, this.lastSeq)]);
   }
 
   /** Answers flush `id` once everything up to `seq` is delivered, or at `timeoutMs`. */
@@ -219,6 +230,10 @@ export class Delivery {
         await this.store.updateRun(head.op.runId, head.op.status as RunStatus, head.op.endTime);
         return 1;
       }
+      if (head.op.k === 'inp') {
+        for (const message of await this.store.logInputs(head.op.runId, head.op.datasets)) this.post({ t: 'warn', message });
+        return 1;
+      }
       const op = head.op;
       if (op.sha !== undefined) {
         let now: string | null = null;
@@ -234,7 +249,8 @@ export class Delivery {
     } catch (e) {
       if (isRetryable(e)) throw e;
       // Refused by the backend (or a vanished local file): drop it, report it at the next flush.
-      const what = head.op.k === 'log' ? `log batch for run ${head.op.runId}` : head.op.k === 'end' ? `end of run ${head.op.runId}` : `artifact '${head.op.local}'`;
+      const what = head.op.k === 'log' ? `log batch for run ${head.op.runId}` : head.op.k === 'end' ? `end of run ${head.op.runId}`
+        : head.op.k === 'inp' ? `dataset inputs of run ${head.op.runId}` : `artifact '${head.op.local}'`;
       const msg = `${what}: ${toSafeError(e).message}`;
       this.errors.push(msg);
       this.post({ t: 'warn', message: msg });
