@@ -6,6 +6,7 @@ import { readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
+import { resolveTrainFlags, trainCommand } from '../../lib/cli/train.js';
 import { HeimdallDataModule } from '../../lib/data/heimdall.js';
 import { ConvNeXt } from '../../lib/model.js';
 import { MLflowLogger, Trainer } from '../../lib/trainer/index.js';
@@ -104,5 +105,18 @@ describe('fit() logs its data and the system', () => {
     renameSync(join(dir, `${id}_label.npy`), join(away, `${id}_label.npy`));
     const b = await digestsOf();
     for (let i = 0; i < 3; i++) expect(b[i]!.dataset.digest).not.toBe(a[i]!.dataset.digest);
+  });
+});
+
+describe('train --[no-]log-system-metrics', () => {
+  const flagsOf = (args: string[]) => {
+    const cmd = trainCommand().exitOverride();
+    cmd.action(() => undefined);
+    cmd.parse(args, { from: 'user' });
+    return resolveTrainFlags(cmd);
+  };
+  it('is on by default (the Trainer\'s logSystemMetrics) and off with --no-log-system-metrics', () => {
+    expect(flagsOf([]).logSystemMetrics).toBe(true);
+    expect(flagsOf(['--no-log-system-metrics']).logSystemMetrics).toBe(false);
   });
 });
