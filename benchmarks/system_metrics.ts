@@ -54,7 +54,7 @@ async function main(): Promise<void> {
   const data = () => new TensorDataModule(inputs, [n, 3, 128, 32], targets, [n, 2], { batchSize: batch, split: false });
 
   /** One fit of about `secs` seconds; returns training samples/s and the system metric points logged. */
-  async function fit(withSystemMetrics: boolean, epochs: number): Promise<{ samplesPerSec: number; points: number; seconds: number }> {
+  async function fit(withSystemMetrics: boolean, epochs: number): Promise<{ samplesPerSec: number; points: number; seconds: number; lastEpochSeconds: number }> {
     const root = mkdtempSync(join(tmpdir(), 'heimdall-sysm-bench-'));
     try {
       const logger = new MLflowLogger({ trackerOptions: { trackingUri: `sqlite:///${join(root, 'mlflow.db')}`, experimentName: 'sysm-bench', dotenvPath: false } });
@@ -67,7 +67,7 @@ async function main(): Promise<void> {
       const samples = history.epochs.reduce((a, e) => a + e.samplesPerSec * e.seconds, 0);
       const points = (await logger.tracker.getMetricHistory('system/cpu_utilization_percentage', logger.runId!)).length;
       await logger.close();
-      return { samplesPerSec: samples / secs, points, seconds: secs };
+      return { samplesPerSec: samples / secs, points, seconds: secs, lastEpochSeconds: history.epochs[history.epochs.length - 1]!.seconds };
     } finally {
       rmSync(root, { recursive: true, force: true });
     }
@@ -76,10 +76,24 @@ async function main(): Promise<void> {
   const info = torchInfo();
   console.log(`system metrics cost: convnext_${variant} 3×128×32 b${batch}, ${steps} steps/epoch, SQLite MLflowLogger; ` +
     `MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL=${interval} s; libtorch ${info.libtorch}, ${info.threads} threads, ${cpus().length} CPUs, load ${loadavg()[0]!.toFixed(1)}`);
-  // Warm-up (and the epoch length that gives ~`seconds` per fit).
-  const warm = await fit(false, 1);
-  const epochs = Math.max(2, Math.round(seconds / warm.seconds));
-  console.log(`warm-up: ${warm.samplesPerSec.toFixed(1)} samples/s; ${epochs} epochs per fit (~${(epochs * warm.seconds).toFixed(0)} s), ${reps} reps`);
+  // What one sample costs the worker thread, measured directly (independent of the machine's load on training).
+  const { SystemMetricsMonitor } = await import('../lib/tracking/system_metrics.js');
+  const probe = new SystemMetricsMonitor('probe', { samplingIntervalS: interval, samplesBeforeLogging: 1, startStep: 0 }, () => {}, () => {});
+  const gpu = probe.nvidiaSmi;
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  const k = 200;
+  for (let i = 0; i < k; i++) await probe.tick();
+  const wallMs = (performance.now() - t0) / k;
+  const cpuUs = process.cpuUsage(cpu0);
+  const cpuMs = (cpuUs.user + cpuUs.system) / 1000 / k;
+  probe.stop();
+  console.log(`one sample (/proc, statfs${gpu ? ', nvidia-smi' : ''}): ${wallMs.toFixed(3)} ms wall, ${cpuMs.toFixed(3)} ms CPU (this process) → ` +
+    `${((cpuMs / (interval * 1000)) * 100).toFixed(4)} % of one core at one sample per ${interval} s${gpu ? ' (nvidia-smi\'s own process not included)' : '; no nvidia-smi on PATH'}`);
+  // Warm-up (and the epoch length that gives ~`seconds` per fit: the second epoch, past the first's set-up).
+  const warm = await fit(false, 2);
+  const epochs = Math.max(2, Math.round(seconds / warm.lastEpochSeconds));
+  console.log(`warm-up: ${warm.samplesPerSec.toFixed(1)} samples/s; ${epochs} epochs per fit (~${(epochs * warm.lastEpochSeconds).toFixed(0)} s), ${reps} reps`);
   const ratios: number[] = [];
   const on: number[] = [];
   const off: number[] = [];

@@ -181,6 +181,11 @@ export class SystemMetricsMonitor {
     this.gpuExe = o.nvidiaSmi === undefined ? findNvidiaSmi() : o.nvidiaSmi;
   }
 
+  /** The `nvidia-smi` this monitor runs for GPU metrics (null: none). */
+  get nvidiaSmi(): string | null {
+    return this.gpuExe;
+  }
+
   start(): void {
     if (this.timer || this.stopped) return;
     this.timer = setInterval(() => void this.tick(), Math.max(1, this.o.samplingIntervalS * 1000));

@@ -11,6 +11,7 @@ import { MLflowTracker, type MLflowTrackerOptions } from '../../lib/tracking/ind
 import { gpuMetrics, parseNvidiaSmi, readCpuTimes, readMemory, readNetwork, SystemMetricsMonitor } from '../../lib/tracking/system_metrics.js';
 import type { Metric } from '../../lib/tracking/types.js';
 import { pgRows } from './helpers/pg.js';
+import { mlflow29Python, mlflowPython } from './helpers/python.js';
 import { ROOT, VENV, createPgDatabase } from './helpers/services.js';
 import { cleanupTmp, tmp, trackerOptions } from './helpers/scenario.js';
 
@@ -21,9 +22,9 @@ interface PyPoint { step: number; value: number; timestamp: number }
 interface PyRun { inputs: PyInput[]; system: Record<string, PyPoint[]>; end_time: number; status: string }
 interface PyReply { runs: Record<string, PyRun>; numpy: { schema: string; profile: string }[] }
 
-function readWithPython(req: Record<string, unknown>): Promise<PyReply> {
+function readWithPython(req: Record<string, unknown>, python = join(VENV, 'python')): Promise<PyReply> {
   return new Promise((resolve, reject) => {
-    const p = spawn(join(VENV, 'python'), [join(ROOT, 'test', 'tracking', 'helpers', 'run_inputs.py')], { env: { ...process.env, MLFLOW_TRACKING_URI: '' } });
+    const p = spawn(python, [join(ROOT, 'test', 'tracking', 'helpers', 'run_inputs.py')], { env: { ...process.env, MLFLOW_TRACKING_URI: '' } });
     let out = '';
     let err = '';
     p.stdout.on('data', (d) => (out += d));
@@ -130,7 +131,7 @@ describe.each(backends)('$name store: dataset inputs and system metrics', ({ nam
     if (b.count) {
       // 3 datasets of run 1, reused by run 2, plus the other seed's train split; 7 inputs, each with its context tag.
       expect(await b.count('SELECT COUNT(*) AS n FROM datasets')).toBe(4);
-      expect(await b.count("SELECT COUNT(*) AS n FROM inputs WHERE source_type = 'DATASET' AND destination_type = 'RUN'")).toBe(7);
+      expect(await b.count("SELECT COUNT(*) AS n FROM inputs WHERE source_type = 'DATASET' AND destination_type = 'RUN' AND step = 0")).toBe(7);
       expect(await b.count("SELECT COUNT(*) AS n FROM input_tags WHERE name = 'mlflow.data.context'")).toBe(7);
     }
 
@@ -272,5 +273,32 @@ describe('a database without the dataset tables', () => {
     } finally {
       await t.close();
     }
+  });
+});
+
+describe('MLflow 2.9 database', () => {
+  it('takes dataset inputs and system metrics as it is; the MLflow 2.9 client reads them', async () => {
+    const d = tmp('inputs-29');
+    const uri = `sqlite:///${join(d, 'mlflow.db')}`;
+    const py29 = mlflow29Python();
+    const created = await mlflowPython({ op: 'columns', tracking_uri: uri }, {}, py29);
+    expect(created.revision).toBe('acf3f17fdcc7');
+    const t = new MLflowTracker(trackerOptions(uri, { artifactUri: join(d, 'a'), env: FAST_SYSTEM_METRICS }));
+    let runId: string;
+    try {
+      runId = await t.startRun({ logSystemMetrics: true });
+      t.logInputs(heimdallLike(5, [20, 5, 2]));
+      await sleep(600);
+      const report = await t.endRun('FINISHED');
+      expect(report.errors).toEqual([]);
+      expect(t.warnings).toEqual([]);
+    } finally {
+      await t.close();
+    }
+    const py = await readWithPython({ tracking_uri: uri, run_ids: [runId] }, py29);
+    const run = py.runs[runId]!;
+    expect(run.inputs.map((i) => i.tags['mlflow.data.context']).sort()).toEqual(['testing', 'training', 'validation']);
+    expect(run.system['system/cpu_utilization_percentage']!.length).toBeGreaterThanOrEqual(1);
+    expect(await mlflowPython({ op: 'describe', tracking_uri: uri }, {}, py29)).toEqual(created);
   });
 });

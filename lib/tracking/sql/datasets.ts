@@ -36,8 +36,9 @@ export async function logDatasetInputs(db: SqlDriver, runId: string, inputs: rea
       );
       if (existing.length) continue;
       const inputUuid = hexUuid();
+      // No `step`: MLflow 3 added it (server default 0, as MLflow leaves it for datasets); 2.x databases lack it.
       await tx.run(
-        "INSERT INTO inputs (input_uuid, source_type, source_id, destination_type, destination_id, step) VALUES (?, 'DATASET', ?, 'RUN', ?, 0)",
+        "INSERT INTO inputs (input_uuid, source_type, source_id, destination_type, destination_id) VALUES (?, 'DATASET', ?, 'RUN', ?)",
         [inputUuid, datasetUuid, runId],
       );
       const seen = new Set<string>();
