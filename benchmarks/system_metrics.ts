@@ -7,7 +7,7 @@
 //   npx tsx benchmarks/system_metrics.ts --interval 1          # ten times MLflow's sampling rate: an upper bound
 //
 // Flags: --interval S (MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL, default 10)  --seconds S (per fit, default 25)
-//        --reps N (4)  --variant atto  --batch 32  --help
+//        --epochs N (per fit, instead of --seconds)  --reps N (4)  --variant atto  --batch 32  --help
 // Nothing else is set: the engine's threads, the environment and the machine's load are as a user has them.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
@@ -91,8 +91,8 @@ async function main(): Promise<void> {
   console.log(`one sample (/proc, statfs${gpu ? ', nvidia-smi' : ''}): ${wallMs.toFixed(3)} ms wall, ${cpuMs.toFixed(3)} ms CPU (this process) → ` +
     `${((cpuMs / (interval * 1000)) * 100).toFixed(4)} % of one core at one sample per ${interval} s${gpu ? ' (nvidia-smi\'s own process not included)' : '; no nvidia-smi on PATH'}`);
   // Warm-up (and the epoch length that gives ~`seconds` per fit: the second epoch, past the first's set-up).
-  const warm = await fit(false, 2);
-  const epochs = Math.max(2, Math.round(seconds / warm.lastEpochSeconds));
+  const warm = await fit(false, args.has('epochs') ? 1 : 2);
+  const epochs = args.has('epochs') ? Number(args.get('epochs')) : Math.max(2, Math.round(seconds / warm.lastEpochSeconds));
   console.log(`warm-up: ${warm.samplesPerSec.toFixed(1)} samples/s; ${epochs} epochs per fit (~${(epochs * warm.lastEpochSeconds).toFixed(0)} s), ${reps} reps`);
   const ratios: number[] = [];
   const on: number[] = [];

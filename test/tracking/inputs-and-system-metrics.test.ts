@@ -12,7 +12,7 @@ import { gpuMetrics, parseNvidiaSmi, readCpuTimes, readMemory, readNetwork, Syst
 import type { Metric } from '../../lib/tracking/types.js';
 import { pgRows } from './helpers/pg.js';
 import { mlflow29Python, mlflowPython } from './helpers/python.js';
-import { ROOT, VENV, createPgDatabase } from './helpers/services.js';
+import { ROOT, VENV, createPgDatabase, startPostgres } from './helpers/services.js';
 import { cleanupTmp, tmp, trackerOptions } from './helpers/scenario.js';
 
 afterAll(cleanupTmp);
@@ -300,5 +300,33 @@ describe('MLflow 2.9 database', () => {
     expect(run.inputs.map((i) => i.tags['mlflow.data.context']).sort()).toEqual(['testing', 'training', 'validation']);
     expect(run.system['system/cpu_utilization_percentage']!.length).toBeGreaterThanOrEqual(1);
     expect(await mlflowPython({ op: 'describe', tracking_uri: uri }, {}, py29)).toEqual(created);
+  });
+});
+
+describe('a database down mid-run (private PostgreSQL cluster)', () => {
+  it('spools dataset inputs and system metrics and delivers them, once, when it is back', async () => {
+    const server = await startPostgres();
+    try {
+      const uri = await server.createDatabase('inputs_outage');
+      const t = new MLflowTracker(trackerOptions(uri, { artifactUri: join(tmp('outage'), 'a'), env: FAST_SYSTEM_METRICS }));
+      const runId = await t.startRun({ logSystemMetrics: true });
+      await t.flush();
+      await server.stop('fast');
+      t.logInputs(heimdallLike(9, [30, 7, 3]));
+      await sleep(900); // system metric points keep coming while the database is down
+      expect(t.warnings.join('\n')).toMatch(/spooling to/);
+      await server.start();
+      t.logInputs(heimdallLike(9, [30, 7, 3])); // again after the outage: still one input per dataset
+      const r = await t.close();
+      expect(r.complete, r.message).toBe(true);
+      expect(r.errors).toEqual([]);
+      const inputs = await pgRows(uri, "SELECT d.name, t.value FROM inputs i JOIN datasets d ON d.dataset_uuid = i.source_id JOIN input_tags t ON t.input_uuid = i.input_uuid WHERE i.destination_id = $1 ORDER BY d.name", [runId]);
+      expect(inputs.map((x) => `${x.name}:${x.value}`)).toEqual(['heimdall-synthetic-test:testing', 'heimdall-synthetic-train:training', 'heimdall-synthetic-val:validation']);
+      const steps = (await pgRows(uri, "SELECT step FROM metrics WHERE run_uuid = $1 AND key = 'system/cpu_utilization_percentage' ORDER BY step", [runId])).map((x) => Number(x.step));
+      expect(steps.length).toBeGreaterThanOrEqual(3);
+      expect(steps).toEqual(steps.map((_, i) => i)); // every point once, none lost in the outage
+    } finally {
+      await server.destroy();
+    }
   });
 });
