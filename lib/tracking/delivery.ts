@@ -48,6 +48,8 @@ export class Delivery {
   private delivered = 0; // highest seq fully handled, in order
   /** Highest seq taken from the tracker. */
   private lastSeq = 0;
+  /** Timestamp of the latest system metric point per run: a run's end is never before it (see deliverHead). */
+  private readonly lastLocalPoint = new Map<string, number>();
   private spooling = false;
   /** Highest seq written to the spool by this tracker. */
   private spooledSeq = 0;
@@ -116,6 +118,7 @@ export class Delivery {
    * carries the tracker's highest sequence number so far, so flush() and the spool's bookkeeping are unchanged.
    */
   enqueueLocal(op: SpoolOp): void {
+    if (op.k === 'log') for (const m of op.metrics) this.lastLocalPoint.set(op.runId, Math.max(this.lastLocalPoint.get(op.runId) ?? 0, m.timestamp));
     this.enqueue([queueItem(op, this.lastSeq)]);
   }
 
@@ -227,7 +230,10 @@ export class Delivery {
         return applyTakes(items, nb.takes);
       }
       if (head.op.k === 'end') {
-        await this.store.updateRun(head.op.runId, head.op.status as RunStatus, head.op.endTime);
+        // A system metric point taken while the end was on its way to this thread (at most one sampling tick)
+        // moves the end time to it, so that no point of a run lies after its end.
+        const endTime = Math.max(head.op.endTime, this.lastLocalPoint.get(head.op.runId) ?? 0);
+        await this.store.updateRun(head.op.runId, head.op.status as RunStatus, endTime);
         return 1;
       }
       if (head.op.k === 'inp') {
