@@ -57,7 +57,7 @@ async function main(): Promise<void> {
   async function fit(withSystemMetrics: boolean, epochs: number): Promise<{ samplesPerSec: number; points: number; seconds: number; lastEpochSeconds: number }> {
     const root = mkdtempSync(join(tmpdir(), 'heimdall-sysm-bench-'));
     try {
-      const logger = new MLflowLogger({ trackerOptions: { trackingUri: `sqlite:///${join(root, 'mlflow.db')}`, experimentName: 'sysm-bench', dotenvPath: false } });
+      const logger = new MLflowLogger({ trackerOptions: { trackingUri: `sqlite:///${join(root, 'mlflow.db')}`, artifactUri: join(root, 'artifacts'), experimentName: 'sysm-bench', dotenvPath: false } });
       const trainer = new Trainer({
         maxEpochs: epochs, optimizer: { name: 'adamw', lr: 1e-3 }, schedule: { name: 'constant' }, defaultRootDir: root,
         enableProgressBar: false, handleSignals: false, logger, logSystemMetrics: withSystemMetrics,
