@@ -144,6 +144,14 @@ export const trackerConfigSchema = z.object({
   closeTimeoutS: numberish(0).default(60),
   /** Install SIGINT/SIGTERM/uncaught-exception handlers that end the run KILLED/FAILED. */
   handleSignals: boolish.default(true),
+  /** System metrics for runs started without `logSystemMetrics` (MLflow's default: off; the Trainer turns them on). */
+  enableSystemMetricsLogging: boolish.default(false),
+  /** Seconds between system metrics samples (lib/tracking/system_metrics.ts). */
+  systemMetricsSamplingIntervalS: numberish(0.01).default(10),
+  /** Samples averaged into one logged system metrics point. */
+  systemMetricsSamplesBeforeLogging: numberish(1).pipe(z.number().int('must be a whole number of samples')).default(1),
+  /** Node id inserted in system metric keys (`system/<node id>/cpu_utilization_percentage`), for multi-node runs. */
+  systemMetricsNodeId: z.string().trim().min(1).regex(/^[A-Za-z0-9_\-. ]+$/, 'letters, digits, _ - . and space only (it becomes part of metric keys)').optional(),
 });
 export type TrackerConfig = z.output<typeof trackerConfigSchema>;
 export type TrackerConfigInput = z.input<typeof trackerConfigSchema>;
@@ -170,6 +178,10 @@ export const TRACKER_ENV: Record<keyof TrackerConfig, string[]> = {
   writeAheadMs: ['HEIMDALL_MLFLOW_WRITE_AHEAD_MS'],
   closeTimeoutS: ['HEIMDALL_MLFLOW_CLOSE_TIMEOUT'],
   handleSignals: ['HEIMDALL_MLFLOW_HANDLE_SIGNALS'],
+  enableSystemMetricsLogging: ['MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING'],
+  systemMetricsSamplingIntervalS: ['MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL'],
+  systemMetricsSamplesBeforeLogging: ['MLFLOW_SYSTEM_METRICS_SAMPLES_BEFORE_LOGGING'],
+  systemMetricsNodeId: ['MLFLOW_SYSTEM_METRICS_NODE_ID'],
 };
 
 const SECRET_FIELDS: (keyof TrackerConfig)[] = ['trackingPassword', 'trackingToken', 'awsSecretAccessKey', 'awsSessionToken'];
@@ -327,6 +339,8 @@ export const trainerOptionsSchema = z
     enableProgressBar: z.boolean().optional(),
     handleSignals: z.boolean().default(true),
     checkValEveryNEpoch: z.number().int().min(1).default(1),
+    /** System metrics (CPU, memory, disk, network, GPU) logged to the MLflow run while fit runs, as MLflow's. */
+    logSystemMetrics: z.boolean().default(true).describe('log system metrics (CPU, memory, disk, network, GPU) to the MLflow run'),
   })
   .strict();
 export type TrainerConfigInput = z.input<typeof trainerOptionsSchema>;

@@ -57,6 +57,7 @@ export const trainFlagsSchema = z
     gradClipNorm: flag(trainer.gradClipNorm, 'clip gradients to this norm (0: off)', { arg: 'x' }),
     threads: flag(trainer.threads, 'CPU threads for libtorch', { arg: 'n' }),
     progress: flag(z.boolean().optional(), 'show a progress bar (default: when stdout is a terminal and CI is unset)', { negate: 'no progress bar' }),
+    logSystemMetrics: flag(trainer.logSystemMetrics, 'log system metrics (CPU, memory, disk, network, GPU) to the MLflow run every MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL s (10)', { negate: 'no system metrics' }),
     exportOnnx: flag(z.boolean().default(true), 'export the best checkpoint to <output-dir>/model.onnx, validated in ONNX Runtime, logged to the run', { negate: 'skip the ONNX export' }),
   })
   .strict();
@@ -163,6 +164,7 @@ export async function train(flags: TrainFlags): Promise<number> {
     threads: flags.threads,
     defaultRootDir: flags.outputDir,
     enableProgressBar: flags.progress,
+    logSystemMetrics: flags.logSystemMetrics,
     callbacks: [checkpoint, new EarlyStopping({ monitor: 'val/loss', patience: flags.patience }), new LearningRateMonitor()],
     logger,
   });

@@ -5,7 +5,10 @@
 import { z } from 'zod';
 import { HeimdallError } from '../errors.js';
 import { dataBinding as addon, native, type HeimdallDataInfo, type NativeDataset, type PositionScale } from '../native.js';
+import { resolve } from 'node:path';
 import type { DataModule } from '../trainer/data.js';
+import { datasetInputs, directoryDatasetName, directoryIdentity, type DatasetDescription } from './datasets.js';
+import { pythonJson, type DatasetInput } from '../tracking/datasets.js';
 
 const range = z.tuple([z.number().min(0), z.number().min(0)]).refine(([lo, hi]) => lo <= hi, 'min must not exceed max');
 
@@ -90,6 +93,8 @@ export class HeimdallDataModule implements DataModule {
     readonly dataset: NativeDataset,
     options: { batchSize: number; splitSeed: number; materialize: boolean },
     private readonly params: Record<string, unknown>,
+    /** What the data is, for its MLflow dataset inputs (datasets.ts): name, source and identity (digest). */
+    private readonly origin: Pick<DatasetDescription, 'name' | 'sourceType' | 'source'> & { identity: () => unknown },
   ) {
     const info = addon().heimdallInfo(dataset);
     if (!info) throw new HeimdallError('HEIMDALL_INVALID_ARGUMENT', 'heimdall-torch: not a Heimdall data set: ' + dataset.describe());
@@ -103,13 +108,21 @@ export class HeimdallDataModule implements DataModule {
   static synthetic(options: SyntheticOptions = {}): HeimdallDataModule {
     const { batchSize, splitSeed, materialize, ...o } = parse(syntheticOptionsSchema, options, 'synthetic data options');
     const params = { source: 'synthetic', seed: o.seed, preset: o.preset };
-    return new HeimdallDataModule(addon().heimdallSynthetic(o), { batchSize, splitSeed: splitSeed ?? o.seed, materialize }, params);
+    // The generator's options make the data (cache and augmentation do not): they are its identity.
+    const { cache: _cache, augment: _augment, ...generator } = o;
+    const origin = {
+      name: 'heimdall-synthetic', sourceType: 'code',
+      source: { tags: { 'heimdall.data.source': 'synthetic', 'heimdall.data.options': pythonJson(generator) } },
+      identity: () => ({ generator: 'heimdall-synthetic', ...generator }),
+    };
+    return new HeimdallDataModule(addon().heimdallSynthetic(o), { batchSize, splitSeed: splitSeed ?? o.seed, materialize }, params, origin);
   }
 
   /** A directory of `<id>_iq.npy` + `<id>_label.npy` (+ optional manifest.json). Every file's header is checked. */
   static async fromDirectory(dir: string, options: DirectoryOptions = {}): Promise<HeimdallDataModule> {
     const { batchSize, splitSeed, materialize, ...o } = parse(directoryOptionsSchema, options, 'data directory options');
-    return new HeimdallDataModule(await addon().heimdallDirectory(dir, o), { batchSize, splitSeed: splitSeed ?? 42, materialize }, { source: 'directory', dir });
+    const origin = { name: directoryDatasetName(dir), sourceType: 'local', source: { uri: resolve(dir) }, identity: () => directoryIdentity(dir) };
+    return new HeimdallDataModule(await addon().heimdallDirectory(dir, o), { batchSize, splitSeed: splitSeed ?? 42, materialize }, { source: 'directory', dir }, origin);
   }
 
   /** Writes `samples` synthetic samples in the on-disk format. */
@@ -137,6 +150,17 @@ export class HeimdallDataModule implements DataModule {
   /** DataModule: the target normalisation, feature constants and receivers (logged as `data/metadata.json`). */
   metadataJson(): string {
     return this.info.metadataJson;
+  }
+
+  /** DataModule: the splits as MLflow dataset inputs (datasets.ts), digests from the options or the files. */
+  mlflowDatasets(): DatasetInput[] {
+    const s = this.splits ?? this.split(this.splitSeed);
+    const seed = this.splitSeed;
+    return datasetInputs({
+      name: this.origin.name, sourceType: this.origin.sourceType, source: this.origin.source, identity: this.origin.identity(),
+      inputShape: this.inputShape, targetShape: this.dataset.targetShape, inputDtype: 'float32', targetDtype: 'float32',
+      targetKind: 'position [lat, lon] (normalised)',
+    }, [{ split: 'train', size: s.train.size, seed }, { split: 'val', size: s.val.size, seed }, { split: 'test', size: s.test.size, seed }]);
   }
 
   describe(): string {

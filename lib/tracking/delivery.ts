@@ -9,7 +9,7 @@ import { applyTakes, nextBatch, queueItem, remaining, type QueueItem } from './b
 import { invalidParameter, isRetryable, toSafeError } from './errors.js';
 import type { FlushReport, FromWorker } from './protocol.js';
 import { backoffMs, timerMs } from './rest/http.js';
-import { Spool, addCounts, countOp, emptyCounts } from './spool.js';
+import { Spool, addCounts, countOp, emptyCounts, type SpoolOp } from './spool.js';
 import type { LogBatch, RunStatus, TrackingStore } from './types.js';
 
 interface Refusal { what: string; message: string }
@@ -48,6 +48,10 @@ export class Delivery {
   private readonly spool: Spool;
   private queue: QueueItem[] = [];
   private delivered = 0; // highest seq fully handled, in order
+  /** Highest seq taken from the tracker. */
+  private lastSeq = 0;
+  /** Timestamp of the latest system metric point per run: a run's end is never before it (see deliverHead). */
+  private readonly lastLocalPoint = new Map<string, number>();
   private spooling = false;
   /** Highest seq written to the spool by this tracker. */
   private spooledSeq = 0;
@@ -91,6 +95,7 @@ export class Delivery {
   /** Takes the tracker's next operations, in order. */
   enqueue(items: QueueItem[]): void {
     for (const it of items) {
+      if (it.seq > this.lastSeq) this.lastSeq = it.seq;
       // Fix what an upload sends now: a late (spooled) upload of a file changed since is refused.
       if (it.op.k === 'art' && it.op.sha === undefined) {
         try { it.op.sha = fingerprintSync(it.op.local, it.op.dir); } catch { /* gone: the upload reports it */ }
@@ -114,6 +119,15 @@ export class Delivery {
       }
     }
     this.kick();
+  }
+
+  /**
+   * Takes an operation the worker itself produced (system metrics), in order behind what the tracker sent: it
+   * carries the tracker's highest sequence number so far, so flush() and the spool's bookkeeping are unchanged.
+   */
+  enqueueLocal(op: SpoolOp): void {
+    if (op.k === 'log') for (const m of op.metrics) this.lastLocalPoint.set(op.runId, Math.max(this.lastLocalPoint.get(op.runId) ?? 0, m.timestamp));
+    this.enqueue([queueItem(op, this.lastSeq)]);
   }
 
   /** Answers flush `id` once everything up to `seq` is delivered, or at `timeoutMs`. */
@@ -265,7 +279,14 @@ export class Delivery {
         return applyTakes(items, nb.takes);
       }
       if (head.op.k === 'end') {
-        await this.store.updateRun(head.op.runId, head.op.status as RunStatus, head.op.endTime);
+        // A system metric point taken while the end was on its way to this thread (at most one sampling tick)
+        // moves the end time to it, so that no point of a run lies after its end.
+        const endTime = Math.max(head.op.endTime, this.lastLocalPoint.get(head.op.runId) ?? 0);
+        await this.store.updateRun(head.op.runId, head.op.status as RunStatus, endTime);
+        return 1;
+      }
+      if (head.op.k === 'inp') {
+        for (const message of await this.store.logInputs(head.op.runId, head.op.datasets)) this.post({ t: 'warn', message });
         return 1;
       }
       const op = head.op;
@@ -283,7 +304,8 @@ export class Delivery {
     } catch (e) {
       if (isRetryable(e)) throw e;
       // Refused by the backend (or a vanished local file): drop it, report it at the next flush.
-      const what = head.op.k === 'log' ? `log batch for run ${head.op.runId}` : head.op.k === 'end' ? `end of run ${head.op.runId}` : `artifact '${head.op.local}'`;
+      const what = head.op.k === 'log' ? `log batch for run ${head.op.runId}` : head.op.k === 'end' ? `end of run ${head.op.runId}`
+        : head.op.k === 'inp' ? `dataset inputs of run ${head.op.runId}` : `artifact '${head.op.local}'`;
       const msg = `${what}: ${toSafeError(e).message}`;
       this.errors.push(msg);
       this.post({ t: 'warn', message: msg });

@@ -15,5 +15,8 @@ export { artifactRepositoryFor, sha256File } from './artifacts.js';
 export { authorizationFor, isTrackingOrigin, originOf } from './credentials.js';
 export { claimSignals } from './process_hooks.js';
 export type * from './types.js';
+export type { Dataset, DatasetInput } from './datasets.js';
+export { DATASET_CONTEXT_TAG } from './datasets.js';
+export { SYSTEM_METRICS_PREFIX } from './system_metrics.js';
 export { trackerConfigSchema, loadTrackerConfig, redact, ConfigError, TRACKER_ENV } from '../config.js';
 export type { TrackerConfig, TrackerConfigInput } from '../config.js';

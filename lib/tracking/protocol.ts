@@ -34,6 +34,8 @@ export type ToWorker =
   | StoreRequest
   /** Answered with 'flushed' when every operation up to `seq` is delivered, or at `timeoutMs`. */
   | { t: 'flush'; id: number; seq: number; timeoutMs: number; persist: boolean }
+  /** Starts (runId) or stops (null) the system metrics monitor of a run (system_metrics.ts); `resume` continues its steps. */
+  | { t: 'sysmetrics'; runId: string | null; resume: boolean }
   /** Stops retrying, releases the spool, closes the store; answered with an empty 'res'. */
   | { t: 'close'; id: number };
 

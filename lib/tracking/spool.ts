@@ -19,6 +19,7 @@ import {
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { isSecretKey } from '../config.js';
+import type { DatasetInput } from './datasets.js';
 import type { Metric } from './types.js';
 
 /** One logging operation as stored in the spool (and in the worker's queue). */
@@ -26,7 +27,9 @@ export type SpoolOp =
   | { k: 'log'; runId: string; metrics: Metric[]; params: [string, string][]; tags: [string, string][] }
   | { k: 'end'; runId: string; status: string; endTime: number }
   /** `sha`: the file's version (size, mtime, inode) when the worker took the upload (artifacts.ts fingerprintSync). */
-  | { k: 'art'; runId: string; root: string; local: string; path: string; dir: boolean; sha?: string };
+  | { k: 'art'; runId: string; root: string; local: string; path: string; dir: boolean; sha?: string }
+  /** Dataset inputs of the run (`mlflow.log_input`; datasets.ts), counted as tags in the reports. */
+  | { k: 'inp'; runId: string; datasets: DatasetInput[] };
 
 export interface PendingCounts {
   metrics: number;
@@ -43,6 +46,7 @@ export function addCounts(a: PendingCounts, b: PendingCounts): PendingCounts {
 export function countOp(c: PendingCounts, op: SpoolOp, sign = 1): void {
   if (op.k === 'log') { c.metrics += sign * op.metrics.length; c.params += sign * op.params.length; c.tags += sign * op.tags.length; }
   else if (op.k === 'end') c.runEnds += sign;
+  else if (op.k === 'inp') c.tags += sign * op.datasets.length;
   else c.artifacts += sign;
 }
 
@@ -151,6 +155,7 @@ function parseOp(line: string): SpoolOp | null {
     if (op.k === 'log') return Array.isArray(op.metrics) && Array.isArray(op.params) && Array.isArray(op.tags) ? op : null;
     if (op.k === 'end') return typeof op.status === 'string' ? op : null;
     if (op.k === 'art') return typeof op.local === 'string' && typeof op.root === 'string' ? op : null;
+    if (op.k === 'inp') return Array.isArray(op.datasets) ? op : null;
     return null;
   } catch {
     return null;

@@ -18,6 +18,7 @@ import { emptyFlushReport, type FlushReport } from './protocol.js';
 import { RunQueries, type BestRun, type RunSummary } from './queries.js';
 import { ModelRegistry, redactTagValue, type RegisterModelOptions } from './registry.js';
 import type { PendingCounts } from './spool.js';
+import { validateDatasetInputs, type DatasetInput } from './datasets.js';
 import type { Experiment, LoggedModel, Metric, ModelStage, ModelVersion, RegisteredModel, Run, RunStatus, SearchRunsOptions, Tag } from './types.js';
 import { flattenParams, metricTimestamp, paramValueToString, validateArtifactPath, validateKey, validateParam, validateTag } from './validation.js';
 import { WorkerClient } from './worker_client.js';
@@ -50,6 +51,12 @@ export interface StartRunOptions {
   /** Experiment to start the run in (default: the configured experiment). */
   experimentId?: string;
   description?: string;
+  /**
+   * Log system metrics (CPU, memory, disk, network, GPU; system_metrics.ts) from the worker thread while the run
+   * is active, as `mlflow.start_run(log_system_metrics=True)`. Default: `enableSystemMetricsLogging`
+   * (MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING, off).
+   */
+  logSystemMetrics?: boolean;
 }
 
 export interface CloseReport extends FlushReport {
@@ -81,6 +88,7 @@ export class MLflowTracker {
   private loggedParams = new Map<string, string>();
   private keyCache = new Set<string>();
   private closing: Promise<CloseReport> | null = null;
+  private systemMetricsOn = false;
   private closed = false;
 
   constructor(options: MLflowTrackerOptions = {}) {
@@ -177,6 +185,7 @@ export class MLflowTracker {
       this.runEnded = false;
       this.loggedParams = new Map(Object.entries(run.params));
       if (opts.tags) this.setTags(opts.tags);
+      this.switchSystemMetrics(run.info.runId, opts.logSystemMetrics, true);
       return run.info.runId;
     }
     const experimentId = opts.experimentId ?? this.experimentIdValue ?? (await this.getOrCreateExperiment());
@@ -195,6 +204,7 @@ export class MLflowTracker {
     this.run = { runId: info.runId, artifactUri: info.artifactUri, experimentId: info.experimentId };
     this.runEnded = false;
     this.loggedParams = new Map();
+    this.switchSystemMetrics(info.runId, opts.logSystemMetrics, false);
     return info.runId;
   }
 
@@ -206,6 +216,9 @@ export class MLflowTracker {
   }
 
   private endActiveRun(run: ActiveRun, status: RunStatus): void {
+    // The monitor stops first (this message overtakes the buffered end): no system metrics after the run's end.
+    if (this.systemMetricsOn) this.client.control({ t: 'sysmetrics', runId: null, resume: false });
+    this.systemMetricsOn = false;
     this.outbox.add({ k: 'end', runId: run.runId, status, endTime: Date.now() });
     this.runEnded = true;
   }
@@ -295,6 +308,28 @@ export class MLflowTracker {
 
   setTag(key: string, value: unknown): void {
     this.setTags({ [key]: value });
+  }
+
+  /**
+   * Logs datasets the run used, as `mlflow.log_input` (a `datasets` row per name and digest of the experiment,
+   * reused when it exists; an input with its tags, e.g. `mlflow.data.context: training`). Only enqueues;
+   * a store without the dataset tables (MLflow < 2.4) skips them with one warning.
+   */
+  logInputs(datasets: DatasetInput[]): void {
+    const run = this.requireRun();
+    validateDatasetInputs(datasets);
+    if (!datasets.length) return;
+    this.outbox.add({ k: 'inp', runId: run.runId, datasets: datasets.map((d) => ({ dataset: { ...d.dataset }, tags: d.tags.map((t) => ({ key: t.key, value: t.value })) })) });
+  }
+
+  /** True while the active run logs system metrics. */
+  get logsSystemMetrics(): boolean {
+    return this.systemMetricsOn;
+  }
+
+  private switchSystemMetrics(runId: string, wanted: boolean | undefined, resume: boolean): void {
+    this.systemMetricsOn = wanted ?? this.config.enableSystemMetricsLogging;
+    if (this.systemMetricsOn) this.client.control({ t: 'sysmetrics', runId, resume });
   }
 
   /** Uploads a file into the run's artifacts (in `artifactPath`, default the root) in the background. */

@@ -1,4 +1,5 @@
 // The entities the tracker reads and writes, shaped like MLflow's (camelCase).
+import type { DatasetInput } from './datasets.js';
 import type { StoreKind } from './schemes.js';
 
 export type RunStatus = 'RUNNING' | 'SCHEDULED' | 'FINISHED' | 'FAILED' | 'KILLED';
@@ -163,6 +164,8 @@ export interface TrackingStore {
   updateRun(runId: string, status: RunStatus, endTime: number | null): Promise<void>;
   getRun(runId: string): Promise<Run>;
   logBatch(batch: LogBatch): Promise<void>;
+  /** Logs dataset inputs of a run (`mlflow.log_input`); resolves to warnings (features the store lacks are skipped). */
+  logInputs(runId: string, datasets: DatasetInput[]): Promise<string[]>;
   getMetricHistory(runId: string, key: string): Promise<Metric[]>;
   searchRuns(opts: SearchRunsOptions): Promise<Run[]>;
   // logged models (MLflow 3): see sql/logged_models.ts and rest/logged_models.ts

@@ -8,10 +8,15 @@ import { Delivery } from './delivery.js';
 import { serializeError, type FromWorker, type StoreApi, type StoreMethod, type StoreReply, type StoreRequest, type ToWorker, type WorkerInit } from './protocol.js';
 import type { SpoolOp } from './spool.js';
 import { openStore } from './stores.js';
+import { SystemMetricsSwitch } from './system_metrics.js';
 import type { TrackingStore } from './types.js';
 
 class TrackerWorker {
-  private constructor(private readonly store: TrackingStore, private readonly api: StoreApi, private readonly delivery: Delivery) {}
+  private readonly systemMetrics: SystemMetricsSwitch;
+
+  private constructor(private readonly store: TrackingStore, private readonly api: StoreApi, private readonly delivery: Delivery, config: WorkerInit['config']) {
+    this.systemMetrics = new SystemMetricsSwitch(store, config, delivery, (message) => post({ t: 'warn', message }));
+  }
 
   static async start(init: WorkerInit): Promise<TrackerWorker> {
     const store = await openStore(init.config);
@@ -19,7 +24,7 @@ class TrackerWorker {
     delivery.start();
     // Every request the protocol can carry is answered by the store: tsc checks here that it can.
     const api: StoreApi = store;
-    return new TrackerWorker(store, api, delivery);
+    return new TrackerWorker(store, api, delivery, init.config);
   }
 
   onMessage(m: ToWorker): void {
@@ -37,6 +42,9 @@ class TrackerWorker {
         break;
       case 'flush':
         this.delivery.flush(m.id, m.seq, m.timeoutMs, m.persist);
+        break;
+      case 'sysmetrics':
+        void this.systemMetrics.switchTo(m.runId, m.resume);
         break;
       case 'close':
         void this.close(m.id);
@@ -56,6 +64,7 @@ class TrackerWorker {
 
   private async close(id: number): Promise<void> {
     try {
+      this.systemMetrics.stop();
       this.delivery.stop();
       await this.store.close();
       post({ t: 'res', id, value: null });

@@ -146,6 +146,11 @@ export class WorkerClient {
     this.worker!.postMessage({ t: 'ops', seq, ops } satisfies ToWorker, transfer);
   }
 
+  /** Sends a control message that needs no reply (the system metrics switch); nothing when the worker is gone. */
+  control(m: Extract<ToWorker, { t: 'sysmetrics' }>): void {
+    if (this.running) this.worker!.postMessage(m satisfies ToWorker);
+  }
+
   /** Closes the store and ends the worker thread. */
   async stop(): Promise<void> {
     if (this.running) {

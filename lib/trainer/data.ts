@@ -1,6 +1,8 @@
 // What the Trainer trains on: a data module that yields native data sets for the splits, batched,
 // shuffled and prefetched natively (no return to JavaScript per batch).
+import { datasetInputs, tensorIdentity, type SplitDescription } from '../data/datasets.js';
 import { native, type NativeDataset, type PositionScale } from '../native.js';
+import type { DatasetInput } from '../tracking/datasets.js';
 
 export interface DataSplits {
   train: NativeDataset;
@@ -25,6 +27,11 @@ export interface DataModule {
    * not need the data set.
    */
   metadataJson?(): string;
+  /**
+   * The splits as MLflow dataset inputs (lib/data/datasets.ts): the MLflowLogger logs them at the start of fit,
+   * as `mlflow.log_input` (datasets and their `mlflow.data.context`). Called after setup().
+   */
+  mlflowDatasets?(): DatasetInput[];
   describe(): string;
 }
 
@@ -77,6 +84,20 @@ export class TensorDataModule implements DataModule {
   }
   hyperparameters(): Record<string, unknown> {
     return { source: 'tensors', samples: this.n, input_shape: this.shape.slice(1), batch_size: this.batchSize };
+  }
+  mlflowDatasets(): DatasetInput[] {
+    const s = this.setup();
+    const seed = this.options.split === false ? 0 : this.options.seed ?? 42;
+    const splits: SplitDescription[] = [{ split: 'train', size: s.train.size, seed }];
+    if (s.val) splits.push({ split: 'val', size: s.val.size, seed });
+    if (s.test) splits.push({ split: 'test', size: s.test.size, seed });
+    const classes = this.targets instanceof Int32Array;
+    return datasetInputs({
+      name: 'tensors', sourceType: 'code', source: { tags: { 'heimdall.data.source': 'tensors' } },
+      identity: tensorIdentity(this.inputs, this.shape, this.targets, this.targetShape),
+      inputShape: this.shape.slice(1), targetShape: this.targetShape.slice(1), inputDtype: 'float32', targetDtype: classes ? 'int32' : 'float32',
+      targetKind: classes ? 'class index' : this.options.positionScale ? 'position [lat, lon] (normalised)' : `regression (${this.targetShape.slice(1).reduce((a, b) => a * b, 1)} values)`,
+    }, splits);
   }
   describe(): string {
     return `${this.n} in-memory samples of shape [${this.shape.slice(1).join(', ')}]`;

@@ -6,6 +6,8 @@ import type {
   SearchRunsOptions, Tag, TrackingStore,
 } from '../types.js';
 import { REST_BATCH_LIMITS, validateAlias, validateModelName } from '../validation.js';
+import { logInputsBody } from './datasets.js';
+import type { DatasetInput } from '../datasets.js';
 import { backoffMs, errorFromResponse, httpRequest, sleep, type HttpResponse } from './http.js';
 import { RestLoggedModels } from './logged_models.js';
 
@@ -235,6 +237,12 @@ export class RestStore implements TrackingStore {
       params: b.params,
       tags: b.tags,
     }, 0);
+  }
+
+  /** Dataset inputs of a run (rest/datasets.ts). */
+  async logInputs(runId: string, datasets: DatasetInput[]): Promise<string[]> {
+    await this.call('POST', 'runs/log-inputs', logInputsBody(runId, datasets));
+    return [];
   }
 
   async getMetricHistory(runId: string, key: string): Promise<Metric[]> {

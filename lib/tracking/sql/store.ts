@@ -12,6 +12,8 @@ import { sanitizeMetricValue, SQL_BATCH_LIMITS, validateAlias, validateModelName
 import { MLFLOW_VERSION, POSTGRES_DDL, SCHEMA_HEAD, SQLITE_DDL, SUPPORTED_REVISIONS } from './mlflow_schema.js';
 import { PostgresDriver, SqliteDriver, type Row, type SqlDriver, type SqlExecutor, type SqlValue } from './driver.js';
 import { SqlLoggedModels } from './logged_models.js';
+import { hasDatasetTables, logDatasetInputs } from './datasets.js';
+import type { DatasetInput } from '../datasets.js';
 
 const ALL_STAGES = ['None', 'Staging', 'Production', 'Archived'] as const;
 const ACTIVE_STAGES = ['Staging', 'Production'];
@@ -326,6 +328,20 @@ export class SqlStore implements TrackingStore {
       if (b.tags.length) await this.insertTags(tx, b.runId, b.tags);
     });
   }
+
+  /** Dataset inputs (sql/datasets.ts); a database without the dataset tables skips them with one warning. */
+  async logInputs(runId: string, datasets: DatasetInput[]): Promise<string[]> {
+    this.datasetTables ??= await hasDatasetTables(this.db);
+    if (!this.datasetTables) {
+      if (this.datasetsWarned) return [];
+      this.datasetsWarned = true;
+      return ['this MLflow database has no datasets/inputs/input_tags tables (MLflow < 2.4): dataset inputs are not logged'];
+    }
+    await logDatasetInputs(this.db, runId, datasets);
+    return [];
+  }
+  private datasetTables: boolean | undefined;
+  private datasetsWarned = false;
 
   private async logParams(tx: SqlExecutor, runId: string, params: { key: string; value: string }[]): Promise<void> {
     const seen = new Map<string, string>();

@@ -23,6 +23,13 @@ export interface MLflowLoggerOptions {
   logCheckpoints?: boolean;
   /** Extra parameters to log with the hyperparameters. */
   params?: Record<string, unknown>;
+  /** Log the data's splits as MLflow dataset inputs (`mlflow.log_input`) at the start of fit (default true). */
+  logDatasets?: boolean;
+  /**
+   * Log system metrics (CPU, memory, disk, network, GPU) while fit runs (default: the Trainer's
+   * `logSystemMetrics`, on). MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL etc. set how often.
+   */
+  logSystemMetrics?: boolean;
 }
 
 export class MLflowLogger extends Callback {
@@ -55,8 +62,8 @@ export class MLflowLogger extends Callback {
   }
 
   override async onFitStart(trainer: TrainerView): Promise<void> {
-    await this.ensureRun();
     const c = trainer.config;
+    await this.ensureRun(this.options.logSystemMetrics ?? c.logSystemMetrics);
     const params: Record<string, unknown> = {
       ...trainerParams(c),
       model: trainer.model?.hyperparameters() ?? {},
@@ -82,6 +89,18 @@ export class MLflowLogger extends Callback {
       const file = join(dir, 'metadata.json');
       writeFileSync(file, meta);
       this.tracker.logArtifact(file, 'data');
+    }
+    this.logDatasets(trainer);
+  }
+
+  /** The data's splits as dataset inputs (training / validation / testing); a failure is a warning, not an error. */
+  private logDatasets(trainer: TrainerView): void {
+    const dm = trainer.datamodule;
+    if (this.options.logDatasets === false || !dm?.mlflowDatasets) return;
+    try {
+      this.tracker.logInputs(dm.mlflowDatasets());
+    } catch (err) {
+      process.emitWarning(`MLflow: the data's dataset inputs are not logged: ${(err as Error).message}`, 'MLflowLoggerWarning');
     }
   }
 
@@ -166,10 +185,11 @@ export class MLflowLogger extends Callback {
     else if (this.open) await this.end('FINISHED');
   }
 
-  private async ensureRun(): Promise<void> {
+  /** Opens (or reopens) the run; system metrics only for fit (`logSystemMetrics`), not for a reopened run. */
+  private async ensureRun(logSystemMetrics = false): Promise<void> {
     if (this.open) return;
     this.runId = await this.tracker.startRun(
-      this.runId ? { runId: this.runId, tags: this.options.tags } : { runName: this.options.runName, tags: this.options.tags },
+      this.runId ? { runId: this.runId, tags: this.options.tags, logSystemMetrics } : { runName: this.options.runName, tags: this.options.tags, logSystemMetrics },
     );
     this.open = true;
   }
