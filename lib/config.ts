@@ -302,6 +302,21 @@ export const engineOptionsSchema = z
 export type EngineConfigInput = z.input<typeof engineOptionsSchema>;
 export type EngineConfig = z.output<typeof engineOptionsSchema>;
 
+/**
+ * A duration as Lightning's `max_time` / `Timer(duration=…)` take it: `'DD:HH:MM:SS'` or `{ days, hours, minutes,
+ * seconds }`. Parsed to milliseconds.
+ */
+export const durationSchema = z
+  .union([
+    z.string().regex(/^\d+:\d{1,2}:\d{1,2}:\d{1,2}$/, "must be 'DD:HH:MM:SS' (e.g. '00:12:00:00')"),
+    z.object({ days: z.number().min(0).optional(), hours: z.number().min(0).optional(), minutes: z.number().min(0).optional(), seconds: z.number().min(0).optional() }).strict(),
+  ])
+  .transform((d) => {
+    const [days, hours, minutes, seconds] = typeof d === 'string' ? d.split(':').map(Number) : [d.days ?? 0, d.hours ?? 0, d.minutes ?? 0, d.seconds ?? 0];
+    return (((days! * 24 + hours!) * 60 + minutes!) * 60 + seconds!) * 1000;
+  })
+  .refine((ms) => ms > 0, 'must be longer than 0 s');
+
 const engine = engineOptionsSchema.shape;
 export const trainerOptionsSchema = z
   .object({
@@ -320,6 +335,16 @@ export const trainerOptionsSchema = z
     enableProgressBar: z.boolean().optional(),
     handleSignals: z.boolean().default(true),
     checkValEveryNEpoch: z.number().int().min(1).default(1),
+    /** Stop after this much training time (Lightning's `max_time`): at a batch boundary, with a resumable checkpoint. */
+    maxTime: durationSchema.optional().describe("stop after this training time, 'DD:HH:MM:SS'"),
+    /** Keep training this many epochs even when EarlyStopping asks to stop (Lightning's `min_epochs`). */
+    minEpochs: z.number().int().min(0).default(0).describe('epochs to train before early stopping may end fit'),
+    /** Keep training until this many optimizer steps even when EarlyStopping asks to stop (`min_steps`). */
+    minSteps: z.number().int().min(0).default(0),
+    /** Log training-batch metrics every N optimizer steps (Lightning's `log_every_n_steps`, default 50). */
+    logEveryNSteps: z.number().int().min(1).default(50).describe('log batch metrics every N steps'),
+    /** Print a layer table (parameters, output shapes) when fit starts (Lightning's `enable_model_summary`). */
+    enableModelSummary: z.boolean().default(true),
   })
   .strict();
 export type TrainerConfigInput = z.input<typeof trainerOptionsSchema>;

@@ -43,6 +43,10 @@ export const trainFlagsSchema = z
     epochs: flag(trainer.maxEpochs, 'maximum epochs', { arg: 'n' }),
     weightDecay: flag(optimizerSchema.shape.weightDecay, 'AdamW weight decay (not on norms, biases, layer scale)', { arg: 'wd' }),
     patience: flag(earlyStoppingOptionsSchema.shape.patience, 'early-stopping patience on val/loss', { arg: 'n' }),
+    minEpochs: flag(trainer.minEpochs, 'epochs to train before early stopping may end the training', { arg: 'n' }),
+    maxTime: flag(trainer.maxTime, "stop after this training time, 'DD:HH:MM:SS' (at a batch boundary, with a checkpoint to --resume from)", { arg: 'DD:HH:MM:SS' }),
+    logEveryNSteps: flag(trainer.logEveryNSteps, 'log training-batch metrics every N optimizer steps', { arg: 'n' }),
+    modelSummary: flag(trainer.enableModelSummary, 'print the layer table when training starts', { negate: 'no layer table' }),
     outputDir: flag(trainer.defaultRootDir, 'checkpoints and exports', { arg: 'dir' }),
     runName: flag(z.string().min(1).optional(), 'MLflow run name', { arg: 'name', defaultText: 'rf-localization-<timestamp>' }),
     experimentName: flag(z.string().min(1).optional(), 'MLflow experiment (default: MLFLOW_EXPERIMENT_NAME or heimdall-localization)', { arg: 'name' }),
@@ -146,6 +150,10 @@ export async function train(flags: TrainFlags): Promise<number> {
     threads: flags.threads,
     defaultRootDir: flags.outputDir,
     enableProgressBar: flags.progress,
+    minEpochs: flags.minEpochs,
+    ...(flags.maxTime !== undefined ? { maxTime: { seconds: flags.maxTime / 1000 } } : {}),
+    logEveryNSteps: flags.logEveryNSteps,
+    enableModelSummary: flags.modelSummary,
     callbacks: [checkpoint, new EarlyStopping({ monitor: 'val/loss', patience: flags.patience }), new LearningRateMonitor()],
     logger,
   });
@@ -160,6 +168,9 @@ export async function train(flags: TrainFlags): Promise<number> {
     if (trainSeconds > 0) {
       log(`training: ${(trainSamples / trainSeconds).toFixed(0)} samples/s (${trainSamples.toFixed(0)} samples in ${trainSeconds.toFixed(1)} s of ` +
         `training epochs; fit ${history.seconds.toFixed(1)} s with validation, checkpoints and logging)`);
+    }
+    if (history.reason === 'max_time' && history.resumeCheckpoint) {
+      log(`time limit reached inside epoch ${trainer.currentEpoch}: checkpoint ${history.resumeCheckpoint}; continue with --resume ${history.resumeCheckpoint} and a longer --max-time`);
     }
     if (history.reason === 'interrupted') {
       log(`interrupted: checkpoint ${history.interruptCheckpoint}; MLflow run ${logger.runId} ended KILLED. Resume with --resume ${history.interruptCheckpoint}`);
@@ -182,7 +193,7 @@ export async function train(flags: TrainFlags): Promise<number> {
       const report = await trainer.exportOnnx(onnxPath);
       log(formatOnnxReport(report));
     }
-    log(`MLflow run ${logger.runId} (${history.reason === 'stopped' ? 'early-stopped' : 'max epochs'}, ${history.epochs.length} epochs) in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+    log(`MLflow run ${logger.runId} (${history.reason === 'stopped' ? 'early-stopped' : history.reason === 'max_time' ? 'time limit' : 'max epochs'}, ${history.epochs.length} epochs) in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
     await logger.close();
     return 0;
   } catch (err) {

@@ -51,6 +51,8 @@ export interface TrainerView {
   logMetrics(metrics: Metrics, step?: number): void;
   saveCheckpoint(path: string): Promise<void>;
   stop(reason?: string): void;
+  /** Ends fit at the next batch boundary as a normal end (Timer's `maxTime`), with a checkpoint to resume from. */
+  endFit(reason: 'max_time'): void;
 }
 
 export abstract class Callback {

@@ -31,13 +31,15 @@ export interface EpochRecord {
 
 export interface FitHistory {
   epochs: EpochRecord[];
-  /** Why fit ended. */
-  reason: 'max_epochs' | 'stopped' | 'interrupted';
+  /** Why fit ended: maxEpochs reached, a callback's `shouldStop` (EarlyStopping), Ctrl-C / stop(), or `maxTime`. */
+  reason: 'max_epochs' | 'stopped' | 'interrupted' | 'max_time';
   /** Optimizer steps taken. */
   globalStep: number;
   seconds: number;
   /** The interrupt checkpoint, when interrupted. */
   interruptCheckpoint?: string;
+  /** When a limit (`maxTime`) ended fit inside an epoch: the checkpoint to resume that epoch from. */
+  resumeCheckpoint?: string;
 }
 
 export interface FitOptions {
@@ -80,13 +82,16 @@ export class Trainer implements TrainerView {
   private engine?: NativeEngine;
   private splits?: DataSplits;
   private interrupted: string | null = null;
+  /** A limit that ends fit at a batch boundary as a normal end (`max_time`), set through endFit(). */
+  private limit: 'max_time' | null = null;
+  private stoppedMidEpoch = false;
 
   constructor(options: TrainerOptions = {}) {
     const { callbacks = [], logger, ...rest } = options;
     this.config = parseTrainerOptions(rest);
     this.logger = loggerCallback(logger);
     const progress = this.config.enableProgressBar ?? (Boolean(process.stdout.isTTY) && !process.env.CI);
-    const all = withDefaultCallbacks(callbacks, this.logger, progress);
+    const all = withDefaultCallbacks(callbacks, this.logger, progress, this.config);
     const keys = new Set<string>();
     for (const c of all) {
       if (keys.has(c.stateKey)) {
@@ -125,12 +130,24 @@ export class Trainer implements TrainerView {
     this.engine?.requestStop();
   }
 
+  /**
+   * Ends fit at the next batch boundary as a normal end (the Timer's `maxTime`): a checkpoint to resume the
+   * epoch is written when it ends inside one, callbacks see onTrainEnd/onFitEnd, the run ends FINISHED.
+   */
+  endFit(reason: 'max_time'): void {
+    if (this.interrupted) return;
+    this.limit ??= reason;
+    this.engine?.requestStop();
+  }
+
   async fit(model: ConvNeXt, data: DataModule, options: FitOptions = {}): Promise<FitHistory> {
     const t0 = Date.now();
     this.model = model;
     this.datamodule = data;
     this.shouldStop = false;
     this.interrupted = null;
+    this.limit = null;
+    this.stoppedMidEpoch = false;
     const history: FitHistory = { epochs: [], reason: 'max_epochs', globalStep: 0, seconds: 0 };
     const removeSignals = this.config.handleSignals ? this.installSignalHandlers() : () => undefined;
     try {
@@ -142,12 +159,30 @@ export class Trainer implements TrainerView {
       await this.call('onFitStart');
       await this.call('onTrainStart');
       const { maxEpochs } = this.config;
-      while (this.engine.epoch < maxEpochs && !this.shouldStop) {
+      let announced = false;
+      while (this.engine.epoch < maxEpochs && !this.limit) {
+        if (this.shouldStop) {
+          if (this.minimaReached()) break;
+          if (!announced) {
+            process.stderr.write(`heimdall-torch: asked to stop, but minEpochs=${this.config.minEpochs} / minSteps=${this.config.minSteps} are not reached yet: training goes on\n`);
+            announced = true;
+          }
+        }
         const record = await this.runEpoch(maxEpochs);
         if (record) history.epochs.push(record);
-        if (this.interrupted) break;
+        if (this.interrupted || this.limit) break;
       }
-      if (this.interrupted) {
+      if (this.limit && !this.interrupted) {
+        history.reason = this.limit;
+        if (this.stoppedMidEpoch) {
+          const path = join(this.rootDir, 'checkpoints', `${this.limit}.safetensors`);
+          mkdirSync(join(this.rootDir, 'checkpoints'), { recursive: true });
+          await this.saveCheckpoint(path);
+          history.resumeCheckpoint = path;
+        }
+        await this.call('onTrainEnd');
+        await this.call('onFitEnd');
+      } else if (this.interrupted) {
         history.reason = 'interrupted';
         const path = join(this.rootDir, 'checkpoints', 'interrupted.safetensors');
         mkdirSync(join(this.rootDir, 'checkpoints'), { recursive: true });
@@ -155,7 +190,7 @@ export class Trainer implements TrainerView {
         history.interruptCheckpoint = path;
         await this.call('onInterrupt', path);
       } else {
-        if (this.shouldStop) history.reason = 'stopped';
+        if (this.shouldStop && this.minimaReached()) history.reason = 'stopped';
         await this.call('onTrainEnd');
         await this.call('onFitEnd');
       }
@@ -286,6 +321,11 @@ export class Trainer implements TrainerView {
     }
   }
 
+  /** Lightning's `min_epochs` / `min_steps`: a stop request (EarlyStopping) is honoured only once both are reached. */
+  private minimaReached(): boolean {
+    return this.engine!.epoch >= this.config.minEpochs && this.engine!.step >= this.config.minSteps;
+  }
+
   private syncCounters(): void {
     this.currentEpoch = this.engine!.epoch;
     this.globalStep = this.engine!.step;
@@ -321,9 +361,12 @@ export class Trainer implements TrainerView {
     if (hookError) throw hookError;
     this.globalStep = engine.step;
     if (result.stopped) {
-      if (!this.interrupted) this.interrupted = 'stop request';
+      if (!this.interrupted && !this.limit) this.interrupted = 'stop request';
+      this.stoppedMidEpoch = true;
       return null;
     }
+    // A limit reached on the epoch's last batch: the epoch is whole, so it is validated and checkpointed as any other.
+    if (this.limit && !this.interrupted) engine.clearStop();
     const train = prefixed('train', result.metrics);
     let val: Metrics | undefined;
     if (splits.val && (epoch + 1) % this.config.checkValEveryNEpoch === 0) {

@@ -1,0 +1,194 @@
+// Trainer options Lightning users reach for daily (issue 17): maxTime / Timer, minEpochs, logEveryNSteps,
+// OnExceptionCheckpoint, ModelSummary — each against Lightning's documented semantics.
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError } from '../../lib/config.js';
+import { ConvNeXt } from '../../lib/model.js';
+import { Callback, EarlyStopping, MLflowLogger, ModelSummary, OnExceptionCheckpoint, TensorDataModule, Timer, Trainer, formatDuration, summarize, type TrainBatch } from '../../lib/trainer/index.js';
+import { resolveTrainFlags, trainCommand } from '../../lib/cli/train.js';
+import { python } from '../helpers/python.js';
+import { tempDir } from '../helpers/tmp.js';
+import { blobs } from '../native/fixtures.js';
+
+function blobData(n = 120, seed = 1, batchSize = 16): TensorDataModule {
+  const { inputs, targets } = blobs(n, seed);
+  return new TensorDataModule(inputs, [n, 3, 32, 32], targets, [n, 2], { batchSize, seed: 3 });
+}
+const base = { device: 'cpu', threads: 2, enableProgressBar: false, enableModelSummary: false, handleSignals: false, optimizer: { name: 'adamw' as const, lr: 2e-3, weightDecay: 1e-5 } };
+
+/** Records every training batch with the time its event reached JavaScript. */
+class BatchClock extends Callback {
+  readonly batches: { epoch: number; batch: number; step: number; at: number }[] = [];
+  override onTrainBatchEnd(_t: unknown, b: TrainBatch) { this.batches.push({ epoch: b.epoch, batch: b.batch, step: b.step, at: Date.now() }); }
+}
+
+describe('maxTime and Timer', () => {
+  it('parses durations as Lightning does: DD:HH:MM:SS or { days, hours, minutes, seconds }', () => {
+    expect(new Trainer({ ...base, maxTime: '00:12:00:00' }).config.maxTime).toBe(12 * 3600 * 1000);
+    expect(new Trainer({ ...base, maxTime: { hours: 1, minutes: 30 } }).config.maxTime).toBe(5400 * 1000);
+    expect(() => new Trainer({ ...base, maxTime: '12h' })).toThrow(ConfigError);
+    expect(() => new Trainer({ ...base, maxTime: { hours: 0 } })).toThrow(/maxTime: must be longer than 0 s/);
+    expect(formatDuration(90061000)).toBe('01:01:01:01');
+  });
+
+  it('stops at the batch boundary after the limit, writes a checkpoint, and a resumed fit continues that epoch', async () => {
+    const dir = tempDir();
+    const clock = new BatchClock();
+    const timer = new Timer({ duration: { seconds: 1.5 }, verbose: false });
+    let started = 0;
+    class Start extends Callback { override onTrainStart() { started = Date.now(); } }
+    const trainer = new Trainer({ ...base, maxEpochs: 500, defaultRootDir: dir, callbacks: [new Start(), clock, timer] });
+    const history = await trainer.fit(ConvNeXt.localization('atto', { seed: 3 }), blobData(400, 3, 8));
+    expect(history.reason).toBe('max_time');
+    expect(timer.expired).toBe(true);
+    const limit = started + 1500;
+    expect(clock.batches.at(-1)!.at).toBeGreaterThanOrEqual(limit);
+    // The stop lands at a batch boundary: at most the batch already running when the limit was seen, and one more.
+    expect(clock.batches.filter((b) => b.at >= limit).length).toBeLessThanOrEqual(2);
+    expect(history.globalStep).toBe(clock.batches.at(-1)!.step);
+    expect(timer.timeElapsed()).toBeGreaterThanOrEqual(1.5);
+
+    // 400 samples → ~34 batches of 8 per epoch: the limit almost surely falls inside an epoch.
+    const last = clock.batches.at(-1)!;
+    const midEpoch = last.batch + 1 < trainer.trainBatches;
+    expect(Boolean(history.resumeCheckpoint)).toBe(midEpoch);
+    if (!history.resumeCheckpoint) return;
+    expect(existsSync(history.resumeCheckpoint)).toBe(true);
+
+    const clock2 = new BatchClock();
+    const timer2 = new Timer({ verbose: false }); // no limit: measures only, restores the elapsed time
+    const resumed = new Trainer({ ...base, maxEpochs: last.epoch + 1, defaultRootDir: tempDir(), callbacks: [clock2, timer2] });
+    const h2 = await resumed.fit(ConvNeXt.localization('atto', { seed: 3 }), blobData(400, 3, 8), { ckptPath: history.resumeCheckpoint });
+    expect(h2.reason).toBe('max_epochs');
+    expect(clock2.batches[0]).toMatchObject({ epoch: last.epoch, batch: last.batch + 1, step: last.step + 1 });
+    expect(h2.epochs.map((e) => e.epoch)).toEqual([last.epoch]);
+    expect(timer2.timeElapsed()).toBeGreaterThan(timer.timeElapsed());
+  });
+
+  it("interval 'epoch' ends fit after the epoch in which the time ran out", async () => {
+    const timer = new Timer({ duration: { seconds: 0.01 }, interval: 'epoch', verbose: false });
+    const trainer = new Trainer({ ...base, maxEpochs: 5, defaultRootDir: tempDir(), callbacks: [timer] });
+    const history = await trainer.fit(ConvNeXt.localization('atto', { seed: 4 }), blobData(60, 4));
+    expect(history.epochs.map((e) => e.epoch)).toEqual([0]);
+    expect(history.reason).toBe('stopped');
+    expect(history.resumeCheckpoint).toBeUndefined();
+  });
+});
+
+describe('minEpochs', () => {
+  it('keeps training until minEpochs when EarlyStopping asks to stop earlier (Lightning: min_epochs wins)', async () => {
+    // After the first validation (which sets the best), no validation is an improvement: stop after epoch 1.
+    const never = () => new EarlyStopping({ patience: 0, minDelta: 1e9 });
+    const plain = new Trainer({ ...base, maxEpochs: 6, defaultRootDir: tempDir(), callbacks: [never()] });
+    const h1 = await plain.fit(ConvNeXt.localization('atto', { seed: 5 }), blobData(60, 5));
+    expect(h1.epochs.length).toBe(2);
+    const withMin = new Trainer({ ...base, maxEpochs: 6, minEpochs: 4, defaultRootDir: tempDir(), callbacks: [never()] });
+    const h2 = await withMin.fit(ConvNeXt.localization('atto', { seed: 5 }), blobData(60, 5));
+    expect(h2.epochs.map((e) => e.epoch)).toEqual([0, 1, 2, 3]);
+    expect(h2.reason).toBe('stopped');
+  });
+
+  it('minSteps counts optimizer steps', async () => {
+    const trainer = new Trainer({ ...base, maxEpochs: 6, minSteps: 7, defaultRootDir: tempDir(), callbacks: [new EarlyStopping({ patience: 0, minDelta: 1e9 })] });
+    const h = await trainer.fit(ConvNeXt.localization('atto', { seed: 6 }), blobData(60, 6)); // 3 steps per epoch
+    expect(h.epochs.length).toBe(3); // EarlyStopping asks after epoch 1 (6 steps); 9 ≥ 7 after epoch 2
+    expect(h.globalStep).toBe(9);
+  });
+});
+
+describe('logEveryNSteps', () => {
+  it('logs batch metrics every N optimizer steps (default 50, as Lightning), epoch metrics every epoch', async () => {
+    const dir = tempDir();
+    const trackingUri = `sqlite:///${join(dir, 'mlflow.db')}`;
+    const steps = async (trainerOptions: object) => {
+      const logger = new MLflowLogger({ trackerOptions: { trackingUri, artifactUri: join(dir, 'artifacts') }, logCheckpoints: false });
+      const trainer = new Trainer({ ...base, maxEpochs: 2, defaultRootDir: tempDir(), logger, ...trainerOptions });
+      await trainer.fit(ConvNeXt.localization('atto', { seed: 7 }), blobData(120, 7, 8)); // 12 steps per epoch
+      await logger.close();
+      return JSON.parse(await python(`
+import sys, json, mlflow
+c = mlflow.MlflowClient(sys.argv[1])
+print(json.dumps({k: [m.step for m in c.get_metric_history(sys.argv[2], k)] for k in ('train/loss', 'train/loss_epoch')}))`, [trackingUri, logger.runId!])) as Record<string, number[]>;
+    };
+    const every5 = await steps({ logEveryNSteps: 5 });
+    expect(every5['train/loss']).toEqual([5, 10, 15, 20]);
+    expect(every5['train/loss_epoch']!.length).toBe(2);
+    const byDefault = await steps({});
+    expect(byDefault['train/loss']).toEqual([]);
+    expect(byDefault['train/loss_epoch']!.length).toBe(2);
+  });
+});
+
+describe('OnExceptionCheckpoint', () => {
+  it('saves a resumable checkpoint when fit fails, and fit still rejects with the original error', async () => {
+    const dir = tempDir();
+    class FailAfterFirstEpoch extends Callback {
+      override onTrainEpochEnd(t: Trainer) { if (t.currentEpoch === 1) throw new Error('disk quota exceeded (test)'); }
+    }
+    const saver = new OnExceptionCheckpoint();
+    const trainer = new Trainer({ ...base, maxEpochs: 3, defaultRootDir: dir, callbacks: [new FailAfterFirstEpoch(), saver] });
+    await expect(trainer.fit(ConvNeXt.localization('atto', { seed: 8 }), blobData(60, 8))).rejects.toThrow('disk quota exceeded (test)');
+    expect(saver.savedPath).toBe(join(dir, 'checkpoints', 'on_exception.safetensors'));
+    expect(existsSync(saver.savedPath!)).toBe(true);
+    const resumed = new Trainer({ ...base, maxEpochs: 3, defaultRootDir: tempDir() });
+    const h = await resumed.fit(ConvNeXt.localization('atto', { seed: 8 }), blobData(60, 8), { ckptPath: saver.savedPath });
+    expect(h.epochs.map((e) => e.epoch)).toEqual([1, 2]);
+  });
+
+  it('refuses a path as its file name', () => {
+    expect(() => new OnExceptionCheckpoint({ filename: '../x' })).toThrow(/filename: must be a file name/);
+  });
+});
+
+describe('ModelSummary', () => {
+  it('lists the modules with parameter counts and output sizes that match timm and libtorch', async () => {
+    const model = ConvNeXt.localization('atto', { seed: 9 });
+    await model.ready();
+    const s = summarize(model, [3, 64, 96]);
+    expect(s.rows.map((r) => r.name)).toEqual(['stem', 'stages.0', 'stages.1', 'stages.2', 'stages.3', 'head.norm', 'position_head', 'uncertainty_head']);
+    expect(s.rows.reduce((a, r) => a + r.params, 0)).toBe(model.numParameters());
+    expect(s.total).toBe(model.numParameters());
+    expect(s.trainable).toBe(model.numParameters(true));
+    // The reference: timm's convnext_atto, its modules' parameters and output shapes for a [2, 3, 64, 96] input.
+    const ref = JSON.parse(await python(`
+import json, torch, timm
+m = timm.create_model('convnext_atto', pretrained=False, num_classes=0).eval()
+shapes = {}
+for name in ['stem'] + [f'stages.{i}' for i in range(4)]:
+    m.get_submodule(name).register_forward_hook(lambda mod, i, o, name=name: shapes.__setitem__(name, list(o.shape)))
+m(torch.zeros(2, 3, 64, 96))
+print(json.dumps({n: {'params': sum(p.numel() for p in m.get_submodule(n).parameters()), 'shape': shapes[n]} for n in shapes}))`)) as Record<string, { params: number; shape: number[] }>;
+    for (const row of s.rows.slice(0, 5)) {
+      expect(row.params).toBe(ref[row.name]!.params);
+      expect(row.outSize).toEqual(['B', ...ref[row.name]!.shape.slice(1)]);
+    }
+    expect(s.rows.find((r) => r.name === 'position_head')!.outSize).toEqual(['B', 2]);
+  });
+
+  it('prints the table at fit start (on by default, off with enableModelSummary: false)', async () => {
+    let printed = '';
+    const summary = new ModelSummary({ write: (t) => (printed += t) });
+    const trainer = new Trainer({ ...base, enableModelSummary: true, maxEpochs: 1, defaultRootDir: tempDir(), callbacks: [summary] });
+    await trainer.fit(ConvNeXt.localization('atto', { seed: 10 }), blobData(40, 10));
+    expect(printed).toMatch(/stages\.3 +\| Stage \(downsample, 2 blocks\) +\| 1\.9 M +\| \[B, 320, 1, 1\]/);
+    expect(printed).toMatch(/3\.5 M +Total params/);
+    expect(new Trainer({ ...base, enableModelSummary: true }).callbacks.filter((c) => c instanceof ModelSummary).length).toBe(1);
+    expect(new Trainer({ ...base, enableModelSummary: false }).callbacks.some((c) => c instanceof ModelSummary)).toBe(false);
+  });
+});
+
+describe('CLI flags', () => {
+  const flagsOf = (args: string[]) => {
+    const cmd = trainCommand().exitOverride();
+    cmd.action(() => undefined);
+    cmd.parse(args, { from: 'user' });
+    return resolveTrainFlags(cmd);
+  };
+  it('--max-time, --min-epochs, --log-every-n-steps, --no-model-summary reach the Trainer options', () => {
+    const f = flagsOf(['--max-time', '00:02:30:00', '--min-epochs', '4', '--log-every-n-steps', '10', '--no-model-summary']);
+    expect(f).toMatchObject({ maxTime: 9000 * 1000, minEpochs: 4, logEveryNSteps: 10, modelSummary: false });
+    expect(flagsOf([])).toMatchObject({ minEpochs: 0, logEveryNSteps: 50, modelSummary: true });
+    expect(() => flagsOf(['--max-time', '2h'])).toThrow(/--max-time: must be 'DD:HH:MM:SS'/);
+  });
+});
