@@ -317,6 +317,22 @@ export const durationSchema = z
   })
   .refine((ms) => ms > 0, 'must be longer than 0 s');
 
+/**
+ * Lightning's `limit_*_batches`: an integer ≥ 1 is a number of batches, a number in (0, 1) a fraction of the
+ * split's batches (at least one), 0 turns the loop off. JavaScript has no `1.0`: leave it out for all batches.
+ */
+export const batchLimitSchema = z
+  .number()
+  .min(0)
+  .refine((n) => Number.isInteger(n) || n < 1, 'must be a whole number of batches (≥ 0) or a fraction in (0, 1)');
+
+/** Batches a `batchLimitSchema` value leaves of `total` (undefined: all). */
+export function limitBatches(limit: number | undefined, total: number): number {
+  if (limit === undefined) return total;
+  if (Number.isInteger(limit)) return Math.min(limit, total);
+  return Math.min(total, Math.max(1, Math.floor(limit * total)));
+}
+
 const engine = engineOptionsSchema.shape;
 export const trainerOptionsSchema = z
   .object({
@@ -345,6 +361,18 @@ export const trainerOptionsSchema = z
     logEveryNSteps: z.number().int().min(1).default(50).describe('log batch metrics every N steps'),
     /** Print a layer table (parameters, output shapes) when fit starts (Lightning's `enable_model_summary`). */
     enableModelSummary: z.boolean().default(true),
+    /** End fit after this many optimizer steps (with maxEpochs, whichever comes first); the schedule spans it. */
+    maxSteps: z.number().int().min(1).optional().describe('end training after this many optimizer steps'),
+    /**
+     * Lightning's `fast_dev_run`: `true` (1) or n batches of train, validation (and test()), one epoch, no sanity
+     * check; no checkpoints, no early stopping and no logger run; a one-line report. For checking that everything runs.
+     */
+    fastDevRun: z.union([z.boolean(), z.number().int().min(1)]).default(false),
+    limitTrainBatches: batchLimitSchema.optional(),
+    limitValBatches: batchLimitSchema.optional(),
+    limitTestBatches: batchLimitSchema.optional(),
+    /** Validation batches run before training starts, to catch a broken validation early (-1: all, 0: off). */
+    numSanityValSteps: z.number().int().min(-1).default(2).describe('validation batches checked before training'),
   })
   .strict();
 export type TrainerConfigInput = z.input<typeof trainerOptionsSchema>;

@@ -69,6 +69,10 @@ export abstract class Callback {
     const defined = Object.fromEntries(Object.entries(settings).filter(([, v]) => v !== undefined));
     return `${this.constructor.name}${JSON.stringify(defined)}`;
   }
+  /** False for callbacks that write files or runs (checkpoints, loggers) or end training (EarlyStopping): fastDevRun skips them. */
+  get runsInFastDevRun(): boolean {
+    return true;
+  }
   onFitStart?(trainer: TrainerView): Awaitable<void>;
   onTrainStart?(trainer: TrainerView): Awaitable<void>;
   onTrainEpochStart?(trainer: TrainerView, epoch: number): Awaitable<void>;

@@ -2,7 +2,7 @@
 // JavaScript thread; callbacks run between epochs and as batch events arrive.
 import { existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { parseTrainerOptions, type TrainerConfig, type TrainerConfigInput } from '../config.js';
+import { ConfigError, limitBatches, parseTrainerOptions, type TrainerConfig, type TrainerConfigInput } from '../config.js';
 import { HeimdallError } from '../errors.js';
 import type { ConvNeXt } from '../model.js';
 import { native, type NativeEngine, type NativeEngineOptions, type PredictOutput } from '../native.js';
@@ -32,13 +32,13 @@ export interface EpochRecord {
 export interface FitHistory {
   epochs: EpochRecord[];
   /** Why fit ended: maxEpochs reached, a callback's `shouldStop` (EarlyStopping), Ctrl-C / stop(), or `maxTime`. */
-  reason: 'max_epochs' | 'stopped' | 'interrupted' | 'max_time';
+  reason: 'max_epochs' | 'stopped' | 'interrupted' | 'max_time' | 'max_steps';
   /** Optimizer steps taken. */
   globalStep: number;
   seconds: number;
   /** The interrupt checkpoint, when interrupted. */
   interruptCheckpoint?: string;
-  /** When a limit (`maxTime`) ended fit inside an epoch: the checkpoint to resume that epoch from. */
+  /** When a limit (`maxTime`, `maxSteps`) ended fit inside an epoch: the checkpoint to resume that epoch from. */
   resumeCheckpoint?: string;
 }
 
@@ -83,12 +83,13 @@ export class Trainer implements TrainerView {
   private splits?: DataSplits;
   private interrupted: string | null = null;
   /** A limit that ends fit at a batch boundary as a normal end (`max_time`), set through endFit(). */
-  private limit: 'max_time' | null = null;
+  private limit: 'max_time' | 'max_steps' | null = null;
   private stoppedMidEpoch = false;
 
   constructor(options: TrainerOptions = {}) {
     const { callbacks = [], logger, ...rest } = options;
     this.config = parseTrainerOptions(rest);
+    if (this.config.limitTrainBatches === 0) throw new ConfigError(['limitTrainBatches: 0 leaves nothing to train; leave it out for every batch']);
     this.logger = loggerCallback(logger);
     const progress = this.config.enableProgressBar ?? (Boolean(process.stdout.isTTY) && !process.env.CI);
     const all = withDefaultCallbacks(callbacks, this.logger, progress, this.config);
@@ -106,6 +107,12 @@ export class Trainer implements TrainerView {
   /** The first ModelCheckpoint among the callbacks (Lightning's `trainer.checkpoint_callback`): 'best' and 'last' resolve through it. */
   get checkpointCallback(): ModelCheckpoint | undefined {
     return this.callbacks.find((c): c is ModelCheckpoint => c instanceof ModelCheckpoint);
+  }
+
+  /** Batches per loop in fastDevRun mode (0: off). */
+  get fastDevRunBatches(): number {
+    const f = this.config.fastDevRun;
+    return f === true ? 1 : f === false ? 0 : f;
   }
 
   /** The folder for checkpoints and outputs. */
@@ -156,11 +163,19 @@ export class Trainer implements TrainerView {
       this.engine = new (native().Engine)(model.native, this.engineOptions(data));
       if (options.ckptPath) await this.restore(options.ckptPath);
       this.syncCounters();
+      const dev = this.fastDevRunBatches;
+      if (dev) process.stdout.write(`heimdall-torch: fastDevRun: ${dev} batch(es) of each loop, one epoch; no checkpoints, early stopping or logger run\n`);
       await this.call('onFitStart');
+      await this.sanityCheck();
       await this.call('onTrainStart');
-      const { maxEpochs } = this.config;
+      const maxEpochs = dev ? this.engine.epoch + 1 : this.config.maxEpochs;
+      const { maxSteps } = this.config;
       let announced = false;
       while (this.engine.epoch < maxEpochs && !this.limit) {
+        if (maxSteps !== undefined && this.engine.step >= maxSteps) {
+          this.limit = 'max_steps';
+          break;
+        }
         if (this.shouldStop) {
           if (this.minimaReached()) break;
           if (!announced) {
@@ -174,7 +189,7 @@ export class Trainer implements TrainerView {
       }
       if (this.limit && !this.interrupted) {
         history.reason = this.limit;
-        if (this.stoppedMidEpoch) {
+        if (this.stoppedMidEpoch && !dev) {
           const path = join(this.rootDir, 'checkpoints', `${this.limit}.safetensors`);
           mkdirSync(join(this.rootDir, 'checkpoints'), { recursive: true });
           await this.saveCheckpoint(path);
@@ -182,6 +197,9 @@ export class Trainer implements TrainerView {
         }
         await this.call('onTrainEnd');
         await this.call('onFitEnd');
+      } else if (this.interrupted && dev) {
+        history.reason = 'interrupted'; // fastDevRun leaves no files: no interrupt checkpoint
+        await this.call('onInterrupt', null);
       } else if (this.interrupted) {
         history.reason = 'interrupted';
         const path = join(this.rootDir, 'checkpoints', 'interrupted.safetensors');
@@ -196,6 +214,7 @@ export class Trainer implements TrainerView {
       }
       history.globalStep = this.globalStep;
       history.seconds = (Date.now() - t0) / 1000;
+      if (dev) process.stdout.write(`${fastDevRunReport(history)}\n`);
       return history;
     } catch (err) {
       const error = err instanceof Error ? err : new HeimdallError('HEIMDALL_INTERNAL', String(err), { cause: err });
@@ -218,7 +237,8 @@ export class Trainer implements TrainerView {
     const splits = data ? await data.setup() : this.splits;
     if (!splits?.val) throw new HeimdallError('HEIMDALL_INVALID_ARGUMENT', 'validate(): the data module has no validation split');
     engine.clearStop(); // a stop that ended fit() is not a stop of this call
-    const r = await engine.evaluate(splits.val, { batchSize: (data ?? this.datamodule)!.batchSize });
+    const batchSize = (data ?? this.datamodule)!.batchSize;
+    const r = await engine.evaluate(splits.val, { batchSize, ...this.evalLimit(this.config.limitValBatches, splits.val.size, batchSize) });
     return prefixed('val', r.metrics);
   }
 
@@ -236,7 +256,7 @@ export class Trainer implements TrainerView {
       if (path) await engine.loadCheckpoint(path);
     }
     engine.clearStop();
-    const r = await engine.evaluate(splits.test, { batchSize: data.batchSize });
+    const r = await engine.evaluate(splits.test, { batchSize: data.batchSize, ...this.evalLimit(this.config.limitTestBatches, splits.test.size, data.batchSize) });
     const metrics = prefixed('test', r.metrics);
     await this.call('onTestEnd', metrics);
     return metrics;
@@ -349,7 +369,11 @@ export class Trainer implements TrainerView {
     const batchSize = this.datamodule!.batchSize;
     const batches = this.trainBatches;
     enqueue(() => this.call('onTrainBatchStart', epoch, 0));
-    const result = await engine.trainEpoch(splits.train, { batchSize, maxEpochs }, (ev) => {
+    const limits = {
+      ...(batches < Math.ceil(splits.train.size / batchSize) ? { maxBatches: batches } : {}),
+      ...(this.config.maxSteps !== undefined ? { maxSteps: this.config.maxSteps } : {}),
+    };
+    const result = await engine.trainEpoch(splits.train, { batchSize, maxEpochs, ...limits }, (ev) => {
       const batch = toTrainBatch(ev);
       this.globalStep = ev.step;
       enqueue(async () => {
@@ -360,6 +384,11 @@ export class Trainer implements TrainerView {
     await chain;
     if (hookError) throw hookError;
     this.globalStep = engine.step;
+    if (result.maxStepsReached && !result.stopped) {
+      this.limit ??= 'max_steps';
+      this.stoppedMidEpoch = true;
+      return null;
+    }
     if (result.stopped) {
       if (!this.interrupted && !this.limit) this.interrupted = 'stop request';
       this.stoppedMidEpoch = true;
@@ -369,9 +398,10 @@ export class Trainer implements TrainerView {
     if (this.limit && !this.interrupted) engine.clearStop();
     const train = prefixed('train', result.metrics);
     let val: Metrics | undefined;
-    if (splits.val && (epoch + 1) % this.config.checkValEveryNEpoch === 0) {
+    const valLimit = this.evalLimit(this.config.limitValBatches, splits.val?.size ?? 0, batchSize);
+    if (splits.val && valLimit.maxBatches !== 0 && (epoch + 1) % this.config.checkValEveryNEpoch === 0) {
       await this.call('onValidationStart');
-      const r = await engine.evaluate(splits.val, { batchSize: this.datamodule!.batchSize });
+      const r = await engine.evaluate(splits.val, { batchSize, ...valLimit });
       // A stop during validation leaves a partial pass: not the epoch's val/*, and no callback acts on it.
       if (r.stopped) {
         if (!this.interrupted) this.interrupted = 'stop request';
@@ -385,11 +415,31 @@ export class Trainer implements TrainerView {
     }
     this.currentEpoch = engine.epoch; // completed epochs
     await this.call('onTrainEpochEnd', { ...train, ...(val ?? {}) });
+    if (this.config.maxSteps !== undefined && engine.step >= this.config.maxSteps) this.limit ??= 'max_steps';
     return { epoch, train, val, seconds: result.seconds, samplesPerSec: result.samplesPerSec };
   }
 
+  /** The validation batches Lightning runs before training (`num_sanity_val_steps`); results are discarded. */
+  private async sanityCheck(): Promise<void> {
+    const n = this.fastDevRunBatches ? 0 : this.config.numSanityValSteps;
+    const val = this.splits?.val;
+    const batchSize = this.datamodule!.batchSize;
+    if (!val || n === 0 || this.evalLimit(this.config.limitValBatches, val.size, batchSize).maxBatches === 0) return;
+    await this.engine!.evaluate(val, { batchSize, ...(n > 0 ? { maxBatches: n } : {}) });
+  }
+
+  /** `{ maxBatches }` for an evaluation loop from its limit option (fastDevRun's n first), `{}` for all batches. */
+  private evalLimit(limit: number | undefined, size: number, batchSize: number): { maxBatches?: number } {
+    const dev = this.fastDevRunBatches;
+    if (dev) return { maxBatches: dev };
+    if (limit === undefined) return {};
+    return { maxBatches: limitBatches(limit, Math.ceil(size / batchSize)) };
+  }
+
   private async call<K extends keyof Callback>(hook: K, ...args: unknown[]): Promise<void> {
+    const dev = this.fastDevRunBatches > 0;
     for (const c of this.callbacks) {
+      if (dev && !c.runsInFastDevRun) continue;
       const fn = c[hook] as ((this: Callback, t: TrainerView, ...a: unknown[]) => unknown) | undefined;
       if (typeof fn === 'function') await fn.call(c, this, ...args);
     }
@@ -432,13 +482,23 @@ export class Trainer implements TrainerView {
     };
   }
 
-  /** Batches per training epoch. */
+  /** Batches per training epoch (after limitTrainBatches / fastDevRun). */
   get trainBatches(): number {
-    return this.splits && this.datamodule ? Math.ceil(this.splits.train.size / this.datamodule.batchSize) : 0;
+    if (!this.splits || !this.datamodule) return 0;
+    const all = Math.ceil(this.splits.train.size / this.datamodule.batchSize);
+    return this.fastDevRunBatches ? Math.min(all, this.fastDevRunBatches) : limitBatches(this.config.limitTrainBatches, all);
   }
 
   /** The signal that interrupted the last fit, if any. */
   get interruptedBy(): string | null {
     return this.interrupted;
   }
+}
+
+/** fastDevRun's one line: what ran, its losses, how long. */
+function fastDevRunReport(h: FitHistory): string {
+  const e = h.epochs[0];
+  if (!e) return `heimdall-torch: fastDevRun ended early (${h.reason}) after ${h.seconds.toFixed(1)} s`;
+  const val = e.val?.['val/loss'] !== undefined ? `, val/loss ${e.val['val/loss']!.toFixed(4)}` : '';
+  return `heimdall-torch: fastDevRun passed: ${h.globalStep} training step(s), train/loss ${e.train['train/loss']?.toFixed(4)}${val} in ${h.seconds.toFixed(1)} s`;
 }

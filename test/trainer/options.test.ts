@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../lib/config.js';
 import { ConvNeXt } from '../../lib/model.js';
-import { Callback, EarlyStopping, MLflowLogger, ModelSummary, OnExceptionCheckpoint, TensorDataModule, Timer, Trainer, formatDuration, summarize, type TrainBatch } from '../../lib/trainer/index.js';
+import { Callback, EarlyStopping, MLflowLogger, ModelCheckpoint, ModelSummary, OnExceptionCheckpoint, TensorDataModule, Timer, Trainer, formatDuration, summarize, type TrainBatch } from '../../lib/trainer/index.js';
 import { resolveTrainFlags, trainCommand } from '../../lib/cli/train.js';
 import { python } from '../helpers/python.js';
 import { tempDir } from '../helpers/tmp.js';
@@ -16,6 +16,8 @@ function blobData(n = 120, seed = 1, batchSize = 16): TensorDataModule {
   return new TensorDataModule(inputs, [n, 3, 32, 32], targets, [n, 2], { batchSize, seed: 3 });
 }
 const base = { device: 'cpu', threads: 2, enableProgressBar: false, enableModelSummary: false, handleSignals: false, optimizer: { name: 'adamw' as const, lr: 2e-3, weightDecay: 1e-5 } };
+
+const ModelCheckpointFor = (root: string) => new ModelCheckpoint({ dirpath: join(root, 'checkpoints') });
 
 /** Records every training batch with the time its event reached JavaScript. */
 class BatchClock extends Callback {
@@ -190,5 +192,109 @@ describe('CLI flags', () => {
     expect(f).toMatchObject({ maxTime: 9000 * 1000, minEpochs: 4, logEveryNSteps: 10, modelSummary: false });
     expect(flagsOf([])).toMatchObject({ minEpochs: 0, logEveryNSteps: 50, modelSummary: true });
     expect(() => flagsOf(['--max-time', '2h'])).toThrow(/--max-time: must be 'DD:HH:MM:SS'/);
+  });
+});
+
+describe('batch limits, maxSteps, sanity check, fastDevRun', () => {
+  it('the engine: trainEpoch maxBatches / maxSteps (resumable mid-epoch, schedule spans maxSteps), evaluate maxBatches', async () => {
+    const { native } = await import('../../lib/native.js');
+    const { blobDataset } = await import('../native/fixtures.js');
+    const addon = native();
+    const mk = () => new addon.Engine(new addon.Model({ variant: 'atto', head: 'regression', outputs: 2, seed: 1 }),
+      { device: 'cpu', seed: 1, threads: 2, optimizer: { name: 'adamw', lr: 1e-3 }, schedule: { name: 'cosine', minLr: 1e-5 } });
+    const data = blobDataset(64, 2); // 8 batches of 8
+    const e1 = mk();
+    const a = await e1.trainEpoch(data, { batchSize: 8, maxEpochs: 3, maxBatches: 3 });
+    expect(a).toMatchObject({ batches: 3, samples: 24, step: 3, stopped: false, maxStepsReached: false });
+    expect(e1.epoch).toBe(1);
+    const v = await e1.evaluate(data, { batchSize: 8, maxBatches: 2 });
+    expect(v).toMatchObject({ batches: 2, samples: 16 });
+    expect((await e1.evaluate(data, { batchSize: 8 })).batches).toBe(8);
+
+    const e2 = mk();
+    const events: number[] = [];
+    const b = await e2.trainEpoch(data, { batchSize: 8, maxEpochs: 10, maxSteps: 5 }, (ev) => events.push(ev.step));
+    expect(b).toMatchObject({ batches: 5, step: 5, stopped: false, maxStepsReached: true });
+    expect(events).toEqual([1, 2, 3, 4, 5]);
+    expect(e2.epoch).toBe(0); // the epoch is not over: it resumes at batch 5
+    expect(e2.lr).toBeCloseTo(1e-5, 8); // the cosine schedule spans min(10 epochs × 8, 5) steps: at its end
+    const again = await e2.trainEpoch(data, { batchSize: 8, maxEpochs: 10, maxSteps: 7 }, (ev) => events.push(ev.step));
+    expect(again).toMatchObject({ batches: 7, step: 7, maxStepsReached: true });
+    const rest = await e2.trainEpoch(data, { batchSize: 8, maxEpochs: 10 });
+    expect(rest).toMatchObject({ batches: 8, step: 8, maxStepsReached: false });
+    expect(e2.epoch).toBe(1);
+    expect(() => e2.trainEpoch(data, { batchSize: 8, maxEpochs: 10, maxBatches: 0 })).toThrow(/maxBatches must be ≥ 1/);
+  });
+
+  it('limitTrainBatches (count or fraction) and limitValBatches: 0 (no validation)', async () => {
+    const clock = new BatchClock();
+    const trainer = new Trainer({ ...base, maxEpochs: 3, limitTrainBatches: 2, limitValBatches: 0, defaultRootDir: tempDir(), callbacks: [clock] });
+    const h = await trainer.fit(ConvNeXt.localization('atto', { seed: 11 }), blobData(120, 11, 8)); // 12 batches per epoch
+    expect(clock.batches.map((b) => `${b.epoch}.${b.batch}`)).toEqual(['0.0', '0.1', '1.0', '1.1', '2.0', '2.1']);
+    expect(h.globalStep).toBe(6);
+    expect(h.epochs.every((e) => e.val === undefined)).toBe(true);
+    const half = new Trainer({ ...base, maxEpochs: 1, limitTrainBatches: 0.5, defaultRootDir: tempDir() });
+    const data = blobData(120, 11, 8);
+    const all = Math.ceil((await data.setup()).train.size / 8); // 86 training samples → 11 batches
+    expect((await half.fit(ConvNeXt.localization('atto', { seed: 11 }), data)).globalStep).toBe(Math.floor(all / 2));
+    expect(() => new Trainer({ ...base, limitTrainBatches: 1.5 })).toThrow(/limitTrainBatches: must be a whole number of batches/);
+    expect(() => new Trainer({ ...base, limitTrainBatches: 0 })).toThrow(/limitTrainBatches: 0 leaves nothing to train/);
+  });
+
+  it('maxSteps ends fit at that step with a checkpoint to resume the epoch from', async () => {
+    const trainer = new Trainer({ ...base, maxEpochs: 10, maxSteps: 5, defaultRootDir: tempDir() });
+    const h = await trainer.fit(ConvNeXt.localization('atto', { seed: 12 }), blobData(60, 12)); // 3 steps per epoch
+    expect(h).toMatchObject({ reason: 'max_steps', globalStep: 5 });
+    expect(h.epochs.length).toBe(1);
+    expect(existsSync(h.resumeCheckpoint!)).toBe(true);
+    const clock = new BatchClock();
+    const resumed = new Trainer({ ...base, maxEpochs: 10, maxSteps: 6, defaultRootDir: tempDir(), callbacks: [clock] });
+    const h2 = await resumed.fit(ConvNeXt.localization('atto', { seed: 12 }), blobData(60, 12), { ckptPath: h.resumeCheckpoint });
+    expect(clock.batches.map((b) => b.step)).toEqual([6]);
+    expect(h2).toMatchObject({ reason: 'max_steps', globalStep: 6 });
+    expect(h2.epochs.map((e) => e.epoch)).toEqual([1]); // epoch 1 completed at step 6, validated
+    expect(h2.resumeCheckpoint).toBeUndefined();
+  });
+
+  it('numSanityValSteps runs validation batches before training: a broken validation fails before any training step', async () => {
+    const good = blobData(60, 13);
+    const { inputs, targets } = blobs(20, 13);
+    const small = new TensorDataModule(inputs.subarray(0, 20 * 3 * 16 * 16), [20, 3, 16, 16], targets, [20, 2], { batchSize: 16, split: false });
+    const broken = { batchSize: 16, describe: () => 'val of 16×16 inputs', setup: async () => ({ train: (await good.setup()).train, val: (await small.setup()).train }) };
+    const clock = new BatchClock();
+    const checked = new Trainer({ ...base, maxEpochs: 1, defaultRootDir: tempDir(), callbacks: [clock] });
+    await expect(checked.fit(ConvNeXt.localization('atto', { seed: 13 }), broken)).rejects.toThrow(/32/);
+    expect(clock.batches.length).toBe(0);
+    const unchecked = new Trainer({ ...base, maxEpochs: 1, numSanityValSteps: 0, defaultRootDir: tempDir(), callbacks: [clock] });
+    await expect(unchecked.fit(ConvNeXt.localization('atto', { seed: 13 }), broken)).rejects.toThrow(/32/);
+    expect(clock.batches.length).toBeGreaterThan(0); // without the check, an epoch of training came first
+  });
+
+  it('fastDevRun: n batches of train, val and test, no files, no MLflow run, one report line', async () => {
+    const dir = tempDir();
+    const root = join(dir, 'outputs');
+    const db = join(dir, 'mlflow.db');
+    const logger = new MLflowLogger({ trackerOptions: { trackingUri: `sqlite:///${db}`, artifactUri: join(dir, 'artifacts') } });
+    const clock = new BatchClock();
+    const trainer = new Trainer({ ...base, maxEpochs: 5, fastDevRun: 2, defaultRootDir: root, logger, callbacks: [clock, ModelCheckpointFor(root), new EarlyStopping()] });
+    const out: string[] = [];
+    const write = process.stdout.write.bind(process.stdout);
+    process.stdout.write = ((chunk: string) => (out.push(String(chunk)), true)) as typeof process.stdout.write;
+    let h;
+    try {
+      h = await trainer.fit(ConvNeXt.localization('atto', { seed: 14 }), blobData(120, 14, 8));
+      await trainer.test();
+    } finally {
+      process.stdout.write = write;
+    }
+    await logger.close();
+    expect(h.globalStep).toBe(2);
+    expect(h.epochs.length).toBe(1);
+    expect(clock.batches.length).toBe(2);
+    expect(h.epochs[0]!.val!['val/loss']).toBeTypeOf('number');
+    expect(out.join('')).toMatch(/fastDevRun passed: 2 training step\(s\), train\/loss [\d.-]+, val\/loss [\d.-]+ in/);
+    expect(existsSync(root)).toBe(false);
+    expect(existsSync(db)).toBe(false);
+    expect(logger.runId).toBeNull();
   });
 });

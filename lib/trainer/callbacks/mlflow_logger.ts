@@ -26,6 +26,9 @@ export interface MLflowLoggerOptions {
 }
 
 export class MLflowLogger extends Callback {
+  override get runsInFastDevRun(): boolean {
+    return false;
+  }
   readonly tracker: MLflowTracker;
   private readonly ownsTracker: boolean;
   private readonly options: MLflowLoggerOptions;

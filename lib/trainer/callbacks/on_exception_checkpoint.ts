@@ -18,6 +18,9 @@ export const onExceptionCheckpointOptionsSchema = z
 export type OnExceptionCheckpointOptions = z.input<typeof onExceptionCheckpointOptionsSchema>;
 
 export class OnExceptionCheckpoint extends Callback {
+  override get runsInFastDevRun(): boolean {
+    return false;
+  }
   private readonly dirpath: string | undefined;
   private readonly filename: string;
   /** Where the last exception's checkpoint went. */
