@@ -254,7 +254,8 @@ export const deviceSchema = z.string().regex(/^(auto|cpu|cuda(:\d+)?)$/, `must b
 export const PRECISIONS = ['32', 'bf16-mixed', '16-mixed'] as const;
 export const precisionSchema = z.enum(PRECISIONS).default('32').describe('training precision (the mixed ones on CUDA)');
 export const OPTIMIZERS = ['adamw', 'sgd'] as const;
-export const SCHEDULES = ['cosine', 'constant'] as const;
+/** `exponential`: minLr → lr over totalSteps (the LR range test's sweep, used by `trainer.lrFind`). */
+export const SCHEDULES = ['cosine', 'constant', 'exponential'] as const;
 
 /** AdamW (beta1, beta2, eps) or SGD (momentum, dampening, nesterov); weight decay spares norms, biases and γ. */
 export const optimizerSchema = z

@@ -17,5 +17,7 @@ export type { ModelSummaryOptions, Summary, SummaryRow } from './callbacks/model
 export { MLflowLogger, modelTag } from './callbacks/mlflow_logger.js';
 export type { MLflowLoggerOptions } from './callbacks/mlflow_logger.js';
 export { TensorDataModule } from './data.js';
+export { suggestIndex } from './lr_find.js';
+export type { LrFindOptions, LrFindResult } from './lr_find.js';
 export type { DataModule, DataSplits, TensorDataOptions } from './data.js';
 export { trainerOptionsSchema, parseTrainerOptions } from '../config.js';

@@ -1,6 +1,7 @@
 // The Trainer: Lightning's loop shape over the native engine. One native call trains one epoch off the
 // JavaScript thread; callbacks run between epochs and as batch events arrive.
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { ConfigError, limitBatches, parseTrainerOptions, type TrainerConfig, type TrainerConfigInput } from '../config.js';
 import { HeimdallError } from '../errors.js';
@@ -14,6 +15,7 @@ import { loggerCallback, withDefaultCallbacks, type LoggerOption } from './callb
 import type { MLflowLogger } from './callbacks/mlflow_logger.js';
 import { ModelCheckpoint } from './callbacks/model_checkpoint.js';
 import type { DataModule, DataSplits } from './data.js';
+import { LrSweep, parseLrFindOptions, type LrFindOptions, type LrFindResult } from './lr_find.js';
 
 export interface TrainerOptions extends TrainerConfigInput {
   callbacks?: Callback[];
@@ -228,6 +230,52 @@ export class Trainer implements TrainerView {
       throw error;
     } finally {
       removeSignals();
+    }
+  }
+
+  /**
+   * The learning-rate range test (Lightning's `Tuner(trainer).lr_find(model, datamodule)`): `numTraining` steps with
+   * the rate growing exponentially from `minLr` to `maxLr`, with this Trainer's optimizer and settings; stops when the
+   * loss diverges; the model's weights are restored afterwards. Returns the sweep and the suggested rate (steepest
+   * descent of the smoothed loss). Nothing is logged and no callback runs.
+   */
+  async lrFind(model: ConvNeXt, data: DataModule, options: LrFindOptions = {}): Promise<LrFindResult> {
+    const o = parseLrFindOptions(options);
+    await model.ready();
+    const splits = await data.setup();
+    const dir = mkdtempSync(join(tmpdir(), 'heimdall-lr-find-'));
+    const saved = join(dir, 'weights.safetensors');
+    await model.saveWeights(saved);
+    const sweep = new LrSweep(o);
+    try {
+      const base = this.engineOptions(data);
+      const engine = new (native().Engine)(model.native, {
+        ...base,
+        optimizer: { ...base.optimizer, lr: o.maxLr },
+        schedule: { name: 'exponential', warmupSteps: 0, minLr: o.minLr, totalSteps: o.numTraining },
+      });
+      let done = false;
+      while (!done && engine.step < o.numTraining) {
+        try {
+          const r = await engine.trainEpoch(splits.train, { batchSize: data.batchSize, maxEpochs: 1, maxSteps: o.numTraining }, (ev) => {
+            if (done) return;
+            if (sweep.add(ev.lr, ev.metrics.loss ?? NaN)) {
+              done = true;
+              engine.requestStop();
+            }
+          });
+          if (r.stopped) done = true;
+        } catch (err) {
+          // A non-finite loss at a high rate is the divergence the sweep looks for.
+          if (!(err instanceof HeimdallError && err.code === 'HEIMDALL_NON_FINITE_LOSS')) throw err;
+          sweep.diverged = true;
+          done = true;
+        }
+      }
+      return sweep.result();
+    } finally {
+      await model.loadWeights(saved, { strict: true });
+      rmSync(dir, { recursive: true, force: true });
     }
   }
 

@@ -199,8 +199,10 @@ EngineOptions ParseEngineOptions(const Napi::Object& object) {
   e.schedule.warmup_steps = s.Int("warmupSteps");
   e.schedule.total_steps = s.Int("totalSteps");
   e.schedule.min_lr = s.Number("minLr");
-  if (e.schedule.name != "cosine" && e.schedule.name != "constant")
-    throw heimdall::Error(kErrInvalidArgument, "unknown schedule \"" + e.schedule.name + "\"; valid: cosine, constant");
+  if (e.schedule.name != "cosine" && e.schedule.name != "constant" && e.schedule.name != "exponential")
+    throw heimdall::Error(kErrInvalidArgument, "unknown schedule \"" + e.schedule.name + "\"; valid: cosine, constant, exponential");
+  if (e.schedule.name == "exponential" && !(e.schedule.min_lr > 0))
+    throw heimdall::Error(kErrInvalidArgument, "the exponential schedule sweeps from minLr to lr: minLr must be > 0");
   Napi::Value ps = object.Get("positionScale");
   if (ps.IsObject()) {  // optional: only localization data has one
     const Options scale(ps.As<Napi::Object>(), "positionScale.");

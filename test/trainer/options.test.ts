@@ -1,11 +1,12 @@
 // Trainer options Lightning users reach for daily (issue 17): maxTime / Timer, minEpochs, logEveryNSteps,
 // OnExceptionCheckpoint, ModelSummary — each against Lightning's documented semantics.
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../lib/config.js';
 import { ConvNeXt } from '../../lib/model.js';
-import { Callback, EarlyStopping, MLflowLogger, ModelCheckpoint, ModelSummary, OnExceptionCheckpoint, TensorDataModule, Timer, Trainer, formatDuration, summarize, type TrainBatch } from '../../lib/trainer/index.js';
+import { HeimdallDataModule } from '../../lib/data/heimdall.js';
+import { Callback, EarlyStopping, MLflowLogger, ModelCheckpoint, ModelSummary, OnExceptionCheckpoint, TensorDataModule, Timer, Trainer, formatDuration, suggestIndex, summarize, type TrainBatch } from '../../lib/trainer/index.js';
 import { resolveTrainFlags, trainCommand } from '../../lib/cli/train.js';
 import { python } from '../helpers/python.js';
 import { tempDir } from '../helpers/tmp.js';
@@ -297,4 +298,39 @@ describe('batch limits, maxSteps, sanity check, fastDevRun', () => {
     expect(existsSync(db)).toBe(false);
     expect(logger.runId).toBeNull();
   });
+});
+
+describe('lrFind', () => {
+  it("suggestIndex is Lightning's: argmin of torch.gradient(losses, spacing=[lrs]) between skipBegin and skipEnd", async () => {
+    const lrs = Array.from({ length: 40 }, (_, i) => 1e-6 * 10 ** (i / 8));
+    const losses = lrs.map((lr, i) => 2 - Math.tanh(Math.log10(lr) + 3) + 0.01 * Math.sin(i * 1.7) + (lr > 0.05 ? 5 * lr : 0));
+    const ref = Number(await python(`
+import sys, json, torch
+lrs = torch.tensor(json.loads(sys.argv[1]), dtype=torch.float64)
+losses = torch.tensor(json.loads(sys.argv[2]), dtype=torch.float64)
+print(int(torch.argmin(torch.gradient(losses[10:-1], spacing=[lrs[10:-1]])[0])) + 10)`, [JSON.stringify(lrs), JSON.stringify(losses)]));
+    expect(suggestIndex(lrs, losses)).toBe(ref);
+    expect(suggestIndex(lrs.slice(0, 12), losses.slice(0, 12))).toBeUndefined(); // one usable point
+  });
+
+  it('sweeps the rate exponentially, restores the weights, and suggests a rate on the descending part of the loss curve', async () => {
+    const data = HeimdallDataModule.synthetic({ samples: 300, seed: 3, batchSize: 16 });
+    const model = ConvNeXt.localization('atto', { seed: 3, inChans: data.inputShape[0] });
+    const dir = tempDir();
+    const trainer = new Trainer({ ...base, defaultRootDir: join(dir, 'outputs') });
+    await model.saveWeights(join(dir, 'before.safetensors'));
+    const r = await trainer.lrFind(model, data, { minLr: 1e-6, maxLr: 1, numTraining: 60 });
+    await model.saveWeights(join(dir, 'after.safetensors'));
+    expect(readFileSync(join(dir, 'after.safetensors')).equals(readFileSync(join(dir, 'before.safetensors')))).toBe(true);
+    expect(r.lrs[0]).toBeCloseTo(1e-6, 12);
+    for (let i = 1; i < r.lrs.length; i++) expect(r.lrs[i]! / r.lrs[i - 1]!).toBeCloseTo(1e6 ** (1 / 60), 9);
+    const i = r.suggestionIndex!;
+    expect(r.suggestion).toBe(r.lrs[i]);
+    process.stderr.write(`lrFind: suggestion ${r.suggestion} after ${r.lrs.length} steps (diverged: ${r.diverged})\n`);
+    // Lightning's rule picks the steepest fall of the smoothed loss: the loss falls there, well before it diverges.
+    expect(i).toBeGreaterThanOrEqual(10);
+    expect(r.losses[Math.min(i + 3, r.losses.length - 1)]!).toBeLessThan(r.losses[i - 1]!);
+    expect(r.suggestion!).toBeLessThan(r.lrs.at(-1)! / 10);
+    expect(existsSync(trainer.rootDir)).toBe(false); // no checkpoints, no run
+  }, 600_000);
 });
