@@ -273,7 +273,8 @@ export const deviceSchema = z.string().regex(/^(auto|cpu|cuda(:\d+)?)$/, `must b
 export const PRECISIONS = ['32', 'bf16-mixed', '16-mixed'] as const;
 export const precisionSchema = z.enum(PRECISIONS).default('32').describe('training precision (the mixed ones on CUDA)');
 export const OPTIMIZERS = ['adamw', 'sgd'] as const;
-export const SCHEDULES = ['cosine', 'constant'] as const;
+/** `exponential`: minLr → lr over totalSteps (the LR range test's sweep, used by `trainer.lrFind`). */
+export const SCHEDULES = ['cosine', 'constant', 'exponential'] as const;
 
 /** AdamW (beta1, beta2, eps) or SGD (momentum, dampening, nesterov); weight decay spares norms, biases and γ. */
 export const optimizerSchema = z
@@ -321,6 +322,37 @@ export const engineOptionsSchema = z
 export type EngineConfigInput = z.input<typeof engineOptionsSchema>;
 export type EngineConfig = z.output<typeof engineOptionsSchema>;
 
+/**
+ * A duration as Lightning's `max_time` / `Timer(duration=…)` take it: `'DD:HH:MM:SS'` or `{ days, hours, minutes,
+ * seconds }`. Parsed to milliseconds.
+ */
+export const durationSchema = z
+  .union([
+    z.string().regex(/^\d+:\d{1,2}:\d{1,2}:\d{1,2}$/, "must be 'DD:HH:MM:SS' (e.g. '00:12:00:00')"),
+    z.object({ days: z.number().min(0).optional(), hours: z.number().min(0).optional(), minutes: z.number().min(0).optional(), seconds: z.number().min(0).optional() }).strict(),
+  ])
+  .transform((d) => {
+    const [days, hours, minutes, seconds] = typeof d === 'string' ? d.split(':').map(Number) : [d.days ?? 0, d.hours ?? 0, d.minutes ?? 0, d.seconds ?? 0];
+    return (((days! * 24 + hours!) * 60 + minutes!) * 60 + seconds!) * 1000;
+  })
+  .refine((ms) => ms > 0, 'must be longer than 0 s');
+
+/**
+ * Lightning's `limit_*_batches`: an integer ≥ 1 is a number of batches, a number in (0, 1) a fraction of the
+ * split's batches (at least one), 0 turns the loop off. JavaScript has no `1.0`: leave it out for all batches.
+ */
+export const batchLimitSchema = z
+  .number()
+  .min(0)
+  .refine((n) => Number.isInteger(n) || n < 1, 'must be a whole number of batches (≥ 0) or a fraction in (0, 1)');
+
+/** Batches a `batchLimitSchema` value leaves of `total` (undefined: all). */
+export function limitBatches(limit: number | undefined, total: number): number {
+  if (limit === undefined) return total;
+  if (Number.isInteger(limit)) return Math.min(limit, total);
+  return Math.min(total, Math.max(1, Math.floor(limit * total)));
+}
+
 const engine = engineOptionsSchema.shape;
 export const trainerOptionsSchema = z
   .object({
@@ -341,6 +373,28 @@ export const trainerOptionsSchema = z
     checkValEveryNEpoch: z.number().int().min(1).default(1),
     /** System metrics (CPU, memory, disk, network, GPU) logged to the MLflow run while fit runs, as MLflow's. */
     logSystemMetrics: z.boolean().default(true).describe('log system metrics (CPU, memory, disk, network, GPU) to the MLflow run'),
+    /** Stop after this much training time (Lightning's `max_time`): at a batch boundary, with a resumable checkpoint. */
+    maxTime: durationSchema.optional().describe("stop after this training time, 'DD:HH:MM:SS'"),
+    /** Keep training this many epochs even when EarlyStopping asks to stop (Lightning's `min_epochs`). */
+    minEpochs: z.number().int().min(0).default(0).describe('epochs to train before early stopping may end fit'),
+    /** Keep training until this many optimizer steps even when EarlyStopping asks to stop (`min_steps`). */
+    minSteps: z.number().int().min(0).default(0),
+    /** Log training-batch metrics every N optimizer steps (Lightning's `log_every_n_steps`, default 50). */
+    logEveryNSteps: z.number().int().min(1).default(50).describe('log batch metrics every N steps'),
+    /** Print a layer table (parameters, output shapes) when fit starts (Lightning's `enable_model_summary`). */
+    enableModelSummary: z.boolean().default(true),
+    /** End fit after this many optimizer steps (with maxEpochs, whichever comes first); the schedule spans it. */
+    maxSteps: z.number().int().min(1).optional().describe('end training after this many optimizer steps'),
+    /**
+     * Lightning's `fast_dev_run`: `true` (1) or n batches of train, validation (and test()), one epoch, no sanity
+     * check; no checkpoints, no early stopping and no logger run; a one-line report. For checking that everything runs.
+     */
+    fastDevRun: z.union([z.boolean(), z.number().int().min(1)]).default(false),
+    limitTrainBatches: batchLimitSchema.optional(),
+    limitValBatches: batchLimitSchema.optional(),
+    limitTestBatches: batchLimitSchema.optional(),
+    /** Validation batches run before training starts, to catch a broken validation early (-1: all, 0: off). */
+    numSanityValSteps: z.number().int().min(-1).default(2).describe('validation batches checked before training'),
   })
   .strict();
 export type TrainerConfigInput = z.input<typeof trainerOptionsSchema>;

@@ -106,6 +106,8 @@ export interface EpochResult {
   seconds: number;
   samplesPerSec: number;
   stopped: boolean;
+  /** `maxSteps` ended the epoch early (it resumes at its next batch). */
+  maxStepsReached: boolean;
   metrics: Record<string, number>;
 }
 
@@ -119,8 +121,10 @@ export interface NativeEngine {
   readonly step: number;
   readonly lr: number;
   readonly device: string;
-  trainEpoch(data: NativeDataset, options: { batchSize: number; maxEpochs: number }, onBatch?: (e: BatchEvent) => void): Promise<EpochResult>;
-  evaluate(data: NativeDataset, options?: { batchSize?: number }): Promise<EpochResult>;
+  /** One epoch (or its first `maxBatches` batches), stopping before optimizer step `maxSteps + 1`. */
+  trainEpoch(data: NativeDataset, options: { batchSize: number; maxEpochs: number; maxBatches?: number; maxSteps?: number }, onBatch?: (e: BatchEvent) => void): Promise<EpochResult>;
+  /** The whole split, or its first `maxBatches` batches. */
+  evaluate(data: NativeDataset, options?: { batchSize?: number; maxBatches?: number }): Promise<EpochResult>;
   predict(data: NativeDataset | Float32Array, options?: { batchSize?: number; shape?: number[] }): Promise<Record<string, PredictOutput>>;
   requestStop(): void;
   clearStop(): void;

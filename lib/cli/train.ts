@@ -44,6 +44,14 @@ export const trainFlagsSchema = z
     epochs: flag(trainer.maxEpochs, 'maximum epochs', { arg: 'n' }),
     weightDecay: flag(optimizerSchema.shape.weightDecay, 'AdamW weight decay (not on norms, biases, layer scale)', { arg: 'wd' }),
     patience: flag(earlyStoppingOptionsSchema.shape.patience, 'early-stopping patience on val/loss', { arg: 'n' }),
+    minEpochs: flag(trainer.minEpochs, 'epochs to train before early stopping may end the training', { arg: 'n' }),
+    maxTime: flag(trainer.maxTime, "stop after this training time, 'DD:HH:MM:SS' (at a batch boundary, with a checkpoint to --resume from)", { arg: 'DD:HH:MM:SS' }),
+    maxSteps: flag(trainer.maxSteps, 'end training after this many optimizer steps (with --epochs, whichever comes first)', { arg: 'n' }),
+    limitTrainBatches: flag(trainer.limitTrainBatches, 'batches per training epoch: a count, or a fraction in (0, 1)', { arg: 'n' }),
+    limitValBatches: flag(trainer.limitValBatches, 'validation batches: a count, a fraction in (0, 1), or 0 for none', { arg: 'n' }),
+    fastDevRun: flag(z.number().int().min(0).default(0), 'check that everything runs: n batches of each loop, no checkpoints, MLflow run or export (0: off)', { arg: 'n' }),
+    logEveryNSteps: flag(trainer.logEveryNSteps, 'log training-batch metrics every N optimizer steps', { arg: 'n' }),
+    modelSummary: flag(trainer.enableModelSummary, 'print the layer table when training starts', { negate: 'no layer table' }),
     outputDir: flag(trainer.defaultRootDir, 'checkpoints and exports', { arg: 'dir' }),
     runName: flag(z.string().min(1).optional(), 'MLflow run name', { arg: 'name', defaultText: 'rf-localization-<timestamp>' }),
     experimentName: flag(z.string().min(1).optional(), 'MLflow experiment (default: MLFLOW_EXPERIMENT_NAME or heimdall-localization)', { arg: 'name' }),
@@ -165,6 +173,14 @@ export async function train(flags: TrainFlags): Promise<number> {
     defaultRootDir: flags.outputDir,
     enableProgressBar: flags.progress,
     logSystemMetrics: flags.logSystemMetrics,
+    minEpochs: flags.minEpochs,
+    ...(flags.maxTime !== undefined ? { maxTime: { seconds: flags.maxTime / 1000 } } : {}),
+    logEveryNSteps: flags.logEveryNSteps,
+    fastDevRun: flags.fastDevRun || false,
+    ...(flags.maxSteps !== undefined ? { maxSteps: flags.maxSteps } : {}),
+    ...(flags.limitTrainBatches !== undefined ? { limitTrainBatches: flags.limitTrainBatches } : {}),
+    ...(flags.limitValBatches !== undefined ? { limitValBatches: flags.limitValBatches } : {}),
+    enableModelSummary: flags.modelSummary,
     callbacks: [checkpoint, new EarlyStopping({ monitor: 'val/loss', patience: flags.patience }), new LearningRateMonitor()],
     logger,
   });
@@ -180,10 +196,19 @@ export async function train(flags: TrainFlags): Promise<number> {
       log(`training: ${(trainSamples / trainSeconds).toFixed(0)} samples/s (${trainSamples.toFixed(0)} samples in ${trainSeconds.toFixed(1)} s of ` +
         `training epochs; fit ${history.seconds.toFixed(1)} s with validation, checkpoints and logging)`);
     }
+    if ((history.reason === 'max_time' || history.reason === 'max_steps') && history.resumeCheckpoint) {
+      log(`${history.reason === 'max_time' ? 'time limit' : 'max steps'} reached inside epoch ${trainer.currentEpoch}: checkpoint ${history.resumeCheckpoint}; continue with --resume ${history.resumeCheckpoint} and a higher limit`);
+    }
     if (history.reason === 'interrupted') {
       log(`interrupted: checkpoint ${history.interruptCheckpoint}; MLflow run ${logger.runId} ended KILLED. Resume with --resume ${history.interruptCheckpoint}`);
       await logger.close();
       return 130;
+    }
+    if (flags.fastDevRun) {
+      const test = await trainer.test();
+      log(`fastDevRun: test/loss ${test['test/loss']?.toFixed(4)} on ${flags.fastDevRun} batch(es); nothing was saved or logged`);
+      await logger.close();
+      return 0;
     }
     const test = await trainer.test({ ckptPath: checkpoint.bestModelPath ? 'best' : undefined });
     const splits = await data.setup();
@@ -203,7 +228,7 @@ export async function train(flags: TrainFlags): Promise<number> {
       log(formatOnnxReport(report));
       if (report.modelUri) log(`  MLflow model ${report.modelUri}${report.modelId ? ` (the run's logged model; also ${report.runModelUri})` : ''}`);
     }
-    log(`MLflow run ${logger.runId} (${history.reason === 'stopped' ? 'early-stopped' : 'max epochs'}, ${history.epochs.length} epochs) in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+    log(`MLflow run ${logger.runId} (${history.reason === 'stopped' ? 'early-stopped' : history.reason === 'max_time' ? 'time limit' : history.reason === 'max_steps' ? 'max steps' : 'max epochs'}, ${history.epochs.length} epochs) in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
     const eid = logger.tracker.experimentId;
     if (eid && logger.runId) log(`  in MLflow's UI: ${runPageUrl(logger.tracker.config.trackingUri, eid, logger.runId)}`);
     await logger.close();

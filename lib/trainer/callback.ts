@@ -51,6 +51,8 @@ export interface TrainerView {
   logMetrics(metrics: Metrics, step?: number): void;
   saveCheckpoint(path: string): Promise<void>;
   stop(reason?: string): void;
+  /** Ends fit at the next batch boundary as a normal end (Timer's `maxTime`), with a checkpoint to resume from. */
+  endFit(reason: 'max_time'): void;
 }
 
 export abstract class Callback {
@@ -66,6 +68,10 @@ export abstract class Callback {
   protected stateKeyOf(settings: Record<string, unknown>): string {
     const defined = Object.fromEntries(Object.entries(settings).filter(([, v]) => v !== undefined));
     return `${this.constructor.name}${JSON.stringify(defined)}`;
+  }
+  /** False for callbacks that write files or runs (checkpoints, loggers) or end training (EarlyStopping): fastDevRun skips them. */
+  get runsInFastDevRun(): boolean {
+    return true;
   }
   onFitStart?(trainer: TrainerView): Awaitable<void>;
   onTrainStart?(trainer: TrainerView): Awaitable<void>;

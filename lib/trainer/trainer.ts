@@ -1,8 +1,9 @@
 // The Trainer: Lightning's loop shape over the native engine. One native call trains one epoch off the
 // JavaScript thread; callbacks run between epochs and as batch events arrive.
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { parseTrainerOptions, type TrainerConfig, type TrainerConfigInput } from '../config.js';
+import { ConfigError, limitBatches, parseTrainerOptions, type TrainerConfig, type TrainerConfigInput } from '../config.js';
 import { HeimdallError } from '../errors.js';
 import type { ConvNeXt } from '../model.js';
 import { native, type NativeEngine, type NativeEngineOptions, type PredictOutput } from '../native.js';
@@ -15,6 +16,7 @@ import { loggerCallback, withDefaultCallbacks, type LoggerOption } from './callb
 import type { MLflowLogger } from './callbacks/mlflow_logger.js';
 import { ModelCheckpoint } from './callbacks/model_checkpoint.js';
 import type { DataModule, DataSplits } from './data.js';
+import { LrSweep, parseLrFindOptions, type LrFindOptions, type LrFindResult } from './lr_find.js';
 
 export interface TrainerOptions extends TrainerConfigInput {
   callbacks?: Callback[];
@@ -32,13 +34,15 @@ export interface EpochRecord {
 
 export interface FitHistory {
   epochs: EpochRecord[];
-  /** Why fit ended. */
-  reason: 'max_epochs' | 'stopped' | 'interrupted';
+  /** Why fit ended: maxEpochs reached, a callback's `shouldStop` (EarlyStopping), Ctrl-C / stop(), or `maxTime`. */
+  reason: 'max_epochs' | 'stopped' | 'interrupted' | 'max_time' | 'max_steps';
   /** Optimizer steps taken. */
   globalStep: number;
   seconds: number;
   /** The interrupt checkpoint, when interrupted. */
   interruptCheckpoint?: string;
+  /** When a limit (`maxTime`, `maxSteps`) ended fit inside an epoch: the checkpoint to resume that epoch from. */
+  resumeCheckpoint?: string;
 }
 
 export interface FitOptions {
@@ -89,13 +93,17 @@ export class Trainer implements TrainerView {
   private engine?: NativeEngine;
   private splits?: DataSplits;
   private interrupted: string | null = null;
+  /** A limit that ends fit at a batch boundary as a normal end (`max_time`), set through endFit(). */
+  private limit: 'max_time' | 'max_steps' | null = null;
+  private stoppedMidEpoch = false;
 
   constructor(options: TrainerOptions = {}) {
     const { callbacks = [], logger, ...rest } = options;
     this.config = parseTrainerOptions(rest);
+    if (this.config.limitTrainBatches === 0) throw new ConfigError(['limitTrainBatches: 0 leaves nothing to train; leave it out for every batch']);
     this.logger = loggerCallback(logger);
     const progress = this.config.enableProgressBar ?? (Boolean(process.stdout.isTTY) && !process.env.CI);
-    const all = withDefaultCallbacks(callbacks, this.logger, progress);
+    const all = withDefaultCallbacks(callbacks, this.logger, progress, this.config);
     const keys = new Set<string>();
     for (const c of all) {
       if (keys.has(c.stateKey)) {
@@ -110,6 +118,12 @@ export class Trainer implements TrainerView {
   /** The first ModelCheckpoint among the callbacks (Lightning's `trainer.checkpoint_callback`): 'best' and 'last' resolve through it. */
   get checkpointCallback(): ModelCheckpoint | undefined {
     return this.callbacks.find((c): c is ModelCheckpoint => c instanceof ModelCheckpoint);
+  }
+
+  /** Batches per loop in fastDevRun mode (0: off). */
+  get fastDevRunBatches(): number {
+    const f = this.config.fastDevRun;
+    return f === true ? 1 : f === false ? 0 : f;
   }
 
   /** The folder for checkpoints and outputs. */
@@ -134,12 +148,24 @@ export class Trainer implements TrainerView {
     this.engine?.requestStop();
   }
 
+  /**
+   * Ends fit at the next batch boundary as a normal end (the Timer's `maxTime`): a checkpoint to resume the
+   * epoch is written when it ends inside one, callbacks see onTrainEnd/onFitEnd, the run ends FINISHED.
+   */
+  endFit(reason: 'max_time'): void {
+    if (this.interrupted) return;
+    this.limit ??= reason;
+    this.engine?.requestStop();
+  }
+
   async fit(model: ConvNeXt, data: DataModule, options: FitOptions = {}): Promise<FitHistory> {
     const t0 = Date.now();
     this.model = model;
     this.datamodule = data;
     this.shouldStop = false;
     this.interrupted = null;
+    this.limit = null;
+    this.stoppedMidEpoch = false;
     const history: FitHistory = { epochs: [], reason: 'max_epochs', globalStep: 0, seconds: 0 };
     const removeSignals = this.config.handleSignals ? this.installSignalHandlers() : () => undefined;
     try {
@@ -148,15 +174,44 @@ export class Trainer implements TrainerView {
       this.engine = new (native().Engine)(model.native, this.engineOptions(data));
       if (options.ckptPath) await this.restore(options.ckptPath);
       this.syncCounters();
+      const dev = this.fastDevRunBatches;
+      if (dev) process.stdout.write(`heimdall-torch: fastDevRun: ${dev} batch(es) of each loop, one epoch; no checkpoints, early stopping or logger run\n`);
       await this.call('onFitStart');
+      await this.sanityCheck();
       await this.call('onTrainStart');
-      const { maxEpochs } = this.config;
-      while (this.engine.epoch < maxEpochs && !this.shouldStop) {
+      const maxEpochs = dev ? this.engine.epoch + 1 : this.config.maxEpochs;
+      const { maxSteps } = this.config;
+      let announced = false;
+      while (this.engine.epoch < maxEpochs && !this.limit) {
+        if (maxSteps !== undefined && this.engine.step >= maxSteps) {
+          this.limit = 'max_steps';
+          break;
+        }
+        if (this.shouldStop) {
+          if (this.minimaReached()) break;
+          if (!announced) {
+            process.stderr.write(`heimdall-torch: asked to stop, but minEpochs=${this.config.minEpochs} / minSteps=${this.config.minSteps} are not reached yet: training goes on\n`);
+            announced = true;
+          }
+        }
         const record = await this.runEpoch(maxEpochs);
         if (record) history.epochs.push(record);
-        if (this.interrupted) break;
+        if (this.interrupted || this.limit) break;
       }
-      if (this.interrupted) {
+      if (this.limit && !this.interrupted) {
+        history.reason = this.limit;
+        if (this.stoppedMidEpoch && !dev) {
+          const path = join(this.rootDir, 'checkpoints', `${this.limit}.safetensors`);
+          mkdirSync(join(this.rootDir, 'checkpoints'), { recursive: true });
+          await this.saveCheckpoint(path);
+          history.resumeCheckpoint = path;
+        }
+        await this.call('onTrainEnd');
+        await this.call('onFitEnd');
+      } else if (this.interrupted && dev) {
+        history.reason = 'interrupted'; // fastDevRun leaves no files: no interrupt checkpoint
+        await this.call('onInterrupt', null);
+      } else if (this.interrupted) {
         history.reason = 'interrupted';
         const path = join(this.rootDir, 'checkpoints', 'interrupted.safetensors');
         mkdirSync(join(this.rootDir, 'checkpoints'), { recursive: true });
@@ -164,12 +219,13 @@ export class Trainer implements TrainerView {
         history.interruptCheckpoint = path;
         await this.call('onInterrupt', path);
       } else {
-        if (this.shouldStop) history.reason = 'stopped';
+        if (this.shouldStop && this.minimaReached()) history.reason = 'stopped';
         await this.call('onTrainEnd');
         await this.call('onFitEnd');
       }
       history.globalStep = this.globalStep;
       history.seconds = (Date.now() - t0) / 1000;
+      if (dev) process.stdout.write(`${fastDevRunReport(history)}\n`);
       return history;
     } catch (err) {
       const error = err instanceof Error ? err : new HeimdallError('HEIMDALL_INTERNAL', String(err), { cause: err });
@@ -186,13 +242,60 @@ export class Trainer implements TrainerView {
     }
   }
 
+  /**
+   * The learning-rate range test (Lightning's `Tuner(trainer).lr_find(model, datamodule)`): `numTraining` steps with
+   * the rate growing exponentially from `minLr` to `maxLr`, with this Trainer's optimizer and settings; stops when the
+   * loss diverges; the model's weights are restored afterwards. Returns the sweep and the suggested rate (steepest
+   * descent of the smoothed loss). Nothing is logged and no callback runs.
+   */
+  async lrFind(model: ConvNeXt, data: DataModule, options: LrFindOptions = {}): Promise<LrFindResult> {
+    const o = parseLrFindOptions(options);
+    await model.ready();
+    const splits = await data.setup();
+    const dir = mkdtempSync(join(tmpdir(), 'heimdall-lr-find-'));
+    const saved = join(dir, 'weights.safetensors');
+    await model.saveWeights(saved);
+    const sweep = new LrSweep(o);
+    try {
+      const base = this.engineOptions(data);
+      const engine = new (native().Engine)(model.native, {
+        ...base,
+        optimizer: { ...base.optimizer, lr: o.maxLr },
+        schedule: { name: 'exponential', warmupSteps: 0, minLr: o.minLr, totalSteps: o.numTraining },
+      });
+      let done = false;
+      while (!done && engine.step < o.numTraining) {
+        try {
+          const r = await engine.trainEpoch(splits.train, { batchSize: data.batchSize, maxEpochs: 1, maxSteps: o.numTraining }, (ev) => {
+            if (done) return;
+            if (sweep.add(ev.lr, ev.metrics.loss ?? NaN)) {
+              done = true;
+              engine.requestStop();
+            }
+          });
+          if (r.stopped) done = true;
+        } catch (err) {
+          // A non-finite loss at a high rate is the divergence the sweep looks for.
+          if (!(err instanceof HeimdallError && err.code === 'HEIMDALL_NON_FINITE_LOSS')) throw err;
+          sweep.diverged = true;
+          done = true;
+        }
+      }
+      return sweep.result();
+    } finally {
+      await model.loadWeights(saved, { strict: true });
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+
   /** Evaluates the validation split (or `data`'s) with the current weights. */
   async validate(data?: DataModule): Promise<Metrics> {
     const engine = this.requireEngine();
     const splits = data ? await data.setup() : this.splits;
     if (!splits?.val) throw new HeimdallError('HEIMDALL_INVALID_ARGUMENT', 'validate(): the data module has no validation split');
     engine.clearStop(); // a stop that ended fit() is not a stop of this call
-    const r = await engine.evaluate(splits.val, { batchSize: (data ?? this.datamodule)!.batchSize });
+    const batchSize = (data ?? this.datamodule)!.batchSize;
+    const r = await engine.evaluate(splits.val, { batchSize, ...this.evalLimit(this.config.limitValBatches, splits.val.size, batchSize) });
     return prefixed('val', r.metrics);
   }
 
@@ -210,7 +313,7 @@ export class Trainer implements TrainerView {
       if (path) await engine.loadCheckpoint(path);
     }
     engine.clearStop();
-    const r = await engine.evaluate(splits.test, { batchSize: data.batchSize });
+    const r = await engine.evaluate(splits.test, { batchSize: data.batchSize, ...this.evalLimit(this.config.limitTestBatches, splits.test.size, data.batchSize) });
     const metrics = prefixed('test', r.metrics);
     await this.call('onTestEnd', metrics);
     return metrics;
@@ -288,6 +391,11 @@ export class Trainer implements TrainerView {
     await restoreCheckpoint(this.engine!, this.callbacks, path);
   }
 
+  /** Lightning's `min_epochs` / `min_steps`: a stop request (EarlyStopping) is honoured only once both are reached. */
+  private minimaReached(): boolean {
+    return this.engine!.epoch >= this.config.minEpochs && this.engine!.step >= this.config.minSteps;
+  }
+
   private syncCounters(): void {
     this.currentEpoch = this.engine!.epoch;
     this.globalStep = this.engine!.step;
@@ -311,7 +419,11 @@ export class Trainer implements TrainerView {
     const batchSize = this.datamodule!.batchSize;
     const batches = this.trainBatches;
     enqueue(() => this.call('onTrainBatchStart', epoch, 0));
-    const result = await engine.trainEpoch(splits.train, { batchSize, maxEpochs }, (ev) => {
+    const limits = {
+      ...(batches < Math.ceil(splits.train.size / batchSize) ? { maxBatches: batches } : {}),
+      ...(this.config.maxSteps !== undefined ? { maxSteps: this.config.maxSteps } : {}),
+    };
+    const result = await engine.trainEpoch(splits.train, { batchSize, maxEpochs, ...limits }, (ev) => {
       const batch = toTrainBatch(ev);
       this.globalStep = ev.step;
       enqueue(async () => {
@@ -322,15 +434,24 @@ export class Trainer implements TrainerView {
     await chain;
     if (hookError) throw hookError;
     this.globalStep = engine.step;
-    if (result.stopped) {
-      if (!this.interrupted) this.interrupted = 'stop request';
+    if (result.maxStepsReached && !result.stopped) {
+      this.limit ??= 'max_steps';
+      this.stoppedMidEpoch = true;
       return null;
     }
+    if (result.stopped) {
+      if (!this.interrupted && !this.limit) this.interrupted = 'stop request';
+      this.stoppedMidEpoch = true;
+      return null;
+    }
+    // A limit reached on the epoch's last batch: the epoch is whole, so it is validated and checkpointed as any other.
+    if (this.limit && !this.interrupted) engine.clearStop();
     const train = prefixed('train', result.metrics);
     let val: Metrics | undefined;
-    if (splits.val && (epoch + 1) % this.config.checkValEveryNEpoch === 0) {
+    const valLimit = this.evalLimit(this.config.limitValBatches, splits.val?.size ?? 0, batchSize);
+    if (splits.val && valLimit.maxBatches !== 0 && (epoch + 1) % this.config.checkValEveryNEpoch === 0) {
       await this.call('onValidationStart');
-      const r = await engine.evaluate(splits.val, { batchSize: this.datamodule!.batchSize });
+      const r = await engine.evaluate(splits.val, { batchSize, ...valLimit });
       // A stop during validation leaves a partial pass: not the epoch's val/*, and no callback acts on it.
       if (r.stopped) {
         if (!this.interrupted) this.interrupted = 'stop request';
@@ -344,11 +465,31 @@ export class Trainer implements TrainerView {
     }
     this.currentEpoch = engine.epoch; // completed epochs
     await this.call('onTrainEpochEnd', { ...train, ...(val ?? {}) });
+    if (this.config.maxSteps !== undefined && engine.step >= this.config.maxSteps) this.limit ??= 'max_steps';
     return { epoch, train, val, seconds: result.seconds, samplesPerSec: result.samplesPerSec };
   }
 
+  /** The validation batches Lightning runs before training (`num_sanity_val_steps`); results are discarded. */
+  private async sanityCheck(): Promise<void> {
+    const n = this.fastDevRunBatches ? 0 : this.config.numSanityValSteps;
+    const val = this.splits?.val;
+    const batchSize = this.datamodule!.batchSize;
+    if (!val || n === 0 || this.evalLimit(this.config.limitValBatches, val.size, batchSize).maxBatches === 0) return;
+    await this.engine!.evaluate(val, { batchSize, ...(n > 0 ? { maxBatches: n } : {}) });
+  }
+
+  /** `{ maxBatches }` for an evaluation loop from its limit option (fastDevRun's n first), `{}` for all batches. */
+  private evalLimit(limit: number | undefined, size: number, batchSize: number): { maxBatches?: number } {
+    const dev = this.fastDevRunBatches;
+    if (dev) return { maxBatches: dev };
+    if (limit === undefined) return {};
+    return { maxBatches: limitBatches(limit, Math.ceil(size / batchSize)) };
+  }
+
   private async call<K extends keyof Callback>(hook: K, ...args: unknown[]): Promise<void> {
+    const dev = this.fastDevRunBatches > 0;
     for (const c of this.callbacks) {
+      if (dev && !c.runsInFastDevRun) continue;
       const fn = c[hook] as ((this: Callback, t: TrainerView, ...a: unknown[]) => unknown) | undefined;
       if (typeof fn === 'function') await fn.call(c, this, ...args);
     }
@@ -391,9 +532,11 @@ export class Trainer implements TrainerView {
     };
   }
 
-  /** Batches per training epoch. */
+  /** Batches per training epoch (after limitTrainBatches / fastDevRun). */
   get trainBatches(): number {
-    return this.splits && this.datamodule ? Math.ceil(this.splits.train.size / this.datamodule.batchSize) : 0;
+    if (!this.splits || !this.datamodule) return 0;
+    const all = Math.ceil(this.splits.train.size / this.datamodule.batchSize);
+    return this.fastDevRunBatches ? Math.min(all, this.fastDevRunBatches) : limitBatches(this.config.limitTrainBatches, all);
   }
 
   /** The signal that interrupted the last fit, if any. */
@@ -467,4 +610,12 @@ export function restoreCallbackStates(userJson: string, callbacks: readonly Call
       throw e;
     }
   }
+}
+
+/** fastDevRun's one line: what ran, its losses, how long. */
+function fastDevRunReport(h: FitHistory): string {
+  const e = h.epochs[0];
+  if (!e) return `heimdall-torch: fastDevRun ended early (${h.reason}) after ${h.seconds.toFixed(1)} s`;
+  const val = e.val?.['val/loss'] !== undefined ? `, val/loss ${e.val['val/loss']!.toFixed(4)}` : '';
+  return `heimdall-torch: fastDevRun passed: ${h.globalStep} training step(s), train/loss ${e.train['train/loss']?.toFixed(4)}${val} in ${h.seconds.toFixed(1)} s`;
 }

@@ -59,20 +59,22 @@ Napi::Object EpochToJs(Napi::Env env, const EpochResult& r) {
   o.Set("seconds", Napi::Number::New(env, r.seconds));
   o.Set("samplesPerSec", Napi::Number::New(env, r.samples_per_sec));
   o.Set("stopped", Napi::Boolean::New(env, r.stopped));
+  o.Set("maxStepsReached", Napi::Boolean::New(env, r.max_steps_reached));
   o.Set("metrics", MetricsToJs(env, r.metrics));
   return o;
 }
 
 class EpochWorker : public Napi::AsyncProgressQueueWorker<BatchEvent> {
  public:
-  EpochWorker(Napi::Env env, StatePtr state, DatasetPtr data, int64_t batch_size, int64_t max_epochs,
+  EpochWorker(Napi::Env env, StatePtr state, DatasetPtr data, int64_t batch_size, int64_t max_epochs, TrainLimits limits,
               Napi::Value on_batch)
       : Napi::AsyncProgressQueueWorker<BatchEvent>(env, "heimdall.trainEpoch"),
         deferred_(Napi::Promise::Deferred::New(env)),
         state_(std::move(state)),
         data_(std::move(data)),
         batch_size_(batch_size),
-        max_epochs_(max_epochs) {
+        max_epochs_(max_epochs),
+        limits_(limits) {
     if (on_batch.IsFunction()) on_batch_ = Napi::Persistent(on_batch.As<Napi::Function>());
   }
   Napi::Promise Promise() { return deferred_.Promise(); }
@@ -82,7 +84,7 @@ class EpochWorker : public Napi::AsyncProgressQueueWorker<BatchEvent> {
     try {
       state_->Run([&] {
         result_ = state_->engine->train_epoch(
-            data_, batch_size_, max_epochs_, [&](const BatchEvent& ev) { progress.Send(&ev, 1); }, state_->stop);
+            data_, batch_size_, max_epochs_, [&](const BatchEvent& ev) { progress.Send(&ev, 1); }, state_->stop, limits_);
       });
     } catch (...) {
       error_ = CaptureCurrentException();
@@ -135,6 +137,7 @@ class EpochWorker : public Napi::AsyncProgressQueueWorker<BatchEvent> {
   StatePtr state_;
   DatasetPtr data_;
   int64_t batch_size_, max_epochs_;
+  TrainLimits limits_;
   Napi::FunctionReference on_batch_;
   std::unique_ptr<Napi::ObjectReference> hook_error_;
   EpochResult result_;
@@ -196,8 +199,10 @@ EngineOptions ParseEngineOptions(const Napi::Object& object) {
   e.schedule.warmup_steps = s.Int("warmupSteps");
   e.schedule.total_steps = s.Int("totalSteps");
   e.schedule.min_lr = s.Number("minLr");
-  if (e.schedule.name != "cosine" && e.schedule.name != "constant")
-    throw heimdall::Error(kErrInvalidArgument, "unknown schedule \"" + e.schedule.name + "\"; valid: cosine, constant");
+  if (e.schedule.name != "cosine" && e.schedule.name != "constant" && e.schedule.name != "exponential")
+    throw heimdall::Error(kErrInvalidArgument, "unknown schedule \"" + e.schedule.name + "\"; valid: cosine, constant, exponential");
+  if (e.schedule.name == "exponential" && !(e.schedule.min_lr > 0))
+    throw heimdall::Error(kErrInvalidArgument, "the exponential schedule sweeps from minLr to lr: minLr must be > 0");
   Napi::Value ps = object.Get("positionScale");
   if (ps.IsObject()) {  // optional: only localization data has one
     const Options scale(ps.As<Napi::Object>(), "positionScale.");
@@ -255,15 +260,19 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     return Napi::String::New(info.Env(), state_->engine->device().str());
   }
 
-  // trainEpoch(dataset, {batchSize, maxEpochs}, onBatch?) → Promise<EpochResult>
+  // trainEpoch(dataset, {batchSize, maxEpochs, maxBatches?, maxSteps?}, onBatch?) → Promise<EpochResult>
   Napi::Value TrainEpoch(const Napi::CallbackInfo& info) {
     return Guard(info.Env(), [&]() -> Napi::Value {
       DatasetPtr data = UnwrapDataset(info[0]);
       Napi::Object o = OptionsArg(info, 1);
       const int64_t batch_size = GetInt(o, "batchSize", 32);
       const int64_t max_epochs = GetInt(o, "maxEpochs", 1);
+      TrainLimits limits;
+      limits.max_batches = GetInt(o, "maxBatches", -1);
+      limits.max_steps = GetInt(o, "maxSteps", -1);
+      if (limits.max_batches == 0) throw heimdall::Error(kErrInvalidArgument, "trainEpoch: maxBatches must be ≥ 1 (or absent for the whole epoch)");
       BusyScope::Acquire(*state_);
-      auto* worker = new EpochWorker(info.Env(), state_, data, batch_size, max_epochs,
+      auto* worker = new EpochWorker(info.Env(), state_, data, batch_size, max_epochs, limits,
                                      info.Length() > 2 ? info[2] : info.Env().Undefined());
       Napi::Promise p = worker->Promise();
       worker->Queue();
@@ -274,15 +283,17 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   Napi::Value Evaluate(const Napi::CallbackInfo& info) {
     return Guard(info.Env(), [&]() -> Napi::Value {
       DatasetPtr data = UnwrapDataset(info[0]);
-      const int64_t batch_size = GetInt(OptionsArg(info, 1), "batchSize", 32);
+      Napi::Object o = OptionsArg(info, 1);
+      const int64_t batch_size = GetInt(o, "batchSize", 32);
+      const int64_t max_batches = GetInt(o, "maxBatches", -1);
       BusyScope::Acquire(*state_);
       auto s = state_;
       auto result = std::make_shared<EpochResult>();
       return Task::Run(
           info.Env(),
-          [s, data, batch_size, result] {
+          [s, data, batch_size, max_batches, result] {
             BusyScope busy(s);
-            s->Run([&] { *result = s->engine->evaluate(data, batch_size, &s->stop); });
+            s->Run([&] { *result = s->engine->evaluate(data, batch_size, &s->stop, max_batches); });
           },
           [result](Napi::Env env) -> Napi::Value { return EpochToJs(env, *result); }, "heimdall.evaluate");
     });

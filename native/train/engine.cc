@@ -255,7 +255,7 @@ void recalibrate_batchnorm(Network& network, DatasetPtr data, int64_t batch_size
 }  // namespace
 
 EpochResult Engine::train_epoch(DatasetPtr data, int64_t batch_size, int64_t max_epochs, const BatchCallback& on_batch,
-                                const std::atomic<bool>& stop) {
+                                const std::atomic<bool>& stop, const TrainLimits& limits) {
   check_input(*data);
   set_intraop_threads_here(intraop_threads());
   if (batch_size < 1) throw Error(kErrInvalidArgument, "batchSize must be ≥ 1");
@@ -279,9 +279,12 @@ EpochResult Engine::train_epoch(DatasetPtr data, int64_t batch_size, int64_t max
   lo.pin_memory = device_.is_cuda();
   lo.background = background_loading(*data);
   Loader loader(data, lo);
-  const int64_t nb = loader.num_batches();
-  if (options_.schedule.total_steps <= 0 && max_epochs > 0)
+  const int64_t nb = limits.max_batches >= 0 ? std::min(loader.num_batches(), limits.max_batches) : loader.num_batches();
+  if (options_.schedule.total_steps <= 0 && max_epochs > 0) {
+    // As Lightning's estimated_stepping_batches: steps per epoch × epochs, bounded by max_steps.
     options_.schedule.total_steps = (nb + options_.accumulate - 1) / options_.accumulate * max_epochs;
+    if (limits.max_steps > 0) options_.schedule.total_steps = std::min(options_.schedule.total_steps, limits.max_steps);
+  }
 
   network_->train();
   MetricAccumulator acc(network_->options().head.kind, options_.position_scale, false);
@@ -294,9 +297,13 @@ EpochResult Engine::train_epoch(DatasetPtr data, int64_t batch_size, int64_t max
   }
   for (int64_t skipped = 0; skipped < batch_in_epoch_; ++skipped) loader.next();  // resumed mid-epoch
 
-  while (true) {
+  while (batch_in_epoch_ < nb) {
     if (stop.load()) {
       result.stopped = true;
+      break;
+    }
+    if (limits.max_steps >= 0 && step_ >= limits.max_steps && pending_ == 0) {
+      result.max_steps_reached = true;
       break;
     }
     auto batch = loader.next();
@@ -338,20 +345,21 @@ EpochResult Engine::train_epoch(DatasetPtr data, int64_t batch_size, int64_t max
     ev.samples_per_sec = dt > 0 ? ev.batch_size / dt : 0;
     if (on_batch) on_batch(ev);
   }
-  if (result.stopped && pending_ > 0) {  // drop a partial accumulation: resume redoes those batches
+  const bool partial = result.stopped || result.max_steps_reached;
+  if (partial && pending_ > 0) {  // drop a partial accumulation: resume redoes those batches
     optimizer_->zero_grad();
     batch_in_epoch_ -= pending_;
     pending_ = 0;
   }
-  if (!result.stopped)
+  if (!partial)
     recalibrate_batchnorm(network_, data, batch_size, device_.is_cuda(), background_loading(*data),
                           [&](const at::Tensor& input) { forward(to_device(input, true)); });
-  result.batches = result.stopped ? batch_in_epoch_ : nb;
+  result.batches = partial ? batch_in_epoch_ : nb;
   result.samples = acc.samples();
   result.metrics = acc.summary();
   result.seconds = seconds_since(t_epoch);
   result.samples_per_sec = result.seconds > 0 ? result.samples / result.seconds : 0;
-  if (!result.stopped) {
+  if (!partial) {
     ++epoch_;
     batch_in_epoch_ = 0;
   }
@@ -359,7 +367,7 @@ EpochResult Engine::train_epoch(DatasetPtr data, int64_t batch_size, int64_t max
   return result;
 }
 
-EpochResult Engine::evaluate(DatasetPtr data, int64_t batch_size, const std::atomic<bool>* stop) {
+EpochResult Engine::evaluate(DatasetPtr data, int64_t batch_size, const std::atomic<bool>* stop, int64_t max_batches) {
   check_input(*data);
   set_intraop_threads_here(intraop_threads());
   LoaderOptions lo;
@@ -373,7 +381,9 @@ EpochResult Engine::evaluate(DatasetPtr data, int64_t batch_size, const std::ato
   EpochResult result;
   result.epoch = epoch_;
   const auto t0 = Clock::now();
-  while (auto batch = loader.next()) {
+  while (max_batches < 0 || result.batches < max_batches) {
+    auto batch = loader.next();
+    if (!batch) break;
     if (stop && stop->load()) {
       result.stopped = true;
       break;

@@ -54,19 +54,27 @@ struct EpochResult {
   int64_t epoch = 0, batches = 0, samples = 0, step = 0;
   double seconds = 0, samples_per_sec = 0;
   bool stopped = false;                                      // a stop request ended it early
+  bool max_steps_reached = false;                            // TrainLimits::max_steps ended it inside the epoch
   std::map<std::string, double> metrics;
 };
 
 using BatchCallback = std::function<void(const BatchEvent&)>;
 
+// Lightning's limit_train_batches and max_steps, in batches and optimizer steps (-1: none).
+struct TrainLimits {
+  int64_t max_batches = -1;  // an epoch is its first max_batches batches (of this epoch's shuffled order)
+  int64_t max_steps = -1;    // no optimizer step beyond this count; the epoch ends early, resumable mid-epoch
+};
+
 class Engine {
  public:
   Engine(Network network, const EngineOptions& options);
 
-  // One epoch of training. max_epochs sets the schedule length on first use when total_steps is 0.
+  // One epoch of training. max_epochs (and limits.max_steps) set the schedule length on first use when total_steps is 0.
   EpochResult train_epoch(DatasetPtr data, int64_t batch_size, int64_t max_epochs, const BatchCallback& on_batch,
-                          const std::atomic<bool>& stop);
-  EpochResult evaluate(DatasetPtr data, int64_t batch_size, const std::atomic<bool>* stop = nullptr);
+                          const std::atomic<bool>& stop, const TrainLimits& limits = {});
+  // max_batches ≥ 0: only the first max_batches batches (Lightning's limit_val_batches / num_sanity_val_steps).
+  EpochResult evaluate(DatasetPtr data, int64_t batch_size, const std::atomic<bool>* stop = nullptr, int64_t max_batches = -1);
   // Outputs for every sample, in order, on CPU (eval mode, no augmentation).
   std::vector<at::Tensor> predict(DatasetPtr data, int64_t batch_size);
   std::vector<at::Tensor> predict(const at::Tensor& inputs, int64_t batch_size);

@@ -13,6 +13,10 @@ double scheduled_lr(const OptimizerOptions& opt, const ScheduleOptions& sched, i
   if (sched.warmup_steps > 0 && step < sched.warmup_steps)
     return opt.lr * static_cast<double>(step + 1) / static_cast<double>(sched.warmup_steps);
   if (sched.name == "constant" || sched.total_steps <= 0) return opt.lr;
+  if (sched.name == "exponential") {  // the LR range test's sweep: min_lr at step 0 → lr at step total_steps
+    const double t = std::min(1.0, static_cast<double>(step - sched.warmup_steps) / std::max<int64_t>(1, sched.total_steps - sched.warmup_steps));
+    return sched.min_lr * std::pow(opt.lr / sched.min_lr, t);
+  }
   const double span = std::max<int64_t>(1, sched.total_steps - sched.warmup_steps);
   const double t = std::min(1.0, static_cast<double>(step - sched.warmup_steps) / span);
   return sched.min_lr + (opt.lr - sched.min_lr) * 0.5 * (1.0 + std::cos(M_PI * t));

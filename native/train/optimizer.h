@@ -22,7 +22,7 @@ struct OptimizerOptions {
 };
 
 struct ScheduleOptions {
-  std::string name = "cosine";  // "cosine" | "constant"
+  std::string name = "cosine";  // "cosine" | "constant" | "exponential" (min_lr → lr over total_steps: the LR range test)
   int64_t warmup_steps = 0;
   int64_t total_steps = 0;      // 0: set from the first epoch's length × maxEpochs
   double min_lr = 1e-6;

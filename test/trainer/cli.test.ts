@@ -167,10 +167,11 @@ describe('train flags come from the library\'s schemas', () => {
 describe('heimdall-torch train (CLI)', () => {
   it('trains on synthetic data into ./mlflow.db: one FINISHED run that Python MLflow reads back', async () => {
     const dir = tempDir();
-    const r = await cli(['train', '--backbone', 'CONVNEXT_ATTO', '--epochs', '2', '--samples', '150', '--batch-size', '16', '--run-name', 'cli-e2e', '--head-dropout', '0.1'], dir);
+    const r = await cli(['train', '--backbone', 'CONVNEXT_ATTO', '--epochs', '2', '--samples', '150', '--batch-size', '16', '--run-name', 'cli-e2e', '--head-dropout', '0.1', '--log-every-n-steps', '5'], dir);
     expect(r.stderr).not.toMatch(/Error/);
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/centroid baseline/);
+    expect(r.stdout).toMatch(/Trainable params/); // ModelSummary, on by default
     expect(existsSync(join(dir, 'mlflow.db'))).toBe(true);
     const runs = JSON.parse(await python(READ_RUN, [`sqlite:///${join(dir, 'mlflow.db')}`])) as Array<Record<string, any>>;
     expect(runs.length).toBe(1);
@@ -183,7 +184,7 @@ describe('heimdall-torch train (CLI)', () => {
     expect(run.params['data/batch_size']).toBe('16');
     expect(run.tags.phase).toBe('training');
     // 150 samples → 15 test, 27 val, 108 train → 7 batches × 2 epochs
-    expect(run.train_loss_steps).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]);
+    expect(run.train_loss_steps).toEqual([5, 10]); // --log-every-n-steps 5 (Lightning's default is 50)
     expect(run.metrics['val/position_error_m']).toBeGreaterThan(0);
     expect(run.metrics.final_test_loss).toBeTypeOf('number');
     expect(run.metrics['lr-AdamW']).toBeGreaterThan(0);

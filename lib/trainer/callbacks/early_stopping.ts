@@ -8,6 +8,9 @@ import { Callback, type Metrics, type TrainerView } from '../callback.js';
 export type EarlyStoppingOptions = z.input<typeof earlyStoppingOptionsSchema>;
 
 export class EarlyStopping extends Callback {
+  override get runsInFastDevRun(): boolean {
+    return false;
+  }
   readonly monitor: string;
   readonly patience: number;
   readonly minDelta: number;

@@ -17,7 +17,7 @@ export interface MLflowLoggerOptions {
   trackerOptions?: MLflowTrackerOptions;
   runName?: string;
   tags?: Record<string, string>;
-  /** Log batch metrics every N optimizer steps (default 1). */
+  /** Log batch metrics every N optimizer steps (default: the Trainer's `logEveryNSteps`, 50 as Lightning). */
   logEveryNSteps?: number;
   /** Upload the best and last checkpoints at the end of fit (default true). */
   logCheckpoints?: boolean;
@@ -33,6 +33,9 @@ export interface MLflowLoggerOptions {
 }
 
 export class MLflowLogger extends Callback {
+  override get runsInFastDevRun(): boolean {
+    return false;
+  }
   readonly tracker: MLflowTracker;
   private readonly ownsTracker: boolean;
   private readonly options: MLflowLoggerOptions;
@@ -104,8 +107,8 @@ export class MLflowLogger extends Callback {
     }
   }
 
-  override onTrainBatchEnd(_trainer: TrainerView, batch: TrainBatch): void {
-    const every = this.options.logEveryNSteps ?? 1;
+  override onTrainBatchEnd(trainer: TrainerView, batch: TrainBatch): void {
+    const every = this.options.logEveryNSteps ?? trainer.config.logEveryNSteps;
     if (batch.step % every !== 0 || batch.step === this.lastLoggedStep) return;
     this.lastLoggedStep = batch.step;
     this.logMetrics(batch.metrics, batch.step);

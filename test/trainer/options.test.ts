@@ -1,0 +1,336 @@
+// Trainer options Lightning users reach for daily (issue 17): maxTime / Timer, minEpochs, logEveryNSteps,
+// OnExceptionCheckpoint, ModelSummary — each against Lightning's documented semantics.
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError } from '../../lib/config.js';
+import { ConvNeXt } from '../../lib/model.js';
+import { HeimdallDataModule } from '../../lib/data/heimdall.js';
+import { Callback, EarlyStopping, MLflowLogger, ModelCheckpoint, ModelSummary, OnExceptionCheckpoint, TensorDataModule, Timer, Trainer, formatDuration, suggestIndex, summarize, type TrainBatch } from '../../lib/trainer/index.js';
+import { resolveTrainFlags, trainCommand } from '../../lib/cli/train.js';
+import { python } from '../helpers/python.js';
+import { tempDir } from '../helpers/tmp.js';
+import { blobs } from '../native/fixtures.js';
+
+function blobData(n = 120, seed = 1, batchSize = 16): TensorDataModule {
+  const { inputs, targets } = blobs(n, seed);
+  return new TensorDataModule(inputs, [n, 3, 32, 32], targets, [n, 2], { batchSize, seed: 3 });
+}
+const base = { device: 'cpu', threads: 2, enableProgressBar: false, enableModelSummary: false, handleSignals: false, optimizer: { name: 'adamw' as const, lr: 2e-3, weightDecay: 1e-5 } };
+
+const ModelCheckpointFor = (root: string) => new ModelCheckpoint({ dirpath: join(root, 'checkpoints') });
+
+/** Records every training batch with the time its event reached JavaScript. */
+class BatchClock extends Callback {
+  readonly batches: { epoch: number; batch: number; step: number; at: number }[] = [];
+  override onTrainBatchEnd(_t: unknown, b: TrainBatch) { this.batches.push({ epoch: b.epoch, batch: b.batch, step: b.step, at: Date.now() }); }
+}
+
+describe('maxTime and Timer', () => {
+  it('parses durations as Lightning does: DD:HH:MM:SS or { days, hours, minutes, seconds }', () => {
+    expect(new Trainer({ ...base, maxTime: '00:12:00:00' }).config.maxTime).toBe(12 * 3600 * 1000);
+    expect(new Trainer({ ...base, maxTime: { hours: 1, minutes: 30 } }).config.maxTime).toBe(5400 * 1000);
+    expect(() => new Trainer({ ...base, maxTime: '12h' })).toThrow(ConfigError);
+    expect(() => new Trainer({ ...base, maxTime: { hours: 0 } })).toThrow(/maxTime: must be longer than 0 s/);
+    expect(formatDuration(90061000)).toBe('01:01:01:01');
+  });
+
+  it('stops at the batch boundary after the limit, writes a checkpoint, and a resumed fit continues that epoch', async () => {
+    const dir = tempDir();
+    const clock = new BatchClock();
+    const timer = new Timer({ duration: { seconds: 1.5 }, verbose: false });
+    let started = 0;
+    class Start extends Callback { override onTrainStart() { started = Date.now(); } }
+    const trainer = new Trainer({ ...base, maxEpochs: 500, defaultRootDir: dir, callbacks: [new Start(), clock, timer] });
+    const history = await trainer.fit(ConvNeXt.localization('atto', { seed: 3 }), blobData(400, 3, 8));
+    expect(history.reason).toBe('max_time');
+    expect(timer.expired).toBe(true);
+    const limit = started + 1500;
+    expect(clock.batches.at(-1)!.at).toBeGreaterThanOrEqual(limit);
+    // The stop lands at a batch boundary: at most the batch already running when the limit was seen, and one more.
+    expect(clock.batches.filter((b) => b.at >= limit).length).toBeLessThanOrEqual(2);
+    expect(history.globalStep).toBe(clock.batches.at(-1)!.step);
+    expect(timer.timeElapsed()).toBeGreaterThanOrEqual(1.5);
+
+    // 400 samples → ~34 batches of 8 per epoch: the limit almost surely falls inside an epoch.
+    const last = clock.batches.at(-1)!;
+    const midEpoch = last.batch + 1 < trainer.trainBatches;
+    expect(Boolean(history.resumeCheckpoint)).toBe(midEpoch);
+    if (!history.resumeCheckpoint) return;
+    expect(existsSync(history.resumeCheckpoint)).toBe(true);
+
+    const clock2 = new BatchClock();
+    const timer2 = new Timer({ verbose: false }); // no limit: measures only, restores the elapsed time
+    const resumed = new Trainer({ ...base, maxEpochs: last.epoch + 1, defaultRootDir: tempDir(), callbacks: [clock2, timer2] });
+    const h2 = await resumed.fit(ConvNeXt.localization('atto', { seed: 3 }), blobData(400, 3, 8), { ckptPath: history.resumeCheckpoint });
+    expect(h2.reason).toBe('max_epochs');
+    expect(clock2.batches[0]).toMatchObject({ epoch: last.epoch, batch: last.batch + 1, step: last.step + 1 });
+    expect(h2.epochs.map((e) => e.epoch)).toEqual([last.epoch]);
+    expect(timer2.timeElapsed()).toBeGreaterThan(timer.timeElapsed());
+  });
+
+  it("interval 'epoch' ends fit after the epoch in which the time ran out", async () => {
+    const timer = new Timer({ duration: { seconds: 0.01 }, interval: 'epoch', verbose: false });
+    const trainer = new Trainer({ ...base, maxEpochs: 5, defaultRootDir: tempDir(), callbacks: [timer] });
+    const history = await trainer.fit(ConvNeXt.localization('atto', { seed: 4 }), blobData(60, 4));
+    expect(history.epochs.map((e) => e.epoch)).toEqual([0]);
+    expect(history.reason).toBe('stopped');
+    expect(history.resumeCheckpoint).toBeUndefined();
+  });
+});
+
+describe('minEpochs', () => {
+  it('keeps training until minEpochs when EarlyStopping asks to stop earlier (Lightning: min_epochs wins)', async () => {
+    // After the first validation (which sets the best), no validation is an improvement: stop after epoch 1.
+    const never = () => new EarlyStopping({ patience: 0, minDelta: 1e9 });
+    const plain = new Trainer({ ...base, maxEpochs: 6, defaultRootDir: tempDir(), callbacks: [never()] });
+    const h1 = await plain.fit(ConvNeXt.localization('atto', { seed: 5 }), blobData(60, 5));
+    expect(h1.epochs.length).toBe(2);
+    const withMin = new Trainer({ ...base, maxEpochs: 6, minEpochs: 4, defaultRootDir: tempDir(), callbacks: [never()] });
+    const h2 = await withMin.fit(ConvNeXt.localization('atto', { seed: 5 }), blobData(60, 5));
+    expect(h2.epochs.map((e) => e.epoch)).toEqual([0, 1, 2, 3]);
+    expect(h2.reason).toBe('stopped');
+  });
+
+  it('minSteps counts optimizer steps', async () => {
+    const trainer = new Trainer({ ...base, maxEpochs: 6, minSteps: 7, defaultRootDir: tempDir(), callbacks: [new EarlyStopping({ patience: 0, minDelta: 1e9 })] });
+    const h = await trainer.fit(ConvNeXt.localization('atto', { seed: 6 }), blobData(60, 6)); // 3 steps per epoch
+    expect(h.epochs.length).toBe(3); // EarlyStopping asks after epoch 1 (6 steps); 9 ≥ 7 after epoch 2
+    expect(h.globalStep).toBe(9);
+  });
+});
+
+describe('logEveryNSteps', () => {
+  it('logs batch metrics every N optimizer steps (default 50, as Lightning), epoch metrics every epoch', async () => {
+    const dir = tempDir();
+    const trackingUri = `sqlite:///${join(dir, 'mlflow.db')}`;
+    const steps = async (trainerOptions: object) => {
+      const logger = new MLflowLogger({ trackerOptions: { trackingUri, artifactUri: join(dir, 'artifacts') }, logCheckpoints: false });
+      const trainer = new Trainer({ ...base, maxEpochs: 2, defaultRootDir: tempDir(), logger, ...trainerOptions });
+      await trainer.fit(ConvNeXt.localization('atto', { seed: 7 }), blobData(120, 7, 8)); // 12 steps per epoch
+      await logger.close();
+      return JSON.parse(await python(`
+import sys, json, mlflow
+c = mlflow.MlflowClient(sys.argv[1])
+print(json.dumps({k: [m.step for m in c.get_metric_history(sys.argv[2], k)] for k in ('train/loss', 'train/loss_epoch')}))`, [trackingUri, logger.runId!])) as Record<string, number[]>;
+    };
+    const every5 = await steps({ logEveryNSteps: 5 });
+    expect(every5['train/loss']).toEqual([5, 10, 15, 20]);
+    expect(every5['train/loss_epoch']!.length).toBe(2);
+    const byDefault = await steps({});
+    expect(byDefault['train/loss']).toEqual([]);
+    expect(byDefault['train/loss_epoch']!.length).toBe(2);
+  });
+});
+
+describe('OnExceptionCheckpoint', () => {
+  it('saves a resumable checkpoint when fit fails, and fit still rejects with the original error', async () => {
+    const dir = tempDir();
+    class FailAfterFirstEpoch extends Callback {
+      override onTrainEpochEnd(t: Trainer) { if (t.currentEpoch === 1) throw new Error('disk quota exceeded (test)'); }
+    }
+    const saver = new OnExceptionCheckpoint();
+    const trainer = new Trainer({ ...base, maxEpochs: 3, defaultRootDir: dir, callbacks: [new FailAfterFirstEpoch(), saver] });
+    await expect(trainer.fit(ConvNeXt.localization('atto', { seed: 8 }), blobData(60, 8))).rejects.toThrow('disk quota exceeded (test)');
+    expect(saver.savedPath).toBe(join(dir, 'checkpoints', 'on_exception.safetensors'));
+    expect(existsSync(saver.savedPath!)).toBe(true);
+    const resumed = new Trainer({ ...base, maxEpochs: 3, defaultRootDir: tempDir() });
+    const h = await resumed.fit(ConvNeXt.localization('atto', { seed: 8 }), blobData(60, 8), { ckptPath: saver.savedPath });
+    expect(h.epochs.map((e) => e.epoch)).toEqual([1, 2]);
+  });
+
+  it('refuses a path as its file name', () => {
+    expect(() => new OnExceptionCheckpoint({ filename: '../x' })).toThrow(/filename: must be a file name/);
+  });
+});
+
+describe('ModelSummary', () => {
+  it('lists the modules with parameter counts and output sizes that match timm and libtorch', async () => {
+    const model = ConvNeXt.localization('atto', { seed: 9 });
+    await model.ready();
+    const s = summarize(model, [3, 64, 96]);
+    expect(s.rows.map((r) => r.name)).toEqual(['stem', 'stages.0', 'stages.1', 'stages.2', 'stages.3', 'head.norm', 'position_head', 'uncertainty_head']);
+    expect(s.rows.reduce((a, r) => a + r.params, 0)).toBe(model.numParameters());
+    expect(s.total).toBe(model.numParameters());
+    expect(s.trainable).toBe(model.numParameters(true));
+    // The reference: timm's convnext_atto, its modules' parameters and output shapes for a [2, 3, 64, 96] input.
+    const ref = JSON.parse(await python(`
+import json, torch, timm
+m = timm.create_model('convnext_atto', pretrained=False, num_classes=0).eval()
+shapes = {}
+for name in ['stem'] + [f'stages.{i}' for i in range(4)]:
+    m.get_submodule(name).register_forward_hook(lambda mod, i, o, name=name: shapes.__setitem__(name, list(o.shape)))
+m(torch.zeros(2, 3, 64, 96))
+print(json.dumps({n: {'params': sum(p.numel() for p in m.get_submodule(n).parameters()), 'shape': shapes[n]} for n in shapes}))`)) as Record<string, { params: number; shape: number[] }>;
+    for (const row of s.rows.slice(0, 5)) {
+      expect(row.params).toBe(ref[row.name]!.params);
+      expect(row.outSize).toEqual(['B', ...ref[row.name]!.shape.slice(1)]);
+    }
+    expect(s.rows.find((r) => r.name === 'position_head')!.outSize).toEqual(['B', 2]);
+  });
+
+  it('prints the table at fit start (on by default, off with enableModelSummary: false)', async () => {
+    let printed = '';
+    const summary = new ModelSummary({ write: (t) => (printed += t) });
+    const trainer = new Trainer({ ...base, enableModelSummary: true, maxEpochs: 1, defaultRootDir: tempDir(), callbacks: [summary] });
+    await trainer.fit(ConvNeXt.localization('atto', { seed: 10 }), blobData(40, 10));
+    expect(printed).toMatch(/stages\.3 +\| Stage \(downsample, 2 blocks\) +\| 1\.9 M +\| \[B, 320, 1, 1\]/);
+    expect(printed).toMatch(/3\.5 M +Total params/);
+    expect(new Trainer({ ...base, enableModelSummary: true }).callbacks.filter((c) => c instanceof ModelSummary).length).toBe(1);
+    expect(new Trainer({ ...base, enableModelSummary: false }).callbacks.some((c) => c instanceof ModelSummary)).toBe(false);
+  });
+});
+
+describe('CLI flags', () => {
+  const flagsOf = (args: string[]) => {
+    const cmd = trainCommand().exitOverride();
+    cmd.action(() => undefined);
+    cmd.parse(args, { from: 'user' });
+    return resolveTrainFlags(cmd);
+  };
+  it('--max-time, --min-epochs, --log-every-n-steps, --no-model-summary reach the Trainer options', () => {
+    const f = flagsOf(['--max-time', '00:02:30:00', '--min-epochs', '4', '--log-every-n-steps', '10', '--no-model-summary']);
+    expect(f).toMatchObject({ maxTime: 9000 * 1000, minEpochs: 4, logEveryNSteps: 10, modelSummary: false });
+    expect(flagsOf([])).toMatchObject({ minEpochs: 0, logEveryNSteps: 50, modelSummary: true });
+    expect(() => flagsOf(['--max-time', '2h'])).toThrow(/--max-time: must be 'DD:HH:MM:SS'/);
+  });
+});
+
+describe('batch limits, maxSteps, sanity check, fastDevRun', () => {
+  it('the engine: trainEpoch maxBatches / maxSteps (resumable mid-epoch, schedule spans maxSteps), evaluate maxBatches', async () => {
+    const { native } = await import('../../lib/native.js');
+    const { blobDataset } = await import('../native/fixtures.js');
+    const addon = native();
+    const mk = () => new addon.Engine(new addon.Model({ variant: 'atto', head: 'regression', outputs: 2, seed: 1 }),
+      { device: 'cpu', seed: 1, threads: 2, optimizer: { name: 'adamw', lr: 1e-3 }, schedule: { name: 'cosine', minLr: 1e-5 } });
+    const data = blobDataset(64, 2); // 8 batches of 8
+    const e1 = mk();
+    const a = await e1.trainEpoch(data, { batchSize: 8, maxEpochs: 3, maxBatches: 3 });
+    expect(a).toMatchObject({ batches: 3, samples: 24, step: 3, stopped: false, maxStepsReached: false });
+    expect(e1.epoch).toBe(1);
+    const v = await e1.evaluate(data, { batchSize: 8, maxBatches: 2 });
+    expect(v).toMatchObject({ batches: 2, samples: 16 });
+    expect((await e1.evaluate(data, { batchSize: 8 })).batches).toBe(8);
+
+    const e2 = mk();
+    const events: number[] = [];
+    const b = await e2.trainEpoch(data, { batchSize: 8, maxEpochs: 10, maxSteps: 5 }, (ev) => events.push(ev.step));
+    expect(b).toMatchObject({ batches: 5, step: 5, stopped: false, maxStepsReached: true });
+    expect(events).toEqual([1, 2, 3, 4, 5]);
+    expect(e2.epoch).toBe(0); // the epoch is not over: it resumes at batch 5
+    expect(e2.lr).toBeCloseTo(1e-5, 8); // the cosine schedule spans min(10 epochs × 8, 5) steps: at its end
+    const again = await e2.trainEpoch(data, { batchSize: 8, maxEpochs: 10, maxSteps: 7 }, (ev) => events.push(ev.step));
+    expect(again).toMatchObject({ batches: 7, step: 7, maxStepsReached: true });
+    const rest = await e2.trainEpoch(data, { batchSize: 8, maxEpochs: 10 });
+    expect(rest).toMatchObject({ batches: 8, step: 8, maxStepsReached: false });
+    expect(e2.epoch).toBe(1);
+    expect(() => e2.trainEpoch(data, { batchSize: 8, maxEpochs: 10, maxBatches: 0 })).toThrow(/maxBatches must be ≥ 1/);
+  });
+
+  it('limitTrainBatches (count or fraction) and limitValBatches: 0 (no validation)', async () => {
+    const clock = new BatchClock();
+    const trainer = new Trainer({ ...base, maxEpochs: 3, limitTrainBatches: 2, limitValBatches: 0, defaultRootDir: tempDir(), callbacks: [clock] });
+    const h = await trainer.fit(ConvNeXt.localization('atto', { seed: 11 }), blobData(120, 11, 8)); // 12 batches per epoch
+    expect(clock.batches.map((b) => `${b.epoch}.${b.batch}`)).toEqual(['0.0', '0.1', '1.0', '1.1', '2.0', '2.1']);
+    expect(h.globalStep).toBe(6);
+    expect(h.epochs.every((e) => e.val === undefined)).toBe(true);
+    const half = new Trainer({ ...base, maxEpochs: 1, limitTrainBatches: 0.5, defaultRootDir: tempDir() });
+    const data = blobData(120, 11, 8);
+    const all = Math.ceil((await data.setup()).train.size / 8); // 86 training samples → 11 batches
+    expect((await half.fit(ConvNeXt.localization('atto', { seed: 11 }), data)).globalStep).toBe(Math.floor(all / 2));
+    expect(() => new Trainer({ ...base, limitTrainBatches: 1.5 })).toThrow(/limitTrainBatches: must be a whole number of batches/);
+    expect(() => new Trainer({ ...base, limitTrainBatches: 0 })).toThrow(/limitTrainBatches: 0 leaves nothing to train/);
+  });
+
+  it('maxSteps ends fit at that step with a checkpoint to resume the epoch from', async () => {
+    const trainer = new Trainer({ ...base, maxEpochs: 10, maxSteps: 5, defaultRootDir: tempDir() });
+    const h = await trainer.fit(ConvNeXt.localization('atto', { seed: 12 }), blobData(60, 12)); // 3 steps per epoch
+    expect(h).toMatchObject({ reason: 'max_steps', globalStep: 5 });
+    expect(h.epochs.length).toBe(1);
+    expect(existsSync(h.resumeCheckpoint!)).toBe(true);
+    const clock = new BatchClock();
+    const resumed = new Trainer({ ...base, maxEpochs: 10, maxSteps: 6, defaultRootDir: tempDir(), callbacks: [clock] });
+    const h2 = await resumed.fit(ConvNeXt.localization('atto', { seed: 12 }), blobData(60, 12), { ckptPath: h.resumeCheckpoint });
+    expect(clock.batches.map((b) => b.step)).toEqual([6]);
+    expect(h2).toMatchObject({ reason: 'max_steps', globalStep: 6 });
+    expect(h2.epochs.map((e) => e.epoch)).toEqual([1]); // epoch 1 completed at step 6, validated
+    expect(h2.resumeCheckpoint).toBeUndefined();
+  });
+
+  it('numSanityValSteps runs validation batches before training: a broken validation fails before any training step', async () => {
+    const good = blobData(60, 13);
+    const { inputs, targets } = blobs(20, 13);
+    const small = new TensorDataModule(inputs.subarray(0, 20 * 3 * 16 * 16), [20, 3, 16, 16], targets, [20, 2], { batchSize: 16, split: false });
+    const broken = { batchSize: 16, describe: () => 'val of 16×16 inputs', setup: async () => ({ train: (await good.setup()).train, val: (await small.setup()).train }) };
+    const clock = new BatchClock();
+    const checked = new Trainer({ ...base, maxEpochs: 1, defaultRootDir: tempDir(), callbacks: [clock] });
+    await expect(checked.fit(ConvNeXt.localization('atto', { seed: 13 }), broken)).rejects.toThrow(/32/);
+    expect(clock.batches.length).toBe(0);
+    const unchecked = new Trainer({ ...base, maxEpochs: 1, numSanityValSteps: 0, defaultRootDir: tempDir(), callbacks: [clock] });
+    await expect(unchecked.fit(ConvNeXt.localization('atto', { seed: 13 }), broken)).rejects.toThrow(/32/);
+    expect(clock.batches.length).toBeGreaterThan(0); // without the check, an epoch of training came first
+  });
+
+  it('fastDevRun: n batches of train, val and test, no files, no MLflow run, one report line', async () => {
+    const dir = tempDir();
+    const root = join(dir, 'outputs');
+    const db = join(dir, 'mlflow.db');
+    const logger = new MLflowLogger({ trackerOptions: { trackingUri: `sqlite:///${db}`, artifactUri: join(dir, 'artifacts') } });
+    const clock = new BatchClock();
+    const trainer = new Trainer({ ...base, maxEpochs: 5, fastDevRun: 2, defaultRootDir: root, logger, callbacks: [clock, ModelCheckpointFor(root), new EarlyStopping()] });
+    const out: string[] = [];
+    const write = process.stdout.write.bind(process.stdout);
+    process.stdout.write = ((chunk: string) => (out.push(String(chunk)), true)) as typeof process.stdout.write;
+    let h;
+    try {
+      h = await trainer.fit(ConvNeXt.localization('atto', { seed: 14 }), blobData(120, 14, 8));
+      await trainer.test();
+    } finally {
+      process.stdout.write = write;
+    }
+    await logger.close();
+    expect(h.globalStep).toBe(2);
+    expect(h.epochs.length).toBe(1);
+    expect(clock.batches.length).toBe(2);
+    expect(h.epochs[0]!.val!['val/loss']).toBeTypeOf('number');
+    expect(out.join('')).toMatch(/fastDevRun passed: 2 training step\(s\), train\/loss [\d.-]+, val\/loss [\d.-]+ in/);
+    expect(existsSync(root)).toBe(false);
+    expect(existsSync(db)).toBe(false);
+    expect(logger.runId).toBeNull();
+  });
+});
+
+describe('lrFind', () => {
+  it("suggestIndex is Lightning's: argmin of torch.gradient(losses, spacing=[lrs]) between skipBegin and skipEnd", async () => {
+    const lrs = Array.from({ length: 40 }, (_, i) => 1e-6 * 10 ** (i / 8));
+    const losses = lrs.map((lr, i) => 2 - Math.tanh(Math.log10(lr) + 3) + 0.01 * Math.sin(i * 1.7) + (lr > 0.05 ? 5 * lr : 0));
+    const ref = Number(await python(`
+import sys, json, torch
+lrs = torch.tensor(json.loads(sys.argv[1]), dtype=torch.float64)
+losses = torch.tensor(json.loads(sys.argv[2]), dtype=torch.float64)
+print(int(torch.argmin(torch.gradient(losses[10:-1], spacing=[lrs[10:-1]])[0])) + 10)`, [JSON.stringify(lrs), JSON.stringify(losses)]));
+    expect(suggestIndex(lrs, losses)).toBe(ref);
+    expect(suggestIndex(lrs.slice(0, 12), losses.slice(0, 12))).toBeUndefined(); // one usable point
+  });
+
+  it('sweeps the rate exponentially, restores the weights, and suggests a rate on the descending part of the loss curve', async () => {
+    const data = HeimdallDataModule.synthetic({ samples: 300, seed: 3, batchSize: 16 });
+    const model = ConvNeXt.localization('atto', { seed: 3, inChans: data.inputShape[0] });
+    const dir = tempDir();
+    const trainer = new Trainer({ ...base, defaultRootDir: join(dir, 'outputs') });
+    await model.saveWeights(join(dir, 'before.safetensors'));
+    const r = await trainer.lrFind(model, data, { minLr: 1e-6, maxLr: 1, numTraining: 60 });
+    await model.saveWeights(join(dir, 'after.safetensors'));
+    expect(readFileSync(join(dir, 'after.safetensors')).equals(readFileSync(join(dir, 'before.safetensors')))).toBe(true);
+    expect(r.lrs[0]).toBeCloseTo(1e-6, 12);
+    for (let i = 1; i < r.lrs.length; i++) expect(r.lrs[i]! / r.lrs[i - 1]!).toBeCloseTo(1e6 ** (1 / 60), 9);
+    const i = r.suggestionIndex!;
+    expect(r.suggestion).toBe(r.lrs[i]);
+    process.stderr.write(`lrFind: suggestion ${r.suggestion} after ${r.lrs.length} steps (diverged: ${r.diverged})\n`);
+    // Lightning's rule picks the steepest fall of the smoothed loss: the loss falls there, well before it diverges.
+    expect(i).toBeGreaterThanOrEqual(10);
+    expect(r.losses[Math.min(i + 3, r.losses.length - 1)]!).toBeLessThan(r.losses[i - 1]!);
+    expect(r.suggestion!).toBeLessThan(r.lrs.at(-1)! / 10);
+    expect(existsSync(trainer.rootDir)).toBe(false); // no checkpoints, no run
+  }, 600_000);
+});
