@@ -319,6 +319,8 @@ export const trainerOptionsSchema = z
     defaultRootDir: z.string().min(1).default('./outputs').describe('checkpoints and exports'),
     enableProgressBar: z.boolean().optional(),
     handleSignals: z.boolean().default(true),
+    /** With a logger: add a FigureLogger (training curves, test figures) unless one is given. */
+    logFigures: z.boolean().default(true),
     checkValEveryNEpoch: z.number().int().min(1).default(1),
   })
   .strict();

@@ -25,6 +25,8 @@ export interface DataModule {
    * not need the data set.
    */
   metadataJson?(): string;
+  /** A split's targets as typed arrays (floats [n, k], or class indices [n]), in the split's order, where known. */
+  targets?(split: 'train' | 'val' | 'test'): { data: Float32Array | Int32Array; shape: number[] } | undefined;
   describe(): string;
 }
 
@@ -44,12 +46,13 @@ export interface TensorDataOptions {
 export class TensorDataModule implements DataModule {
   readonly batchSize: number;
   private splits?: DataSplits;
+  private indices?: { train: number[]; val?: number[]; test?: number[] };
   private readonly n: number;
 
   constructor(
     private readonly inputs: Float32Array,
     private readonly shape: [number, number, number, number],
-    private readonly targets: Float32Array | Int32Array,
+    private readonly targetValues: Float32Array | Int32Array,
     private readonly targetShape: number[],
     private readonly options: TensorDataOptions = {},
   ) {
@@ -60,17 +63,28 @@ export class TensorDataModule implements DataModule {
   setup(): DataSplits {
     if (this.splits) return this.splits;
     const addon = native();
-    const all = addon.tensorDataset(this.inputs, this.shape, this.targets, this.targetShape);
+    const all = addon.tensorDataset(this.inputs, this.shape, this.targetValues, this.targetShape);
     if (this.options.split === false) {
       this.splits = { train: all };
+      this.indices = { train: Array.from({ length: this.n }, (_, i) => i) };
     } else {
       const s = addon.referenceSplit(this.n, this.options.seed ?? 42);
+      this.indices = s;
       this.splits = { train: addon.subset(all, s.train), val: addon.subset(all, s.val), test: addon.subset(all, s.test) };
     }
     return this.splits;
   }
   get inputShape(): number[] {
     return this.shape.slice(1);
+  }
+  targets(split: 'train' | 'val' | 'test'): { data: Float32Array | Int32Array; shape: number[] } | undefined {
+    if (!this.indices) this.setup();
+    const idx = this.indices?.[split];
+    if (!idx) return undefined;
+    const per = this.targetShape.slice(1).reduce((a, b) => a * b, 1);
+    const out = this.targetValues instanceof Int32Array ? new Int32Array(idx.length * per) : new Float32Array(idx.length * per);
+    idx.forEach((i, j) => out.set(this.targetValues.subarray(i * per, (i + 1) * per), j * per));
+    return { data: out, shape: [idx.length, ...this.targetShape.slice(1)] };
   }
   get positionScale(): PositionScale | undefined {
     return this.options.positionScale;

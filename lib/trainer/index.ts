@@ -8,6 +8,8 @@ export { EarlyStopping } from './callbacks/early_stopping.js';
 export type { EarlyStoppingOptions } from './callbacks/early_stopping.js';
 export { LearningRateMonitor } from './callbacks/lr_monitor.js';
 export { ProgressBar } from './callbacks/progress_bar.js';
+export { FigureLogger, FIGURE_KEYS, testFigures } from './callbacks/figures.js';
+export type { FigureLoggerOptions } from './callbacks/figures.js';
 export { MLflowLogger, modelTag } from './callbacks/mlflow_logger.js';
 export type { MLflowLoggerOptions } from './callbacks/mlflow_logger.js';
 export { TensorDataModule } from './data.js';

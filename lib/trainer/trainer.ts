@@ -86,7 +86,7 @@ export class Trainer implements TrainerView {
     this.config = parseTrainerOptions(rest);
     this.logger = loggerCallback(logger);
     const progress = this.config.enableProgressBar ?? (Boolean(process.stdout.isTTY) && !process.env.CI);
-    const all = withDefaultCallbacks(callbacks, this.logger, progress);
+    const all = withDefaultCallbacks(callbacks, this.logger, progress, this.config.logFigures);
     const keys = new Set<string>();
     for (const c of all) {
       if (keys.has(c.stateKey)) {
@@ -203,7 +203,7 @@ export class Trainer implements TrainerView {
     engine.clearStop();
     const r = await engine.evaluate(splits.test, { batchSize: data.batchSize });
     const metrics = prefixed('test', r.metrics);
-    await this.call('onTestEnd', metrics);
+    await this.call('onTestEnd', metrics, data);
     return metrics;
   }
 

@@ -2,6 +2,7 @@
 // on a terminal, a progress bar. The Trainer calls these two functions and knows no callback class beyond them.
 import { MLflowTracker } from '../../tracking/index.js';
 import type { Callback } from '../callback.js';
+import { FigureLogger } from './figures.js';
 import { MLflowLogger } from './mlflow_logger.js';
 import { ProgressBar } from './progress_bar.js';
 
@@ -14,9 +15,16 @@ export function loggerCallback(logger: LoggerOption): MLflowLogger | undefined {
   return logger || undefined;
 }
 
-/** `callbacks` with the logger (unless already there) and a progress bar (when wanted and none is given). */
-export function withDefaultCallbacks(callbacks: readonly Callback[], logger: MLflowLogger | undefined, progressBar: boolean): Callback[] {
+/**
+ * `callbacks` with, unless already there: a FigureLogger (with a logger and `figures`) just before the logger (so
+ * it logs while the run is open), the logger, and a progress bar (when wanted).
+ */
+export function withDefaultCallbacks(callbacks: readonly Callback[], logger: MLflowLogger | undefined, progressBar: boolean, figures = true): Callback[] {
   const all = [...callbacks];
+  if (logger && figures && !all.some((c) => c instanceof FigureLogger)) {
+    const at = all.indexOf(logger);
+    all.splice(at < 0 ? all.length : at, 0, new FigureLogger());
+  }
   if (logger && !all.includes(logger)) all.push(logger);
   if (progressBar && !all.some((c) => c instanceof ProgressBar)) all.push(new ProgressBar());
   return all;
