@@ -6,7 +6,7 @@ import { createRequire } from 'node:module';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { HeimdallError } from '../errors.js';
-import { FIGURE_FONT, type VegaLiteSpec } from './specs.js';
+import { estimateTextWidth, FIGURE_FONT, type VegaLiteSpec } from './specs.js';
 
 /** MLflow's thumbnail size: `mlflow.tracking.multimedia.COMPRESSED_IMAGE_SIZE`. */
 export const COMPRESSED_IMAGE_SIZE = 256;
@@ -61,22 +61,41 @@ function hasFontFile(dir: string, depth = 0): boolean {
 async function loadWebp(): Promise<WebpEncode | null> {
   try {
     const require = createRequire(import.meta.url);
-    const mod = (await import('@jsquash/webp/encode.js')) as unknown as { default: WebpEncode; init: (module: unknown) => Promise<unknown> };
-    // In Node the codec cannot fetch its .wasm itself: compile the plain (non-SIMD) build from the package.
-    const wasmPath = join(require.resolve('@jsquash/webp/encode.js'), '..', 'codec', 'enc', 'webp_enc.wasm');
-    const wasm = (globalThis as unknown as { WebAssembly: { compile(bytes: Uint8Array): Promise<unknown> } }).WebAssembly;
-    await mod.init(await wasm.compile(readFileSync(wasmPath)));
-    return mod.default;
+    const mod = (await import('@jsquash/webp/encode.js')) as unknown as { default: WebpEncode; init: (module?: unknown, overrides?: object) => Promise<unknown> };
+    // In Node the codec cannot fetch its .wasm itself: hand it the bytes. Node has WebAssembly SIMD, so the codec
+    // picks its SIMD build; the plain build is the fallback.
+    const codecDir = join(require.resolve('@jsquash/webp/encode.js'), '..', 'codec', 'enc');
+    let lastError: unknown;
+    for (const file of ['webp_enc_simd.wasm', 'webp_enc.wasm']) {
+      try {
+        await mod.init(undefined, { wasmBinary: readFileSync(join(codecDir, file)) });
+        const probe = Buffer.from(await mod.default({ data: new Uint8ClampedArray(4 * 4 * 4).fill(255), width: 4, height: 4 }, { quality: 80 }));
+        if (probe.subarray(0, 4).toString('latin1') === 'RIFF' && probe.subarray(8, 12).toString('latin1') === 'WEBP') return mod.default;
+        lastError = new Error(`${file}: the encoder's output is not WebP`);
+      } catch (err) {
+        lastError = err;
+      }
+    }
+    throw lastError;
   } catch (err) {
     process.emitWarning(`heimdall-torch: the WebP encoder (@jsquash/webp) does not load (${(err as Error).message}); image thumbnails are written as PNG, which MLflow's UI shows too`, 'FigureWarning');
     return null;
   }
 }
 
+/** Vega's text measure (`textMetrics.width`, which Vega lets a renderer replace, as vl-convert does). */
+function vegaTextWidth(item: { fontSize?: number | string; fontWeight?: string | number }, text: unknown): number {
+  const size = item.fontSize != null ? Number(item.fontSize) || 0 : 11;
+  const line = text == null ? '' : String(text).trim();
+  const w = item.fontWeight;
+  return estimateTextWidth(line, size, w === 'bold' || w === 'bolder' || Number(w) >= 600);
+}
+
 async function load(): Promise<Toolkit> {
   toolkit ??= (async () => {
     try {
       const [vega, vegaLite, resvg] = await Promise.all([import('vega'), import('vega-lite'), import('@resvg/resvg-js')]);
+      (vega as unknown as { textMetrics: { width: typeof vegaTextWidth } }).textMetrics.width = vegaTextWidth;
       const dirs = fontDirs();
       if (!dirs.some((d) => hasFontFile(d))) {
         process.emitWarning('heimdall-torch: no TrueType/OpenType font found (looked in /usr/share/fonts, ~/.fonts, HEIMDALL_FIGURE_FONT_DIR): figures will have no text; install one (Debian: apt-get install fonts-dejavu-core)', 'FigureWarning');

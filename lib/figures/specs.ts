@@ -24,6 +24,25 @@ const config = {
 /** Colours (colour-blind safe, Tableau 10): model, reference/truth, baseline, accents. */
 const C = { model: '#e15759', truth: '#4e79a7', baseline: '#7f7f7f', receiver: '#222222', ellipse: '#f28e2b', error: '#9c9c9c', lr: '#59a14f' };
 
+/**
+ * Text width in pixels for layout. Without a canvas Vega guesses 0.8 em per character, which makes every figure
+ * far wider than its text; render.ts gives Vega this instead (Vega's `textMetrics.width`, which vl-convert sets
+ * too). Advances by character class, in em, like DejaVu Sans: within ~10 %, and the same on every machine.
+ */
+export function estimateTextWidth(text: string, fontSize: number, bold = false): number {
+  let em = 0;
+  for (const ch of text) {
+    if (ch === ' ') em += 0.32;
+    else if ("iljI.,:;|!'`".includes(ch)) em += 0.28;
+    else if ('frt()[]{}/\\-'.includes(ch)) em += 0.4;
+    else if ('mwMW%@'.includes(ch)) em += 0.92;
+    else if (/[A-Z]/.test(ch)) em += 0.7;
+    else if (/[0-9]/.test(ch)) em += 0.64;
+    else em += 0.6;
+  }
+  return em * fontSize * (bold ? 1.1 : 1);
+}
+
 function top(title: string, subtitle: string | undefined, body: Record<string, unknown>): VegaLiteSpec {
   return { $schema: SCHEMA, title: subtitle ? { text: title, subtitle } : { text: title }, config, ...body } as VegaLiteSpec;
 }
@@ -62,6 +81,7 @@ export function trainingCurvesSpec(epochs: readonly EpochPoint[], options: { los
       hconcat: [
         {
           width: 440, height: 300,
+          title: { text: 'loss', fontSize: 16, anchor: 'middle' },
           data: { name: 'loss', values: loss },
           mark: { type: 'line', point: { size: 60 }, strokeWidth: 3 },
           encoding: {
@@ -72,8 +92,9 @@ export function trainingCurvesSpec(epochs: readonly EpochPoint[], options: { los
         },
         {
           width: 300, height: 300,
+          title: { text: 'learning rate', fontSize: 16, anchor: 'middle' },
           data: { name: 'lr', values: lr },
-          mark: { type: 'line', point: { size: 60 }, strokeWidth: 3, color: C.lr },
+          mark: { type: 'line', point: { size: 60, filled: true, color: C.lr }, strokeWidth: 3, color: C.lr },
           encoding: {
             x: { field: 'epoch', type: 'quantitative', axis: epochAxis, scale: epochScale },
             y: { field: 'lr', type: 'quantitative', title: 'learning rate', axis: { format: '.1e' } },
@@ -148,8 +169,18 @@ export function localizationMapSpec(d: LocalizationFigureData): VegaLiteSpec {
   const padLat = Math.max(0.05, (lat1 - lat0) * 0.06);
   const padLon = Math.max(0.05, (lon1 - lon0) * 0.06);
   lat0 -= padLat; lat1 += padLat; lon0 -= padLon; lon1 += padLon;
+  // Keep 1 km the same length both ways: widen the shorter span until the plot is between 3:7 and 3:2 tall:wide.
   const width = 620;
-  const height = Math.round(Math.min(900, Math.max(300, (width * (lat1 - lat0)) / ((lon1 - lon0) * kx))));
+  let height = (width * (lat1 - lat0)) / ((lon1 - lon0) * kx);
+  if (height > 900) {
+    const grow = ((lat1 - lat0) * width) / (900 * kx) - (lon1 - lon0);
+    lon0 -= grow / 2; lon1 += grow / 2; height = 900;
+  } else if (height < 270) {
+    const grow = (270 * (lon1 - lon0) * kx) / width - (lat1 - lat0);
+    lat0 -= grow / 2; lat1 += grow / 2; height = 270;
+  }
+  height = Math.round(height);
+  const labels = placeLabels(receivers, { lat0, lat1, lon0, lon1, width, height }, 14);
   const x = { field: 'lon', type: 'quantitative', title: 'longitude (°E)', scale: { domain: [lon0, lon1], nice: false, zero: false } };
   const y = { field: 'lat', type: 'quantitative', title: 'latitude (°N)', scale: { domain: [lat0, lat1], nice: false, zero: false } };
   const kinds = ['true position', 'predicted', '1σ ellipse', 'error', 'receiver'];
@@ -168,7 +199,7 @@ export function localizationMapSpec(d: LocalizationFigureData): VegaLiteSpec {
         {
           data: { name: 'ellipses', values: ellipses },
           transform: [{ calculate: "'1σ ellipse'", as: 'kind' }],
-          mark: { type: 'line', clip: true, strokeWidth: 1.2, opacity: 0.45, interpolate: 'linear' },
+          mark: { type: 'line', clip: true, strokeWidth: 1.2, opacity: 0.4, interpolate: 'linear' },
           encoding: { x, y, detail: { field: 'id' }, order: { field: 'k', type: 'quantitative' }, color },
         },
         {
@@ -187,14 +218,51 @@ export function localizationMapSpec(d: LocalizationFigureData): VegaLiteSpec {
           mark: { type: 'point', filled: true, size: 260, stroke: 'white', strokeWidth: 1.5 },
           encoding: { x, y, color, shape },
         },
-        {
-          data: { name: 'receiver_names', values: receivers },
-          mark: { type: 'text', dy: -16, fontSize: 14, fontWeight: 'bold', color: C.receiver },
-          encoding: { x, y, text: { field: 'name' } },
-        },
+        ...(['left', 'center', 'right'] as const).map((align) => ({
+          data: { values: labels.filter((l) => l.align === align) },
+          mark: { type: 'text', align, baseline: 'middle', fontSize: 14, fontWeight: 'bold', color: C.receiver, clip: true },
+          encoding: { x: { ...x, field: 'label_lon' }, y: { ...y, field: 'label_lat' }, text: { field: 'name' } },
+        })),
       ],
     },
   );
+}
+
+/**
+ * Places each receiver's name next to its marker (above, below, right or left: the first that stays inside the
+ * plot and clear of the names and markers placed so far), as data coordinates of the text's anchor.
+ */
+function placeLabels(
+  points: ReadonlyArray<{ name: string; lat: number; lon: number }>,
+  v: { lat0: number; lat1: number; lon0: number; lon1: number; width: number; height: number },
+  fontSize: number,
+): Array<{ name: string; label_lat: number; label_lon: number; align: 'left' | 'center' | 'right' }> {
+  type Box = [number, number, number, number]; // x0, y0, x1, y1 in pixels
+  const px = (lon: number) => ((lon - v.lon0) / (v.lon1 - v.lon0)) * v.width;
+  const py = (lat: number) => ((v.lat1 - lat) / (v.lat1 - v.lat0)) * v.height;
+  const taken: Box[] = points.map((p) => [px(p.lon) - 9, py(p.lat) - 9, px(p.lon) + 9, py(p.lat) + 9]);
+  const overlaps = (a: Box) => taken.some((b) => a[0] < b[2] && b[0] < a[2] && a[1] < b[3] && b[1] < a[3]);
+  const out: Array<{ name: string; label_lat: number; label_lon: number; align: 'left' | 'center' | 'right' }> = [];
+  for (const p of points) {
+    const [x0, y0] = [px(p.lon), py(p.lat)];
+    const w = estimateTextWidth(p.name, fontSize, true);
+    const h = fontSize + 2;
+    const candidates: Array<{ x: number; y: number; align: 'left' | 'center' | 'right'; box: Box }> = [
+      { x: x0, y: y0 - 17, align: 'center', box: [x0 - w / 2, y0 - 17 - h / 2, x0 + w / 2, y0 - 17 + h / 2] },
+      { x: x0, y: y0 + 18, align: 'center', box: [x0 - w / 2, y0 + 18 - h / 2, x0 + w / 2, y0 + 18 + h / 2] },
+      { x: x0 + 13, y: y0, align: 'left', box: [x0 + 13, y0 - h / 2, x0 + 13 + w, y0 + h / 2] },
+      { x: x0 - 13, y: y0, align: 'right', box: [x0 - 13 - w, y0 - h / 2, x0 - 13, y0 + h / 2] },
+    ];
+    const inside = (b: Box) => b[0] >= 0 && b[1] >= 0 && b[2] <= v.width && b[3] <= v.height;
+    const c = candidates.find((k) => inside(k.box) && !overlaps(k.box)) ?? candidates.find((k) => inside(k.box)) ?? candidates[0]!;
+    taken.push(c.box);
+    out.push({
+      name: p.name, align: c.align,
+      label_lon: v.lon0 + (c.x / v.width) * (v.lon1 - v.lon0),
+      label_lat: v.lat1 - (c.y / v.height) * (v.lat1 - v.lat0),
+    });
+  }
+  return out;
 }
 
 /** The empirical CDF of `values` as step points: (0, 0), then (x_i, i/n) for the sorted values. */
