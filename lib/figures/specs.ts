@@ -80,7 +80,7 @@ export function trainingCurvesSpec(epochs: readonly EpochPoint[], options: { los
     {
       hconcat: [
         {
-          width: 440, height: 300,
+          width: 380, height: 300,
           title: { text: 'loss', fontSize: 16, anchor: 'middle' },
           data: { name: 'loss', values: loss },
           mark: { type: 'line', point: { size: 60 }, strokeWidth: 3 },
@@ -91,7 +91,7 @@ export function trainingCurvesSpec(epochs: readonly EpochPoint[], options: { los
           },
         },
         {
-          width: 300, height: 300,
+          width: 260, height: 300,
           title: { text: 'learning rate', fontSize: 16, anchor: 'middle' },
           data: { name: 'lr', values: lr },
           mark: { type: 'line', point: { size: 60, filled: true, color: C.lr }, strokeWidth: 3, color: C.lr },
@@ -187,12 +187,12 @@ export function localizationMapSpec(d: LocalizationFigureData): VegaLiteSpec {
   const colors = [C.truth, C.model, C.ellipse, C.error, C.receiver];
   const shapes = ['circle', 'diamond', 'stroke', 'stroke', 'triangle-up'];
   const legendScale = { domain: kinds, range: colors };
-  const color = { field: 'kind', type: 'nominal', title: null, scale: legendScale, legend: { orient: 'bottom', direction: 'horizontal', symbolStrokeWidth: 3 } };
+  const color = { field: 'kind', type: 'nominal', title: null, scale: legendScale, legend: { orient: 'bottom', direction: 'horizontal', symbolStrokeWidth: 3, symbolOpacity: 1 } };
   const shape = { field: 'kind', type: 'nominal', title: null, scale: { domain: kinds, range: shapes } };
   const meanKm = n ? errSum / n : NaN;
   return top(
     `Test transmitters: predicted vs true (${d.total && d.total > n ? `first ${n} of ${d.total}` : `n = ${n}`})`,
-    `mean error ${fmt(meanKm)} km · lines join each true position to its prediction · ellipses: the model's 1σ`,
+    `mean error ${fmt(meanKm)} km${d.total && d.total > n ? ' (of those shown)' : ''} · lines join each true position to its prediction · ellipses: the model's 1σ`,
     {
       width, height,
       layer: [
