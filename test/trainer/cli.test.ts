@@ -184,6 +184,10 @@ describe('heimdall-torch train (CLI)', () => {
     expect(run.artifacts).toContain('checkpoints/last/last.safetensors');
     expect(run.artifacts).toEqual(expect.arrayContaining(['model/MLmodel', 'model/model.onnx']));
     expect(r.stdout).toMatch(/onnxruntime-node .* → PASSED/);
+    // The figures: where they are on disk, and in the run (images with the tag the UI reads; figures/ artifacts).
+    expect(r.stdout).toContain(`figures: ${join(dir, 'outputs', 'figures')}/{training_curves,position_map,error_cdf}.{png,svg}`);
+    expect(run.tags['mlflow.loggedImages']).toBe('True');
+    for (const name of ['training_curves', 'position_map', 'error_cdf']) expect(existsSync(join(dir, 'outputs', 'figures', `${name}.png`))).toBe(true);
     // MLflow loads the exported model of the run (onnx flavor) and it predicts [batch, 2] positions.
     const shapes = await python(
       `import sys, numpy as np, mlflow
