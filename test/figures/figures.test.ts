@@ -6,8 +6,8 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { HeimdallDataModule, haversineM } from '../../lib/data/heimdall.js';
 import {
-  cdfPoints, confusionCounts, confusionMatrixSpec, ellipsePoints, errorCdfSpec, imageFileStem, localizationMapSpec, renderFigure,
-  trainingCurvesSpec, type VegaLiteSpec,
+  cdfPoints, confusionCounts, confusionMatrixSpec, errorCdfSpec, imageFileStem, localizationMapSpec, predictedVsTrueSpec, renderFigure,
+  renderSvg, trainingCurvesSpec, type VegaLiteSpec,
 } from '../../lib/figures/index.js';
 import { ConvNeXt } from '../../lib/model.js';
 import { FigureLogger, MLflowLogger, ModelCheckpoint, TensorDataModule, Trainer } from '../../lib/trainer/index.js';
@@ -98,6 +98,16 @@ describe('figure specs', () => {
     expect(tc.title.subtitle).toContain('best validation loss 1.200 at epoch 1');
   });
 
+  it('predicted vs true: one panel per output with its MAE and R²', () => {
+    const spec = predictedVsTrueSpec({ truth: [[1, 10], [2, 20], [3, 30]], predicted: [[1, 12], [2, 18], [4, 30]], names: ['a', 'b'] });
+    expect(dataNamed(spec, 'points')).toEqual([
+      { output: 'a', truth: 1, predicted: 1 }, { output: 'a', truth: 2, predicted: 2 }, { output: 'a', truth: 3, predicted: 4 },
+      { output: 'b', truth: 10, predicted: 12 }, { output: 'b', truth: 20, predicted: 18 }, { output: 'b', truth: 30, predicted: 30 },
+    ]);
+    expect(spec.title.subtitle).toContain('a: MAE 0.333, R² 0.500'); // SSE 1, SST 2
+    expect(spec.title.subtitle).toContain('b: MAE 1.33, R² 0.960');  // SSE 8, SST 200
+  });
+
   it('image names follow mlflow.log_image: key with / as ~, step, timestamp, uuid; bad keys are refused', () => {
     expect(imageFileStem('test/position_map', 12, 1700000000123, 'u-1')).toBe('test~position_map+step+12+timestamp+1700000000123+u-1');
     expect(() => imageFileStem('a:b', 0, 0)).toThrow(/image key 'a:b' may only contain/);
@@ -105,6 +115,17 @@ describe('figure specs', () => {
 });
 
 describe('rendering', () => {
+  it('the map\'s SVG has one ellipse line and one error rule per transmitter, a point per position and receiver, and the receiver\'s name', async () => {
+    const svg = await renderSvg(localizationMapSpec({
+      truth: [[45, 7.5], [44.6, 8.9]], predicted: [[45.1, 7.6], [44.5, 8.7]], sigma: [[0.05, 0.1], [0.02, 0.03]],
+      receivers: [{ name: 'Torino', lat: 45.044, lon: 7.672 }],
+    }));
+    const marks = (svg.match(/aria-roledescription="[^"]*"/g) ?? []).reduce<Record<string, number>>((m, k) => ({ ...m, [k.slice(22, -1)]: (m[k.slice(22, -1)] ?? 0) + 1 }), {});
+    expect(marks).toMatchObject({ 'line mark': 2, 'rule mark': 2, point: 5, 'text mark': 1, legend: 1, title: 1 });
+    expect(svg).toContain('>Torino</text>');
+    expect(svg).toContain('latitude (°N)');
+  });
+
   it('renders SVG with the expected marks, a 2× PNG and a 256 px WebP thumbnail that Pillow decodes, not blank', async () => {
     const spec = errorCdfSpec({ modelKm: [5, 9, 12, 30], baselineKm: [40, 55, 61, 90] });
     const r = await renderFigure(spec);
