@@ -370,6 +370,8 @@ export const trainerOptionsSchema = z
     defaultRootDir: z.string().min(1).default('./outputs').describe('checkpoints and exports'),
     enableProgressBar: z.boolean().optional(),
     handleSignals: z.boolean().default(true),
+    /** With a logger: add a FigureLogger (training curves, test figures) unless one is given. */
+    logFigures: z.boolean().default(true),
     checkValEveryNEpoch: z.number().int().min(1).default(1),
     /** System metrics (CPU, memory, disk, network, GPU) logged to the MLflow run while fit runs, as MLflow's. */
     logSystemMetrics: z.boolean().default(true).describe('log system metrics (CPU, memory, disk, network, GPU) to the MLflow run'),

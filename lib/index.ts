@@ -13,4 +13,5 @@ export type {
   TorchInfo, NativeErrorCode, BatchEvent, EpochResult, WeightsReport, PositionScale, Precision, OptimizerOptions, ScheduleOptions,
 } from './native.js';
 export * from './onnx/index.js';
+export * from './figures/index.js';
 export * from './inference/index.js';

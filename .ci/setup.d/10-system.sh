@@ -1,6 +1,7 @@
 # System packages (Debian). Only installs what is missing.
 need=()
-for pkg in build-essential cmake ninja-build ccache git python3-venv postgresql xz-utils; do
+# fonts-dejavu-core: the font the figures (lib/figures) are drawn with.
+for pkg in build-essential cmake ninja-build ccache git python3-venv postgresql xz-utils fonts-dejavu-core; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

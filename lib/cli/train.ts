@@ -8,7 +8,7 @@ import { HeimdallDataModule, syntheticOptionsSchema } from '../data/heimdall.js'
 import { ConvNeXt } from '../model.js';
 import { formatOnnxReport } from '../onnx/index.js';
 import { requireOnnxRuntime } from '../onnx/runtime.js';
-import { EarlyStopping, LearningRateMonitor, MLflowLogger, ModelCheckpoint, Trainer } from '../trainer/index.js';
+import { EarlyStopping, FigureLogger, LearningRateMonitor, MLflowLogger, ModelCheckpoint, Trainer } from '../trainer/index.js';
 import { flag, flagName, schemaOptions } from './flags.js';
 
 /** The registered variants, from the native registry (`ConvNeXt.variants()`), as the CLI spells them. */
@@ -66,6 +66,7 @@ export const trainFlagsSchema = z
     threads: flag(trainer.threads, 'CPU threads for libtorch', { arg: 'n' }),
     progress: flag(z.boolean().optional(), 'show a progress bar (default: when stdout is a terminal and CI is unset)', { negate: 'no progress bar' }),
     logSystemMetrics: flag(trainer.logSystemMetrics, 'log system metrics (CPU, memory, disk, network, GPU) to the MLflow run every MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL s (10)', { negate: 'no system metrics' }),
+    figures: flag(z.boolean().default(true), 'draw the test map, error CDF and training curves into <output-dir>/figures and the MLflow run (images tab)', { negate: 'no figures' }),
     exportOnnx: flag(z.boolean().default(true), 'export the best checkpoint to <output-dir>/model.onnx, validated in ONNX Runtime, logged to the run', { negate: 'skip the ONNX export' }),
   })
   .strict();
@@ -156,6 +157,7 @@ export async function train(flags: TrainFlags): Promise<number> {
     headDropout: flags.headDropout, seed: flags.seed });
   const runName = flags.runName ?? `rf-localization-${new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19)}`;
   const checkpoint = new ModelCheckpoint({ monitor: 'val/loss', mode: 'min', saveTopK: 3, saveLast: true });
+  const figures = flags.figures ? new FigureLogger() : null;
   const logger = new MLflowLogger({
     runName,
     trackerOptions: flags.experimentName ? { experimentName: flags.experimentName } : {},
@@ -181,7 +183,8 @@ export async function train(flags: TrainFlags): Promise<number> {
     ...(flags.limitTrainBatches !== undefined ? { limitTrainBatches: flags.limitTrainBatches } : {}),
     ...(flags.limitValBatches !== undefined ? { limitValBatches: flags.limitValBatches } : {}),
     enableModelSummary: flags.modelSummary,
-    callbacks: [checkpoint, new EarlyStopping({ monitor: 'val/loss', patience: flags.patience }), new LearningRateMonitor()],
+    callbacks: [checkpoint, new EarlyStopping({ monitor: 'val/loss', patience: flags.patience }), new LearningRateMonitor(), ...(figures ? [figures] : [])],
+    logFigures: flags.figures,
     logger,
   });
   log(`heimdall-torch: ${flags.backbone} (${(model.numParameters() / 1e6).toFixed(1)}M parameters) on ${data.describe()}, ${flags.epochs} epochs max`);
@@ -219,6 +222,10 @@ export async function train(flags: TrainFlags): Promise<number> {
     log(`  position error  mean ${ours.toFixed(0)} m  median ${test['test/position_error_median_m']?.toFixed(0)} m  p68 ${test['test/position_error_p68_m']?.toFixed(0)} m  p95 ${test['test/position_error_p95_m']?.toFixed(0)} m`);
     log(`  centroid baseline  mean ${baseline.mean.toFixed(0)} m  median ${baseline.median.toFixed(0)} m  p68 ${baseline.p68.toFixed(0)} m`);
     log(`  improvement over the baseline: ${(baseline.mean / ours).toFixed(2)}× (mean error)`);
+    if (figures?.written.length) {
+      log(`figures: ${figures.dirFor(trainer)}/{${[...new Set(figures.written.map((f) => f.name))].join(',')}}.{png,svg}`);
+      log(`  in MLflow: run ${logger.runId}, Artifacts → figures/ and images/ (shown with the run's charts: ${figures.written.map((f) => f.key).join(', ')})`);
+    }
     if (flags.exportOnnx) {
       const onnxPath = join(resolve(flags.outputDir), 'model.onnx');
       // The best checkpoint, validated in ONNX Runtime, logged in MLflow's onnx flavor as the run's MLflow 3 logged

@@ -199,6 +199,11 @@ export class HeimdallDataModule implements DataModule {
    * Returns its position errors on `test` in metres (mean, median, p68, p95).
    */
   centroidBaseline(train: NativeDataset, test: NativeDataset): ErrorSummary {
+    return summarizeErrors(this.centroidErrors(train, test));
+  }
+
+  /** The centroid baseline's position error in metres for each sample of `test`, in its order. */
+  centroidErrors(train: NativeDataset, test: NativeDataset): number[] {
     const t = this.positions(train);
     let lat = 0;
     let lon = 0;
@@ -211,7 +216,7 @@ export class HeimdallDataModule implements DataModule {
     const p = this.positions(test);
     const errors: number[] = [];
     for (let i = 0; i < p.length; i += 2) errors.push(haversineM(lat, lon, p[i], p[i + 1]));
-    return summarizeErrors(errors);
+    return errors;
   }
 
   /** Converts normalised [lat, lon] pairs (model outputs / targets) to degrees. */

@@ -6,7 +6,7 @@
 // imports the Trainer, and the Trainer creates none by class beyond its defaults (callbacks/defaults.ts).
 import type { TrainerConfig } from '../config.js';
 import type { ConvNeXt } from '../model.js';
-import type { BatchEvent, EpochResult } from '../native.js';
+import type { BatchEvent, EpochResult, PredictOutput } from '../native.js';
 import type { DataModule } from './data.js';
 
 export type Awaitable<T> = T | Promise<T>;
@@ -49,6 +49,8 @@ export interface TrainerView {
   /** Set (by EarlyStopping) to end fit after the current epoch. */
   shouldStop: boolean;
   logMetrics(metrics: Metrics, step?: number): void;
+  /** The model's outputs on a data module's test split (else val, else train), with the current weights. */
+  predict(input: DataModule): Promise<Record<string, PredictOutput>>;
   saveCheckpoint(path: string): Promise<void>;
   stop(reason?: string): void;
   /** Ends fit at the next batch boundary as a normal end (Timer's `maxTime`), with a checkpoint to resume from. */
@@ -83,7 +85,8 @@ export abstract class Callback {
   onTrainEpochEnd?(trainer: TrainerView, metrics: Metrics): Awaitable<void>;
   onTrainEnd?(trainer: TrainerView): Awaitable<void>;
   onFitEnd?(trainer: TrainerView): Awaitable<void>;
-  onTestEnd?(trainer: TrainerView, metrics: Metrics): Awaitable<void>;
+  /** After test(): its metrics, and the data module it tested (the fit's, or the one given to test()). */
+  onTestEnd?(trainer: TrainerView, metrics: Metrics, data: DataModule): Awaitable<void>;
   /** Training was interrupted (Ctrl-C / SIGTERM / trainer.stop()); a checkpoint has been written. */
   onInterrupt?(trainer: TrainerView, checkpointPath: string | null): Awaitable<void>;
   onException?(trainer: TrainerView, error: Error): Awaitable<void>;

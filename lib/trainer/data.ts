@@ -32,6 +32,8 @@ export interface DataModule {
    * as `mlflow.log_input` (datasets and their `mlflow.data.context`). Called after setup().
    */
   mlflowDatasets?(): DatasetInput[];
+  /** A split's targets as typed arrays (floats [n, k], or class indices [n]), in the split's order, where known. */
+  targets?(split: 'train' | 'val' | 'test'): { data: Float32Array | Int32Array; shape: number[] } | undefined;
   describe(): string;
 }
 
@@ -51,12 +53,13 @@ export interface TensorDataOptions {
 export class TensorDataModule implements DataModule {
   readonly batchSize: number;
   private splits?: DataSplits;
+  private indices?: { train: number[]; val?: number[]; test?: number[] };
   private readonly n: number;
 
   constructor(
     private readonly inputs: Float32Array,
     private readonly shape: [number, number, number, number],
-    private readonly targets: Float32Array | Int32Array,
+    private readonly targetValues: Float32Array | Int32Array,
     private readonly targetShape: number[],
     private readonly options: TensorDataOptions = {},
   ) {
@@ -67,17 +70,28 @@ export class TensorDataModule implements DataModule {
   setup(): DataSplits {
     if (this.splits) return this.splits;
     const addon = native();
-    const all = addon.tensorDataset(this.inputs, this.shape, this.targets, this.targetShape);
+    const all = addon.tensorDataset(this.inputs, this.shape, this.targetValues, this.targetShape);
     if (this.options.split === false) {
       this.splits = { train: all };
+      this.indices = { train: Array.from({ length: this.n }, (_, i) => i) };
     } else {
       const s = addon.referenceSplit(this.n, this.options.seed ?? 42);
+      this.indices = s;
       this.splits = { train: addon.subset(all, s.train), val: addon.subset(all, s.val), test: addon.subset(all, s.test) };
     }
     return this.splits;
   }
   get inputShape(): number[] {
     return this.shape.slice(1);
+  }
+  targets(split: 'train' | 'val' | 'test'): { data: Float32Array | Int32Array; shape: number[] } | undefined {
+    if (!this.indices) this.setup();
+    const idx = this.indices?.[split];
+    if (!idx) return undefined;
+    const per = this.targetShape.slice(1).reduce((a, b) => a * b, 1);
+    const out = this.targetValues instanceof Int32Array ? new Int32Array(idx.length * per) : new Float32Array(idx.length * per);
+    idx.forEach((i, j) => out.set(this.targetValues.subarray(i * per, (i + 1) * per), j * per));
+    return { data: out, shape: [idx.length, ...this.targetShape.slice(1)] };
   }
   get positionScale(): PositionScale | undefined {
     return this.options.positionScale;
@@ -91,10 +105,10 @@ export class TensorDataModule implements DataModule {
     const splits: SplitDescription[] = [{ split: 'train', size: s.train.size, seed }];
     if (s.val) splits.push({ split: 'val', size: s.val.size, seed });
     if (s.test) splits.push({ split: 'test', size: s.test.size, seed });
-    const classes = this.targets instanceof Int32Array;
+    const classes = this.targetValues instanceof Int32Array;
     return datasetInputs({
       name: 'tensors', sourceType: 'code', source: { tags: { 'heimdall.data.source': 'tensors' } },
-      identity: tensorIdentity(this.inputs, this.shape, this.targets, this.targetShape),
+      identity: tensorIdentity(this.inputs, this.shape, this.targetValues, this.targetShape),
       inputShape: this.shape.slice(1), targetShape: this.targetShape.slice(1), inputDtype: 'float32', targetDtype: classes ? 'int32' : 'float32',
       targetKind: classes ? 'class index' : this.options.positionScale ? 'position [lat, lon] (normalised)' : `regression (${this.targetShape.slice(1).reduce((a, b) => a * b, 1)} values)`,
     }, splits);

@@ -14,6 +14,8 @@ export { OnExceptionCheckpoint } from './callbacks/on_exception_checkpoint.js';
 export type { OnExceptionCheckpointOptions } from './callbacks/on_exception_checkpoint.js';
 export { ModelSummary, summarize, formatSummary } from './callbacks/model_summary.js';
 export type { ModelSummaryOptions, Summary, SummaryRow } from './callbacks/model_summary.js';
+export { FigureLogger, FIGURE_KEYS, testFigures } from './callbacks/figures.js';
+export type { FigureLoggerOptions } from './callbacks/figures.js';
 export { MLflowLogger, modelTag } from './callbacks/mlflow_logger.js';
 export type { MLflowLoggerOptions } from './callbacks/mlflow_logger.js';
 export { TensorDataModule } from './data.js';

@@ -315,7 +315,7 @@ export class Trainer implements TrainerView {
     engine.clearStop();
     const r = await engine.evaluate(splits.test, { batchSize: data.batchSize, ...this.evalLimit(this.config.limitTestBatches, splits.test.size, data.batchSize) });
     const metrics = prefixed('test', r.metrics);
-    await this.call('onTestEnd', metrics);
+    await this.call('onTestEnd', metrics, data);
     return metrics;
   }
 

@@ -198,6 +198,10 @@ describe('heimdall-torch train (CLI)', () => {
     expect(r.stdout).toContain(`in MLflow's UI: http://127.0.0.1:5000/#/experiments/${run.experiment_id}/runs/${run.id}?workflowType=machine_learning (after \`mlflow ui --backend-store-uri sqlite:///mlflow.db\`)`);
     expect(run.tags['mlflow.note.content']).toMatch(/^heimdall-torch trained convnext_atto with a localization head \(.*7 input channels\) on synthetic RF, 150 samples.* for up to 2 epochs on cpu at 32-bit precision/);
     expect(r.stdout).toMatch(/onnxruntime-node .* → PASSED/);
+    // The figures: where they are on disk, and in the run (images with the tag the UI reads; figures/ artifacts).
+    expect(r.stdout).toContain(`figures: ${join(dir, 'outputs', 'figures')}/{training_curves,position_map,error_cdf}.{png,svg}`);
+    expect(run.tags['mlflow.loggedImages']).toBe('True');
+    for (const name of ['training_curves', 'position_map', 'error_cdf']) expect(existsSync(join(dir, 'outputs', 'figures', `${name}.png`))).toBe(true);
     // MLflow loads the exported model of the run (onnx flavor) and it predicts [batch, 2] positions.
     const shapes = await python(
       `import sys, numpy as np, mlflow

@@ -3,6 +3,7 @@
 import type { TrainerConfig } from '../../config.js';
 import { MLflowTracker } from '../../tracking/index.js';
 import type { Callback } from '../callback.js';
+import { FigureLogger } from './figures.js';
 import { MLflowLogger } from './mlflow_logger.js';
 import { ModelSummary } from './model_summary.js';
 import { ProgressBar } from './progress_bar.js';
@@ -18,12 +19,16 @@ export function loggerCallback(logger: LoggerOption): MLflowLogger | undefined {
 }
 
 /**
- * `callbacks` with the logger (unless already there), a progress bar (when wanted and none is given), and as
- * Lightning adds them: a Timer for `maxTime` (unless one with a duration is given) and a ModelSummary when
- * `enableModelSummary` (unless one is given).
+ * `callbacks` with, unless already there: a FigureLogger (with a logger and `logFigures`) just before the logger (so
+ * it logs while the run is open), the logger, a progress bar (when wanted), and as Lightning adds them: a Timer for
+ * `maxTime` (unless one with a duration is given) and a ModelSummary when `enableModelSummary` (unless one is given).
  */
 export function withDefaultCallbacks(callbacks: readonly Callback[], logger: MLflowLogger | undefined, progressBar: boolean, config?: TrainerConfig): Callback[] {
   const all = [...callbacks];
+  if (logger && (config?.logFigures ?? true) && !all.some((c) => c instanceof FigureLogger)) {
+    const at = all.indexOf(logger);
+    all.splice(at < 0 ? all.length : at, 0, new FigureLogger());
+  }
   if (config?.maxTime !== undefined && !all.some((c) => c instanceof Timer && c.durationMs !== undefined)) {
     all.push(new Timer({ duration: { seconds: config.maxTime / 1000 } }));
   }

@@ -182,6 +182,20 @@ export class MLflowLogger extends Callback {
     }
   }
 
+  /**
+   * Runs `fn` with the tracker while this logger's run is open: during fit as it is, after fit (test(), exports)
+   * by reopening the run and ending it again as fit ended it.
+   */
+  async withRun<T>(fn: (tracker: MLflowTracker, runId: string) => T | Promise<T>): Promise<T> {
+    const reopened = !this.open;
+    await this.ensureRun();
+    try {
+      return await fn(this.tracker, this.runId!);
+    } finally {
+      if (reopened) await this.end(this.reopenedStatus());
+    }
+  }
+
   /** Ends the run if open and stops the tracker's worker when this logger created it. */
   async close(): Promise<void> {
     if (this.ownsTracker) await this.tracker.close();
