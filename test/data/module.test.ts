@@ -7,7 +7,7 @@ import { ConvNeXt } from '../../lib/model.js';
 import { Trainer, type DataModule } from '../../lib/trainer/index.js';
 import { tempDir } from '../helpers/tmp.js';
 
-const base = { device: 'cpu', threads: 2, enableProgressBar: false, handleSignals: false, optimizer: { name: 'adamw' as const, lr: 2e-3, weightDecay: 1e-5 } };
+const base = { device: 'cpu', threads: 2, enableProgressBar: false, enableModelSummary: false, handleSignals: false, optimizer: { name: 'adamw' as const, lr: 2e-3, weightDecay: 1e-5 } };
 const model = () => ConvNeXt.localization('atto', { inChans: 7, seed: 1 });
 const pairs = (a: Float64Array) => Array.from({ length: a.length / 2 }, (_, i) => `${a[2 * i]},${a[2 * i + 1]}`);
 

@@ -15,7 +15,7 @@ import { blobs } from '../native/fixtures.js';
 import { python } from '../helpers/python.js';
 import { tempDir } from '../helpers/tmp.js';
 
-const base = { device: 'cpu', threads: 2, enableProgressBar: false, handleSignals: false, optimizer: { name: 'adamw' as const, lr: 2e-3, weightDecay: 1e-5 } };
+const base = { device: 'cpu', threads: 2, enableProgressBar: false, enableModelSummary: false, handleSignals: false, optimizer: { name: 'adamw' as const, lr: 2e-3, weightDecay: 1e-5 } };
 
 type Row = Record<string, unknown>;
 /** The inline data set named `name` anywhere in a spec (top level, layers, concatenations). */

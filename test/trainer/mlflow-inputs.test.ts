@@ -31,7 +31,7 @@ function readRuns(trackingUri: string, runIds: string[]): Promise<Record<string,
   });
 }
 
-const base = { device: 'cpu', threads: 2, enableProgressBar: false, handleSignals: false, maxEpochs: 1, optimizer: { name: 'adamw' as const, lr: 1e-3 } };
+const base = { device: 'cpu', threads: 2, enableProgressBar: false, enableModelSummary: false, handleSignals: false, maxEpochs: 1, optimizer: { name: 'adamw' as const, lr: 1e-3 } };
 const FAST_SYSTEM_METRICS = { MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL: '0.1', MLFLOW_SYSTEM_METRICS_SAMPLES_BEFORE_LOGGING: '1' };
 
 describe('fit() logs its data and the system', () => {

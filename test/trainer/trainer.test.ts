@@ -19,7 +19,7 @@ function blobData(n = 120, seed = 1, batchSize = 16): TensorDataModule {
   return new TensorDataModule(inputs, [n, 3, 32, 32], targets, [n, 2], { batchSize, seed: 3 });
 }
 
-const base = { device: 'cpu', threads: 2, enableProgressBar: false, handleSignals: false, optimizer: { name: 'adamw' as const, lr: 2e-3, weightDecay: 1e-5 } };
+const base = { device: 'cpu', threads: 2, enableProgressBar: false, enableModelSummary: false, handleSignals: false, optimizer: { name: 'adamw' as const, lr: 2e-3, weightDecay: 1e-5 } };
 
 class Recorder extends Callback {
   readonly calls: string[] = [];

@@ -43,6 +43,9 @@ export const FIGURE_KEYS = {
 } as const;
 
 export class FigureLogger extends Callback {
+  override get runsInFastDevRun(): boolean {
+    return false;
+  }
   private readonly options: FigureLoggerOptions;
   private epochs: EpochPoint[] = [];
   private epochLr: number | undefined;
