@@ -302,6 +302,32 @@ export const engineOptionsSchema = z
 export type EngineConfigInput = z.input<typeof engineOptionsSchema>;
 export type EngineConfig = z.output<typeof engineOptionsSchema>;
 
+/**
+ * One rank's place in a data-parallel process group (native/dist/group.h); lib/native.ts sends it complete.
+ * The launcher (lib/trainer/launcher.ts) fills it from torchrun's / Kubeflow's variables or its own.
+ */
+export const DIST_BACKENDS = ['gloo', 'nccl'] as const;
+export const processGroupSchema = z
+  .object({
+    backend: z.enum(DIST_BACKENDS).default('gloo').describe('gloo (CPU) or nccl (CUDA)'),
+    rank: z.number().int().min(0),
+    worldSize: z.number().int().min(1),
+    masterAddr: z.string().min(1).default('127.0.0.1'),
+    masterPort: z.number().int().min(1).max(65535).default(29500),
+    /** torchrun's agent hosts the store (TORCHELASTIC_USE_AGENT_STORE): rank 0 does not start one. */
+    agentStore: z.boolean().default(false),
+    /** Every rank must have joined within this time, else an error names the missing ranks. */
+    initTimeoutMs: z.number().int().min(1).default(120_000),
+    /** One collective (a rank that stops answering fails the others after this). */
+    timeoutMs: z.number().int().min(1).default(300_000),
+    restartCount: z.number().int().min(0).default(0),
+    localRank: z.number().int().min(0).default(0),
+  })
+  .strict()
+  .refine((o) => o.rank < o.worldSize, { message: 'rank must be below worldSize', path: ['rank'] });
+export type ProcessGroupInput = z.input<typeof processGroupSchema>;
+export type ProcessGroupConfig = z.output<typeof processGroupSchema>;
+
 const engine = engineOptionsSchema.shape;
 export const trainerOptionsSchema = z
   .object({

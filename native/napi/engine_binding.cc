@@ -226,6 +226,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
                                          InstanceMethod<&EngineWrap::ClearStop>("clearStop"),
                                          InstanceMethod<&EngineWrap::SaveCheckpoint>("saveCheckpoint"),
                                          InstanceMethod<&EngineWrap::LoadCheckpoint>("loadCheckpoint"),
+                                         InstanceMethod<&EngineWrap::SetProcessGroup>("setProcessGroup"),
                                      });
     exports.Set("Engine", cls);
   }
@@ -367,6 +368,22 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
             s->Run([&] { *user = s->engine->load_checkpoint(path); });
           },
           [user](Napi::Env env) -> Napi::Value { return Napi::String::New(env, *user); }, "heimdall.loadCheckpoint");
+    });
+  }
+
+  // setProcessGroup(group | null) → Promise<void>: collective (rank 0's weights are broadcast).
+  Napi::Value SetProcessGroup(const Napi::CallbackInfo& info) {
+    return Guard(info.Env(), [&]() -> Napi::Value {
+      GroupPtr group = info.Length() > 0 && !info[0].IsNull() && !info[0].IsUndefined() ? UnwrapGroup(info[0]) : nullptr;
+      BusyScope::Acquire(*state_);
+      auto s = state_;
+      return Task::Run(
+          info.Env(),
+          [s, group] {
+            BusyScope busy(s);
+            s->Run([&] { s->engine->set_group(group); });
+          },
+          nullptr, "heimdall.setProcessGroup");
     });
   }
 

@@ -14,6 +14,7 @@
 #include <c10/core/Device.h>
 
 #include "data/dataset.h"
+#include "dist/group.h"
 #include "model/network.h"
 #include "train/losses.h"
 #include "train/metrics.h"
@@ -76,6 +77,12 @@ class Engine {
   void save_checkpoint(const std::string& path, const std::string& user_json) const;
   std::string load_checkpoint(const std::string& path);
 
+  // Data-parallel training (collective: every rank calls it): broadcasts rank 0's parameters and buffers, then
+  // every train_epoch trains on this rank's shard and averages gradients across ranks on each optimizer step,
+  // and evaluate reduces its metrics over all ranks' shards. nullptr: one process again.
+  void set_group(GroupPtr group);
+  GroupPtr group() const { return group_; }
+
   Network network() const { return network_; }
   c10::Device device() const { return device_; }
   int64_t epoch() const { return epoch_; }
@@ -90,6 +97,8 @@ class Engine {
   void optimizer_step();
   void check_input(const Dataset& data) const;
   bool background_loading(const Dataset& data) const;
+  bool distributed() const { return group_ && group_->size() > 1; }
+  void sync_gradients();
 
   Network network_;
   EngineOptions options_;
@@ -102,6 +111,7 @@ class Engine {
   int64_t batch_in_epoch_ = 0;  // batches of the current epoch already trained (resume mid-epoch)
   int64_t pending_ = 0;         // batches accumulated since the last optimizer step
   at::Tensor amp_scale_, amp_growth_;  // fp16 loss scaling
+  GroupPtr group_;                     // data-parallel process group, or none
 };
 
 std::string torch_version();
