@@ -346,6 +346,15 @@ export const trainerOptionsSchema = z
     enableProgressBar: z.boolean().optional(),
     handleSignals: z.boolean().default(true),
     checkValEveryNEpoch: z.number().int().min(1).default(1),
+    // Data-parallel training (lib/trainer/distributed.ts): `devices` processes per node × `numNodes`.
+    devices: z
+      .preprocess((v) => (typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v), z.union([z.number().int().min(1), z.literal('auto')]))
+      .default(1)
+      .describe('data-parallel processes per node: a number, or auto (one per CUDA device, else 1)'),
+    numNodes: z.number().int().min(1).default(1).describe('nodes (each runs the same command with NODE_RANK, or under torchrun)'),
+    strategy: z.enum(['auto', 'ddp']).default('auto').describe('auto: ddp when more than one process, else one process'),
+    /** Synchronise the localization head's BatchNorm statistics across ranks (not in this version: off, as Lightning's default). */
+    syncBatchNorm: z.boolean().default(false).describe('synchronise BatchNorm statistics across ranks'),
   })
   .strict();
 export type TrainerConfigInput = z.input<typeof trainerOptionsSchema>;

@@ -1,6 +1,8 @@
 # System packages (Debian). Only installs what is missing.
+# libgloo-dev: Gloo's headers, which ProcessGroupGloo.hpp includes and the torch wheel lacks (native/dist/gloo.cc);
+# without them the addon builds without distributed training on CPU.
 need=()
-for pkg in build-essential cmake ninja-build git python3-venv postgresql xz-utils; do
+for pkg in build-essential cmake ninja-build git python3-venv postgresql xz-utils libgloo-dev; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -49,6 +49,8 @@ export const trainFlagsSchema = z
     dataDir: flag(z.string().optional(), 'a directory of <id>_iq.npy + <id>_label.npy', { arg: 'dir', defaultText: 'the built-in synthetic data' }),
     samples: flag(syntheticOptionsSchema.shape.samples.refine(atLeast(10), 'must be ≥ 10'), 'synthetic samples to generate', { arg: 'n' }),
     device: flag(trainer.device, DEVICES, { arg: 'device' }),
+    devices: flag(trainer.devices, 'data-parallel processes per node (Gloo on CPU, NCCL on CUDA): a number or auto; under torchrun its variables decide', { arg: 'n' }),
+    numNodes: flag(trainer.numNodes, 'nodes, each running this command with NODE_RANK, MASTER_ADDR and MASTER_PORT set', { arg: 'n' }),
     precision: flag(trainer.precision, 'training precision', { arg: 'p' }),
     seed: flag(trainer.seed, 'seed for data, initialisation and shuffling', { arg: 'n' }),
     resume: flag(z.string().optional(), 'continue a training from its checkpoint (same MLflow run)', { arg: 'checkpoint' }),
@@ -119,7 +121,11 @@ export function resolveTrainFlags(cmd: Command): TrainFlags {
 
 export async function train(flags: TrainFlags): Promise<number> {
   const t0 = Date.now();
-  const log = (s: string) => process.stdout.write(`${s}\n`);
+  // Data-parallel: the other ranks train silently; rank 0 (RANK unset or 0) reports.
+  const quiet = Number(process.env.RANK ?? 0) > 0;
+  const log = (s: string) => {
+    if (!quiet) process.stdout.write(`${s}\n`);
+  };
   // The data module itself goes to trainer.fit: its setup() computes every sample's features on all cores,
   // then gives the reference split (seeded with --seed).
   const data = flags.dataDir
@@ -138,6 +144,8 @@ export async function train(flags: TrainFlags): Promise<number> {
   const trainer = new Trainer({
     maxEpochs: flags.epochs,
     device: flags.device,
+    devices: flags.devices,
+    numNodes: flags.numNodes,
     precision: flags.precision,
     optimizer: { name: 'adamw', lr: flags.learningRate, weightDecay: flags.weightDecay },
     schedule: { name: 'cosine', warmupSteps: flags.warmupSteps },
@@ -175,7 +183,7 @@ export async function train(flags: TrainFlags): Promise<number> {
     log(`  position error  mean ${ours.toFixed(0)} m  median ${test['test/position_error_median_m']?.toFixed(0)} m  p68 ${test['test/position_error_p68_m']?.toFixed(0)} m  p95 ${test['test/position_error_p95_m']?.toFixed(0)} m`);
     log(`  centroid baseline  mean ${baseline.mean.toFixed(0)} m  median ${baseline.median.toFixed(0)} m  p68 ${baseline.p68.toFixed(0)} m`);
     log(`  improvement over the baseline: ${(baseline.mean / ours).toFixed(2)}× (mean error)`);
-    if (flags.exportOnnx) {
+    if (flags.exportOnnx && trainer.isGlobalZero) {
       const onnxPath = join(resolve(flags.outputDir), 'model.onnx');
       // The best checkpoint, validated in ONNX Runtime, logged as the run's `model/` in MLflow's onnx flavor:
       // mlflow.onnx.load_model('runs:/<id>/model') loads it.

@@ -2,6 +2,9 @@
 import { Callback, type TrainBatch, type TrainerView } from '../callback.js';
 
 export class LearningRateMonitor extends Callback {
+  override get rankZeroOnly(): boolean {
+    return true;
+  }
   readonly loggingInterval: 'epoch' | 'step';
   /** Every logged value, as [step, lr]. */
   readonly history: Array<[number, number]> = [];

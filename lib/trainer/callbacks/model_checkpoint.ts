@@ -29,6 +29,9 @@ export function formatFilename(template: string, epoch: number, metrics: Metrics
 }
 
 export class ModelCheckpoint extends Callback implements CheckpointCallback {
+  override get rankZeroOnly(): boolean {
+    return true;
+  }
   readonly monitor: string;
   readonly mode: 'min' | 'max';
   readonly saveTopK: number;
