@@ -6,7 +6,8 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { python } from '../helpers/python.js';
+import { python, repoRoot } from '../helpers/python.js';
+import { freePort } from '../../lib/trainer/distributed.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const SCRIPT = fileURLToPath(new URL('./fixtures/trainer_ddp.ts', import.meta.url));
@@ -28,11 +29,14 @@ interface Outcome {
   errors: Record<string, any>[];
 }
 
-async function runScript(root: string, mode: string): Promise<Outcome> {
+/** Runs the fixture with node (launcher mode), or under `torchrun --no-python` when `torchrunArgs` are given. */
+async function runScript(root: string, mode: string, torchrunArgs?: string[]): Promise<Outcome> {
   const uri = `sqlite:///${join(root, 'mlflow.db')}`;
   const env = { ...process.env, OMP_NUM_THREADS: '1' };
   for (const k of ['RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR', 'MASTER_PORT', 'NODE_RANK']) delete env[k];
-  const child = spawn(process.execPath, ['--import', 'tsx', SCRIPT, uri, root, mode], { stdio: ['ignore', 'pipe', 'pipe'], env });
+  const node = [process.execPath, '--import', 'tsx', SCRIPT, uri, root, mode];
+  const [cmd, ...args] = torchrunArgs ? [join(repoRoot, '.venv', 'bin', 'torchrun'), ...torchrunArgs, '--no-python', ...node] : node;
+  const child = spawn(cmd!, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
   let out = '';
   let err = '';
   child.stdout.on('data', (d) => (out += d));
@@ -75,6 +79,20 @@ describe('Trainer({ devices: 2 }) (Gloo, launcher mode)', () => {
     expect(runs[0]!.status).toBe('FINISHED');
     expect(runs[0]!.params['distributed/world_size']).toBe('2');
     expect(runs[0]!.params['distributed/backend']).toBe('gloo');
+    expect(survivors(root)).toEqual([]);
+  }, 300_000);
+
+  it('under torchrun --no-python --nproc-per-node 2 (its agent hosts the store): the same one run, identical weights', async () => {
+    const root = tempDir('heimdall-ddp-torchrun-');
+    const r = await runScript(root, 'ok', ['--nproc-per-node', '2', '--master-port', String(await freePort())]);
+    expect(r.code, r.err + r.out).toBe(0);
+    expect(r.results.map((x) => x.rank).sort()).toEqual([0, 1]);
+    const [a, b] = [r.results.find((x) => x.rank === 0)!, r.results.find((x) => x.rank === 1)!];
+    expect(a.steps).toBe(6);
+    expect(b.runId).toBe(a.runId);
+    expect(readFileSync(join(root, 'weights-rank0.safetensors')).equals(readFileSync(join(root, 'weights-rank1.safetensors')))).toBe(true);
+    const runs = JSON.parse(await python(READ_RUNS, [`sqlite:///${join(root, 'mlflow.db')}`])) as Record<string, any>[];
+    expect(runs.map((x) => [x.id, x.status, x.params['distributed/world_size']])).toEqual([[a.runId, 'FINISHED', '2']]);
     expect(survivors(root)).toEqual([]);
   }, 300_000);
 
