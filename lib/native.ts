@@ -106,6 +106,8 @@ export interface EpochResult {
   seconds: number;
   samplesPerSec: number;
   stopped: boolean;
+  /** Data-parallel: seconds this rank spent in collectives (gradient all-reduce, per-batch agreement); 0 alone. */
+  syncSeconds: number;
   metrics: Record<string, number>;
 }
 

@@ -59,6 +59,7 @@ Napi::Object EpochToJs(Napi::Env env, const EpochResult& r) {
   o.Set("seconds", Napi::Number::New(env, r.seconds));
   o.Set("samplesPerSec", Napi::Number::New(env, r.samples_per_sec));
   o.Set("stopped", Napi::Boolean::New(env, r.stopped));
+  o.Set("syncSeconds", Napi::Number::New(env, r.sync_seconds));
   o.Set("metrics", MetricsToJs(env, r.metrics));
   return o;
 }

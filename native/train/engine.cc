@@ -197,7 +197,9 @@ void Engine::sync_gradients() {
     if (!p.grad().defined()) p.mutable_grad() = at::zeros_like(p);
     grads.push_back(p.grad());
   }
+  const auto t0 = Clock::now();
   group_->allreduce_mean(grads);
+  sync_seconds_ += seconds_since(t0);
 }
 
 void Engine::optimizer_step() {
@@ -313,6 +315,7 @@ EpochResult Engine::train_epoch(DatasetPtr data, int64_t batch_size, int64_t max
   EpochResult result;
   result.epoch = epoch_;
   const auto t_epoch = Clock::now();
+  sync_seconds_ = 0;
   if (batch_in_epoch_ < 0 || batch_in_epoch_ > nb) {  // a checkpoint's word, checked against this data
     throw Error(kErrState, "the checkpoint resumes at batch " + std::to_string(batch_in_epoch_) + " of an epoch that has " +
                                std::to_string(nb) + " batches here: resume with the data and batch size it was written with");
@@ -338,7 +341,9 @@ EpochResult Engine::train_epoch(DatasetPtr data, int64_t batch_size, int64_t max
       std::vector<double> flags(1 + group_->size(), 0.0);
       flags[0] = stop.load() ? 1.0 : 0.0;
       flags[1 + group_->rank()] = std::isfinite(loss_value) ? 0.0 : 1.0;
+      const auto t_sync = Clock::now();
       flags = group_->allreduce_sum(flags);
+      sync_seconds_ += seconds_since(t_sync);
       std::vector<int> bad;
       for (int r = 0; r < group_->size(); ++r)
         if (flags[1 + r] > 0) bad.push_back(r);
@@ -400,6 +405,7 @@ EpochResult Engine::train_epoch(DatasetPtr data, int64_t batch_size, int64_t max
   result.samples = acc.samples();
   result.metrics = acc.summary();
   result.seconds = seconds_since(t_epoch);
+  result.sync_seconds = sync_seconds_;
   result.samples_per_sec = result.seconds > 0 ? result.samples / result.seconds : 0;
   if (!result.stopped) {
     ++epoch_;

@@ -55,6 +55,7 @@ struct EpochResult {
   int64_t epoch = 0, batches = 0, samples = 0, step = 0;
   double seconds = 0, samples_per_sec = 0;
   bool stopped = false;                                      // a stop request ended it early
+  double sync_seconds = 0;                                   // data-parallel: time in collectives (gradients, flags)
   std::map<std::string, double> metrics;
 };
 
@@ -112,6 +113,7 @@ class Engine {
   int64_t pending_ = 0;         // batches accumulated since the last optimizer step
   at::Tensor amp_scale_, amp_growth_;  // fp16 loss scaling
   GroupPtr group_;                     // data-parallel process group, or none
+  double sync_seconds_ = 0;            // time in collectives since the epoch started
 };
 
 std::string torch_version();
