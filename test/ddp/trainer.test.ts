@@ -4,7 +4,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { python, repoRoot } from '../helpers/python.js';
 import { freePort } from '../../lib/trainer/distributed.js';
@@ -94,6 +94,31 @@ describe('Trainer({ devices: 2 }) (Gloo, launcher mode)', () => {
     const runs = JSON.parse(await python(READ_RUNS, [`sqlite:///${join(root, 'mlflow.db')}`])) as Record<string, any>[];
     expect(runs.map((x) => [x.id, x.status, x.params['distributed/world_size']])).toEqual([[a.runId, 'FINISHED', '2']]);
     expect(survivors(root)).toEqual([]);
+  }, 300_000);
+
+  it('CLI train --devices 2: rank 0 alone reports, exports and logs; one FINISHED run read back by Python MLflow', async () => {
+    const dir = tempDir('heimdall-ddp-cli-');
+    const env = { ...process.env, OMP_NUM_THREADS: '1' };
+    for (const k of ['RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR', 'MASTER_PORT', 'NODE_RANK', 'MLFLOW_TRACKING_URI']) delete env[k];
+    const tsx = pathToFileURL(join(repoRoot, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;  // cwd is elsewhere
+    const child = spawn(process.execPath, ['--import', tsx, join(repoRoot, 'lib', 'bin.ts'), 'train', '--devices', '2', '--backbone', 'atto',
+      '--samples', '60', '--epochs', '2', '--batch-size', '8', '--threads', '1', '--run-name', 'ddp-cli', '--output-dir', join(dir, 'out')],
+    { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (err += d));
+    const code = await new Promise<number | null>((r) => child.on('exit', r));
+    expect(code, err + out).toBe(0);
+    expect(out.match(/centroid baseline/g)?.length).toBe(1);  // rank 1 trains silently
+    expect(out).toMatch(/onnxruntime-node .* PASSED/);
+    expect(existsSync(join(dir, 'out', 'model.onnx'))).toBe(true);
+    const runs = JSON.parse(await python(READ_RUNS.replace("'ddp'", "'heimdall-localization'"), [`sqlite:///${join(dir, 'mlflow.db')}`])) as Record<string, any>[];
+    expect(runs.length).toBe(1);
+    expect(runs[0]!.status).toBe('FINISHED');
+    expect(runs[0]!.params['distributed/world_size']).toBe('2');
+    expect(runs[0]!.metrics.final_test_loss).toBeTypeOf('number');
+    expect(survivors(dir)).toEqual([]);
   }, 300_000);
 
   it('a rank killed mid-epoch: every process exits, the run ends FAILED naming the rank', async () => {
