@@ -159,8 +159,15 @@ export class LocalLauncher {
       });
       this.children.push(entry);
     }
+    // The script ran to its end: the other ranks finish theirs (they may still be printing or closing files)
+    // before this process exits. An explicit process.exit() stops them instead.
+    process.once('beforeExit', this.drain);
     process.on('exit', this.cleanup);
   }
+
+  private readonly drain = () => {
+    void this.wait(60_000);
+  };
 
   /** Why the launch failed: the first rank that exited abnormally, or null. */
   failure(): string | null {
@@ -186,6 +193,7 @@ export class LocalLauncher {
     await Promise.all(this.children.map((c) => (c.exit ? undefined : new Promise<void>((r) => c.child.once('exit', () => r())))));
     clearTimeout(timer);
     process.off('exit', this.cleanup);
+    process.off('beforeExit', this.drain);
     return this.failure();
   }
 }

@@ -316,6 +316,19 @@ EpochResult Engine::train_epoch(DatasetPtr data, int64_t batch_size, int64_t max
   result.epoch = epoch_;
   const auto t_epoch = Clock::now();
   sync_seconds_ = 0;
+  // A checkpoint written at another world size counts its batches per rank of that world: rank-strided shards
+  // make the first k batches of all W ranks the first k·b·W positions of the epoch's order, so here they are
+  // k·W/W' batches (per-rank batch size b unchanged).
+  const int64_t world = distributed() ? group_->size() : 1;
+  if (batches_world_ != world && batch_in_epoch_ > 0) {
+    if ((batch_in_epoch_ * batches_world_) % world != 0) {
+      throw Error(kErrState, "the checkpoint stopped after batch " + std::to_string(batch_in_epoch_) + " of " + std::to_string(batches_world_) +
+                                 " rank(s), which does not split evenly into " + std::to_string(world) + " rank(s): resume it with " +
+                                 std::to_string(batches_world_) + " rank(s) (or 1)");
+    }
+    batch_in_epoch_ = batch_in_epoch_ * batches_world_ / world;
+  }
+  batches_world_ = world;
   if (batch_in_epoch_ < 0 || batch_in_epoch_ > nb) {  // a checkpoint's word, checked against this data
     throw Error(kErrState, "the checkpoint resumes at batch " + std::to_string(batch_in_epoch_) + " of an epoch that has " +
                                std::to_string(nb) + " batches here: resume with the data and batch size it was written with");
@@ -509,6 +522,7 @@ void Engine::save_checkpoint(const std::string& path, const std::string& user_js
   state["epoch"] = epoch_;
   state["step"] = step_;
   state["batch_in_epoch"] = batch_in_epoch_;
+  state["world_size"] = distributed() ? static_cast<int64_t>(group_->size()) : int64_t{1};  // batch_in_epoch counts per rank
   state["total_steps"] = options_.schedule.total_steps;
   state["optimizer"] = options_.optimizer.name;
   state["seed"] = static_cast<int64_t>(options_.seed);
@@ -558,6 +572,7 @@ std::string Engine::load_checkpoint(const std::string& path) {
   epoch_ = state.at("epoch").as_int("epoch");
   step_ = state.at("step").as_int("step");
   batch_in_epoch_ = state.at("batch_in_epoch").as_int("batch_in_epoch");
+  batches_world_ = state.has("world_size") ? state.at("world_size").as_int("world_size") : 1;
   options_.schedule.total_steps = state.at("total_steps").as_int("total_steps");
   pending_ = 0;
   optimizer_->zero_grad();

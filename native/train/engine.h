@@ -114,6 +114,7 @@ class Engine {
   at::Tensor amp_scale_, amp_growth_;  // fp16 loss scaling
   GroupPtr group_;                     // data-parallel process group, or none
   double sync_seconds_ = 0;            // time in collectives since the epoch started
+  int64_t batches_world_ = 1;          // the world size batch_in_epoch_ counts in (a checkpoint's may differ)
 };
 
 std::string torch_version();

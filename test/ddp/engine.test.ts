@@ -29,6 +29,7 @@ interface RankResult {
   trainMetrics: Record<string, number>[];
   trainSamples: number[];
   step: number;
+  stoppedAt: number | null;
 }
 
 /** Runs `worldSize` worker processes to completion; rejects with a rank's stderr if one fails. */
@@ -115,6 +116,27 @@ describe('data-parallel engine (Gloo, 2 ranks on loopback)', () => {
       expect(r0.trainSamples[e]).toBe(60);
       expect(r0.trainMetrics[e]!.loss).toBeCloseTo(s.trainMetrics[e]!.loss!, 5);
     }
+  }, 240_000);
+
+  it('a stop on one rank stops every rank at the same batch; the checkpoint resumes with 1 process on the rest of the epoch', async () => {
+    const ddp = join(root, 'stop');
+    const resumed = join(root, 'resumed');
+    mkdirSync(ddp);
+    mkdirSync(resumed);
+    const ckpt = join(ddp, 'interrupted.safetensors');
+    await runRanks(2, { out: ddp, batchSize: 8, epochs: 1, samples: 60, modelSeed: 5, stopAt: 0, saveTo: ckpt });
+    const r0 = load(ddp, 0);
+    const r1 = load(ddp, 1);
+    const k = r0.stoppedAt!;
+    expect(k).toBeGreaterThanOrEqual(1);
+    expect(k).toBeLessThan(4);
+    expect(r1.stoppedAt).toBe(k);  // rank 1 never asked: it stopped where rank 0 did
+    expect(r1.step).toBe(k);
+    // 2 ranks × k batches of 8 = the first 16k samples of the epoch's order; 1 process goes on with the rest.
+    await runRanks(1, { out: resumed, batchSize: 8, epochs: 1, samples: 60, modelSeed: 5, resumeFrom: ckpt });
+    const s = load(resumed, 0);
+    expect(s.trainSamples[0]).toBe(60 - 16 * k);
+    expect(s.step).toBe(k + Math.ceil((60 - 16 * k) / 8));
   }, 240_000);
 
   it('a rank that never joins: rank 0 names it after the init timeout', async () => {
