@@ -78,15 +78,15 @@ const load = (dir: string, rank: number) => JSON.parse(readFileSync(join(dir, `r
 describe('data-parallel engine (Gloo, 2 ranks on loopback)', () => {
   const root = tempDir('heimdall-ddp-');
 
-  it('2 ranks with batch b train exactly as 1 process with batch 2b on the same samples; weights identical on all ranks', async () => {
-    const single = join(root, 'single');
-    const ddp = join(root, 'ddp');
+  it.each(['regression', 'classification'] as const)('%s head: 2 ranks with batch b train exactly as 1 process with batch 2b on the same samples; weights identical on all ranks', async (head) => {
+    const single = join(root, `single-${head}`);
+    const ddp = join(root, `ddp-${head}`);
     mkdirSync(single);
     mkdirSync(ddp);
     // 60 samples: per rank 30 → batches 8, 8, 8, 6; one process with 16: 16, 16, 16, 12 (the union of the ranks').
     // Rank 1 builds its model from another seed: only the broadcast of rank 0's weights makes the ranks agree.
-    await runRanks(1, { out: single, batchSize: 16, epochs: 2, samples: 60, modelSeed: 5 });
-    await runRanks(2, { out: ddp, batchSize: 8, epochs: 2, samples: 60, modelSeed: 5 });
+    await runRanks(1, { out: single, batchSize: 16, epochs: 2, samples: 60, modelSeed: 5, head });
+    await runRanks(2, { out: ddp, batchSize: 8, epochs: 2, samples: 60, modelSeed: 5, head });
     const s = load(single, 0);
     const r0 = load(ddp, 0);
     const r1 = load(ddp, 1);
@@ -105,14 +105,19 @@ describe('data-parallel engine (Gloo, 2 ranks on loopback)', () => {
     const w1 = readSafetensors(join(ddp, 'rank1.safetensors'));
     const ws = readSafetensors(join(single, 'rank0.safetensors'));
     expect(maxAbsDiff(w0, w1)).toBe(0);  // the same reduced gradients, the same updates: bitwise equal
-    expect(maxAbsDiff(w0, ws)).toBeLessThan(1e-5);
+    // Against one process: float sums in another order (a batch of 16 vs two of 8 and an all-reduce) differ in the
+    // last bits; AdamW divides each gradient by its running RMS, which magnifies those bits where gradients are
+    // near zero. Measured 2026-12-04 after 8 steps of lr 2e-3 (0.016 of movement at most): < 1e-5 (regression),
+    // 5.8e-5 (classification); the per-step losses above agree within 1e-5 for both.
+    expect(maxAbsDiff(w0, ws)).toBeLessThan(head === 'regression' ? 1e-5 : 2e-4);
 
     // Reduced metrics: validation over disjoint shards of 37 samples (19 + 18) equals one process's.
     for (let e = 0; e < 2; e++) {
       expect(r0.valMetrics[e]!.samples).toBe(37);
       expect(r1.valMetrics[e]).toEqual(r0.valMetrics[e]);
       expect(r0.valMetrics[e]!.loss).toBeCloseTo(s.valMetrics[e]!.loss!, 5);
-      expect(r0.valMetrics[e]!.mae).toBeCloseTo(s.valMetrics[e]!.mae!, 5);
+      const metric = head === 'regression' ? 'mae' : 'accuracy';
+      expect(r0.valMetrics[e]![metric]).toBeCloseTo(s.valMetrics[e]![metric]!, 5);
       expect(r0.trainSamples[e]).toBe(60);
       expect(r0.trainMetrics[e]!.loss).toBeCloseTo(s.trainMetrics[e]!.loss!, 5);
     }
