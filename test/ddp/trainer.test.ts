@@ -121,6 +121,29 @@ describe('Trainer({ devices: 2 }) (Gloo, launcher mode)', () => {
     expect(survivors(dir)).toEqual([]);
   }, 300_000);
 
+  it('a stop on rank 0 (Ctrl-C) stops both ranks: one interrupted checkpoint, the run KILLED; 1 process resumes it to FINISHED', async () => {
+    const root = tempDir('heimdall-ddp-stop-');
+    const r = await runScript(root, 'interrupt');
+    expect(r.code, r.err + r.out).toBe(0);
+    const [a, b] = [r.results.find((x) => x.rank === 0)!, r.results.find((x) => x.rank === 1)!];
+    expect(a.reason).toBe('interrupted');
+    expect(b.reason).toBe('interrupted');  // rank 1 was never asked: the ranks agree at the batch boundary
+    expect(a.steps).toBe(b.steps);
+    expect(existsSync(a.checkpoint)).toBe(true);
+    let runs = JSON.parse(await python(READ_RUNS, [`sqlite:///${join(root, 'mlflow.db')}`])) as Record<string, any>[];
+    expect(runs.map((x) => x.status)).toEqual(['KILLED']);
+    const resumed = await runScript(root, `resume=${a.checkpoint}`);
+    expect(resumed.code, resumed.err + resumed.out).toBe(0);
+    expect(resumed.results).toHaveLength(1);
+    expect(resumed.results[0]).toMatchObject({ rank: 0, reason: 'max_epochs', runId: a.runId });
+    // 2 epochs of 44 samples: 3 batches of 8 per rank on 2 ranks (6 steps), so the resumed process finishes the
+    // interrupted epoch's remaining samples in batches of 8, then a whole epoch of 6 batches.
+    expect(resumed.results[0]!.steps).toBe(a.steps + Math.ceil((44 - 16 * a.steps) / 8) + 6);
+    runs = JSON.parse(await python(READ_RUNS, [`sqlite:///${join(root, 'mlflow.db')}`])) as Record<string, any>[];
+    expect(runs.map((x) => [x.id, x.status])).toEqual([[a.runId, 'FINISHED']]);
+    expect(survivors(root)).toEqual([]);
+  }, 300_000);
+
   it('a rank killed mid-epoch: every process exits, the run ends FAILED naming the rank', async () => {
     const root = tempDir('heimdall-ddp-kill-');
     const t0 = Date.now();
