@@ -106,6 +106,7 @@ struct Group::Impl {
   c10::intrusive_ptr<c10d::Store> root_store;  // the TCPStore
   c10::intrusive_ptr<c10d::Store> store;       // heimdall/<restart>/ on it: the ranks' shared strings
   c10::intrusive_ptr<c10d::Backend> backend;
+  at::Device device{at::kCPU};  // where small collectives' tensors live: NCCL reduces CUDA tensors only
 
   void wait(const c10::intrusive_ptr<c10d::Work>& work) {
     work->wait();
@@ -177,6 +178,7 @@ std::shared_ptr<Group> Group::create(const GroupOptions& o) {
 
   // 3. The backend, on its own prefix of the store.
   auto pg_store = c10::make_intrusive<c10d::PrefixStore>("pg", impl->store);
+  if (o.backend == "nccl") impl->device = at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(o.local_rank));
   impl->backend = guarded(o.rank, "creating the " + o.backend + " process group", [&] {
     if (o.backend == "nccl") return dist::make_nccl_backend(pg_store, o.rank, o.world_size, ms(o.timeout_ms), o.local_rank);
     return dist::make_gloo_backend(pg_store, o.rank, o.world_size, ms(o.timeout_ms),
@@ -219,18 +221,18 @@ void Group::allreduce_mean(const std::vector<at::Tensor>& tensors, int64_t bucke
 std::vector<double> Group::allreduce_sum(const std::vector<double>& values) {
   if (values.empty()) return {};
   return guarded(rank(), "a metric all-reduce", [&] {
-    std::vector<at::Tensor> t{at::tensor(values, at::kDouble)};
+    std::vector<at::Tensor> t{at::tensor(values, at::kDouble).to(impl_->device)};
     c10d::AllreduceOptions opts;
     opts.reduceOp = c10d::ReduceOp::SUM;
     impl_->wait(impl_->backend->allreduce(t, opts));
-    auto c = t[0].contiguous();
+    auto c = t[0].cpu().contiguous();
     return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
   });
 }
 
 double Group::allreduce_max(double value) {
   return guarded(rank(), "an all-reduce", [&] {
-    std::vector<at::Tensor> t{at::tensor({value}, at::kDouble)};
+    std::vector<at::Tensor> t{at::tensor({value}, at::kDouble).to(impl_->device)};
     c10d::AllreduceOptions opts;
     opts.reduceOp = c10d::ReduceOp::MAX;
     impl_->wait(impl_->backend->allreduce(t, opts));
@@ -247,13 +249,14 @@ std::vector<float> Group::allgather(const std::vector<float>& values) {
   return guarded(rank(), "an all-gather", [&] {
     auto mine = at::zeros({longest}, at::kFloat);
     if (!values.empty()) std::copy(values.begin(), values.end(), mine.data_ptr<float>());
-    std::vector<at::Tensor> in{mine};
+    std::vector<at::Tensor> in{mine.to(impl_->device)};
     std::vector<std::vector<at::Tensor>> out(1);
-    for (int r = 0; r < size(); ++r) out[0].push_back(at::empty({longest}, at::kFloat));
+    for (int r = 0; r < size(); ++r) out[0].push_back(at::empty({longest}, at::TensorOptions().dtype(at::kFloat).device(impl_->device)));
     impl_->wait(impl_->backend->allgather(out, in));
     std::vector<float> all;
     for (int r = 0; r < size(); ++r) {
-      const float* p = out[0][r].data_ptr<float>();
+      const at::Tensor host = out[0][r].cpu().contiguous();
+      const float* p = host.data_ptr<float>();
       all.insert(all.end(), p, p + static_cast<int64_t>(lengths[r]));
     }
     return all;
