@@ -220,7 +220,7 @@ void Group::allreduce_mean(const std::vector<at::Tensor>& tensors, int64_t bucke
 
 std::vector<double> Group::allreduce_sum(const std::vector<double>& values) {
   if (values.empty()) return {};
-  return guarded(rank(), "a metric all-reduce", [&] {
+  return guarded(rank(), "an all-reduce of metrics or per-batch flags", [&] {
     std::vector<at::Tensor> t{at::tensor(values, at::kDouble).to(impl_->device)};
     c10d::AllreduceOptions opts;
     opts.reduceOp = c10d::ReduceOp::SUM;
