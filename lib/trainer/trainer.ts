@@ -345,13 +345,15 @@ export class Trainer implements TrainerView {
     const plan = this.plan;
     if (plan.worldSize < 2 || this.group) return;
     const cuda = this.config.device.startsWith('cuda') || (this.config.device === 'auto' && torchInfo().cudaAvailable);
+    if (plan.mode === 'launcher') plan.masterPort ??= await freePort(plan.masterAddr === 'localhost' ? '127.0.0.1' : plan.masterAddr);
+    // Rank 0's store is listening (the rendezvous runs on a worker thread) before the other ranks start.
+    const joining = native().createProcessGroup(groupOptions(plan, cuda ? 'nccl' : 'gloo'));
     if (plan.mode === 'launcher') {
-      plan.masterPort ??= await freePort(plan.masterAddr === 'localhost' ? '127.0.0.1' : plan.masterAddr);
       this.launcher = new LocalLauncher(plan);
       this.launcher.start();
     }
     try {
-      this.group = await native().createProcessGroup(groupOptions(plan, cuda ? 'nccl' : 'gloo'));
+      this.group = await joining;
     } catch (err) {
       const failed = this.launcher?.failure();
       if (failed) throw new HeimdallError('HEIMDALL_DISTRIBUTED', `data-parallel training could not start: ${failed} (${(err as Error).message})`, { cause: err });
