@@ -353,6 +353,32 @@ export function limitBatches(limit: number | undefined, total: number): number {
   return Math.min(total, Math.max(1, Math.floor(limit * total)));
 }
 
+/**
+ * One rank's place in a data-parallel process group (native/dist/group.h); lib/native.ts sends it complete.
+ * The launcher (lib/trainer/launcher.ts) fills it from torchrun's / Kubeflow's variables or its own.
+ */
+export const DIST_BACKENDS = ['gloo', 'nccl'] as const;
+export const processGroupSchema = z
+  .object({
+    backend: z.enum(DIST_BACKENDS).default('gloo').describe('gloo (CPU) or nccl (CUDA)'),
+    rank: z.number().int().min(0),
+    worldSize: z.number().int().min(1),
+    masterAddr: z.string().min(1).default('127.0.0.1'),
+    masterPort: z.number().int().min(1).max(65535).default(29500),
+    /** torchrun's agent hosts the store (TORCHELASTIC_USE_AGENT_STORE): rank 0 does not start one. */
+    agentStore: z.boolean().default(false),
+    /** Every rank must have joined within this time, else an error names the missing ranks. */
+    initTimeoutMs: z.number().int().min(1).default(120_000),
+    /** One collective (a rank that stops answering fails the others after this). */
+    timeoutMs: z.number().int().min(1).default(300_000),
+    restartCount: z.number().int().min(0).default(0),
+    localRank: z.number().int().min(0).default(0),
+  })
+  .strict()
+  .refine((o) => o.rank < o.worldSize, { message: 'rank must be below worldSize', path: ['rank'] });
+export type ProcessGroupInput = z.input<typeof processGroupSchema>;
+export type ProcessGroupConfig = z.output<typeof processGroupSchema>;
+
 const engine = engineOptionsSchema.shape;
 export const trainerOptionsSchema = z
   .object({
@@ -397,6 +423,15 @@ export const trainerOptionsSchema = z
     limitTestBatches: batchLimitSchema.optional(),
     /** Validation batches run before training starts, to catch a broken validation early (-1: all, 0: off). */
     numSanityValSteps: z.number().int().min(-1).default(2).describe('validation batches checked before training'),
+    // Data-parallel training (lib/trainer/distributed.ts): `devices` processes per node × `numNodes`.
+    devices: z
+      .preprocess((v) => (typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v), z.union([z.number().int().min(1), z.literal('auto')]))
+      .default(1)
+      .describe('data-parallel processes per node: a number, or auto (one per CUDA device, else 1)'),
+    numNodes: z.number().int().min(1).default(1).describe('nodes (each runs the same command with NODE_RANK, or under torchrun)'),
+    strategy: z.enum(['auto', 'ddp']).default('auto').describe('auto: ddp when more than one process, else one process'),
+    /** Synchronise the localization head's BatchNorm statistics across ranks (not in this version: off, as Lightning's default). */
+    syncBatchNorm: z.boolean().default(false).describe('synchronise BatchNorm statistics across ranks'),
   })
   .strict();
 export type TrainerConfigInput = z.input<typeof trainerOptionsSchema>;

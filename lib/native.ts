@@ -5,7 +5,7 @@ import { createRequire } from 'node:module';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { engineOptionsSchema, parseOptions, type EngineConfigInput } from './config.js';
+import { engineOptionsSchema, parseOptions, processGroupSchema, type EngineConfigInput, type ProcessGroupInput } from './config.js';
 import { HeimdallError } from './errors.js';
 import { fixCommand, loadLibtorch, loadedLibtorch, readBuildRecord } from './loader/libtorch.js';
 
@@ -108,6 +108,8 @@ export interface EpochResult {
   stopped: boolean;
   /** `maxSteps` ended the epoch early (it resumes at its next batch). */
   maxStepsReached: boolean;
+  /** Data-parallel: seconds this rank spent in collectives (gradient all-reduce, per-batch agreement); 0 alone. */
+  syncSeconds: number;
   metrics: Record<string, number>;
 }
 
@@ -130,6 +132,27 @@ export interface NativeEngine {
   clearStop(): void;
   saveCheckpoint(path: string, userJson?: string): Promise<void>;
   loadCheckpoint(path: string): Promise<string>;
+  /**
+   * Data-parallel training from now on (collective: every rank calls it): rank 0's weights are broadcast,
+   * trainEpoch trains this rank's shard and averages gradients over the ranks, evaluate reduces its metrics.
+   * null: one process again.
+   */
+  setProcessGroup(group: NativeProcessGroup | null): Promise<void>;
+}
+
+// ---- process groups (native/napi/dist_binding.cc) ----------------------------------------------------------
+
+export interface NativeProcessGroup {
+  readonly rank: number;
+  readonly worldSize: number;
+  readonly backend: string;
+  /** A small string in the group's store (not collective). */
+  set(key: string, value: string): Promise<void>;
+  /** Waits up to timeoutMs for a key some rank sets. */
+  get(key: string, timeoutMs?: number): Promise<string>;
+  /** Collective: the element-wise sum over the ranks. */
+  allreduceSum(values: number[]): Promise<number[]>;
+  barrier(): Promise<void>;
 }
 
 // ---- data (native/napi/data_binding.cc) ---------------------------------------------------------------------
@@ -247,6 +270,8 @@ export interface NativeAddon {
   tensorDataset(inputs: Float32Array, inputShape: number[], targets?: Float32Array | Int32Array | BigInt64Array, targetShape?: number[]): NativeDataset;
   subset(data: NativeDataset, indices: number[]): NativeDataset;
   referenceSplit(n: number, seed: number): { train: number[]; val: number[]; test: number[] };
+  /** Joins a process group (TCPStore rendezvous, then Gloo or NCCL); options completed by processGroupSchema. */
+  createProcessGroup(options: ProcessGroupInput): Promise<NativeProcessGroup>;
 }
 
 /** What the addon file exports: the core, and the data and ONNX parts when this build has them. */
@@ -411,6 +436,18 @@ function wrapAddon(raw: AddonExports): AddonExports {
     if (typeof value !== 'function') out[key] = value;
     else if (/^[A-Z]/.test(key)) out[key] = translatedClass(value as new () => object, key === 'Engine' ? completeEngineArgs : undefined);
     else out[key] = translated(value as (...a: never[]) => unknown);
+  }
+  const createGroup = out.createProcessGroup as ((o: unknown) => Promise<unknown>) | undefined;
+  if (createGroup) {
+    out.createProcessGroup = (options: unknown) => {
+      let complete: unknown;
+      try {
+        complete = parseOptions(processGroupSchema, options, 'process group options');
+      } catch (err) {
+        return Promise.reject(err);
+      }
+      return createGroup(complete);
+    };
   }
   return out as unknown as AddonExports;
 }

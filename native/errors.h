@@ -25,5 +25,7 @@ inline constexpr const char* kErrNonFinite = "HEIMDALL_NON_FINITE_LOSS";
 inline constexpr const char* kErrDevice = "HEIMDALL_DEVICE_UNAVAILABLE";
 inline constexpr const char* kErrWeights = "HEIMDALL_WEIGHTS_MISMATCH";
 inline constexpr const char* kErrState = "HEIMDALL_INVALID_STATE";
+// A process group could not form or a collective failed: a rank missing, dead or timed out (names the ranks).
+inline constexpr const char* kErrDistributed = "HEIMDALL_DISTRIBUTED";
 
 }  // namespace heimdall

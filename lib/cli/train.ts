@@ -58,6 +58,8 @@ export const trainFlagsSchema = z
     dataDir: flag(z.string().optional(), 'a directory of <id>_iq.npy + <id>_label.npy', { arg: 'dir', defaultText: 'the built-in synthetic data' }),
     samples: flag(syntheticOptionsSchema.shape.samples.refine(atLeast(10), 'must be ≥ 10'), 'synthetic samples to generate', { arg: 'n' }),
     device: flag(trainer.device, DEVICES, { arg: 'device' }),
+    devices: flag(trainer.devices, 'data-parallel processes per node (Gloo on CPU, NCCL on CUDA): a number or auto; under torchrun its variables decide', { arg: 'n' }),
+    numNodes: flag(trainer.numNodes, 'nodes, each running this command with NODE_RANK, MASTER_ADDR and MASTER_PORT set', { arg: 'n' }),
     precision: flag(trainer.precision, 'training precision', { arg: 'p' }),
     seed: flag(trainer.seed, 'seed for data, initialisation and shuffling', { arg: 'n' }),
     resume: flag(z.string().optional(), 'continue a training from its checkpoint (same MLflow run)', { arg: 'checkpoint' }),
@@ -146,7 +148,11 @@ export async function train(flags: TrainFlags): Promise<number> {
   const t0 = Date.now();
   // Fail before training, not after it: the export at the end validates in ONNX Runtime (an optional peer dependency).
   if (flags.exportOnnx) requireOnnxRuntime('heimdall-torch train (it ends with the ONNX export, checked in ONNX Runtime)', 'pass --no-export-onnx');
-  const log = (s: string) => process.stdout.write(`${s}\n`);
+  // Data-parallel: the other ranks train silently; rank 0 (RANK unset or 0) reports.
+  const quiet = Number(process.env.RANK ?? 0) > 0;
+  const log = (s: string) => {
+    if (!quiet) process.stdout.write(`${s}\n`);
+  };
   // The data module itself goes to trainer.fit: its setup() computes every sample's features on all cores,
   // then gives the reference split (seeded with --seed).
   const data = flags.dataDir
@@ -166,6 +172,8 @@ export async function train(flags: TrainFlags): Promise<number> {
   const trainer = new Trainer({
     maxEpochs: flags.epochs,
     device: flags.device,
+    devices: flags.devices,
+    numNodes: flags.numNodes,
     precision: flags.precision,
     optimizer: { name: 'adamw', lr: flags.learningRate, weightDecay: flags.weightDecay },
     schedule: { name: 'cosine', warmupSteps: flags.warmupSteps },
@@ -226,7 +234,7 @@ export async function train(flags: TrainFlags): Promise<number> {
       log(`figures: ${figures.dirFor(trainer)}/{${[...new Set(figures.written.map((f) => f.name))].join(',')}}.{png,svg}`);
       log(`  in MLflow: run ${logger.runId}, Artifacts → figures/ and images/ (shown with the run's charts: ${figures.written.map((f) => f.key).join(', ')})`);
     }
-    if (flags.exportOnnx) {
+    if (flags.exportOnnx && trainer.isGlobalZero) {
       const onnxPath = join(resolve(flags.outputDir), 'model.onnx');
       // The best checkpoint, validated in ONNX Runtime, logged in MLflow's onnx flavor as the run's MLflow 3 logged
       // model `model` (the run's `model/` on MLflow 2.x stores): mlflow.pyfunc.load_model('models:/<model_id>') and

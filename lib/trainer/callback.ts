@@ -48,6 +48,11 @@ export interface TrainerView {
   readonly checkpointCallback: CheckpointCallback | undefined;
   /** Set (by EarlyStopping) to end fit after the current epoch. */
   shouldStop: boolean;
+  /** Data-parallel: this process's rank (0 when alone) and the number of ranks. */
+  readonly globalRank: number;
+  readonly worldSize: number;
+  /** The process group's backend (gloo, nccl) when worldSize > 1. */
+  readonly distributedBackend: string | undefined;
   logMetrics(metrics: Metrics, step?: number): void;
   /** The model's outputs on a data module's test split (else val, else train), with the current weights. */
   predict(input: DataModule): Promise<Record<string, PredictOutput>>;
@@ -65,6 +70,13 @@ export abstract class Callback {
    */
   get stateKey(): string {
     return this.constructor.name;
+  }
+  /**
+   * Runs on rank 0 only in data-parallel training (Lightning's `@rank_zero_only`): loggers, checkpoints, progress.
+   * Callbacks that decide (EarlyStopping) run on every rank; the Trainer makes the ranks agree.
+   */
+  get rankZeroOnly(): boolean {
+    return false;
   }
   /** `ClassName{"setting":value,…}` from the settings that tell instances of a class apart. */
   protected stateKeyOf(settings: Record<string, unknown>): string {

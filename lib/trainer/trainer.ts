@@ -6,7 +6,7 @@ import { join, resolve } from 'node:path';
 import { ConfigError, limitBatches, parseTrainerOptions, type TrainerConfig, type TrainerConfigInput } from '../config.js';
 import { HeimdallError } from '../errors.js';
 import type { ConvNeXt } from '../model.js';
-import { native, type NativeEngine, type NativeEngineOptions, type PredictOutput } from '../native.js';
+import { native, torchInfo, type NativeEngine, type NativeEngineOptions, type NativeProcessGroup, type PredictOutput } from '../native.js';
 import { exportOnnx as exportOnnxFile, type ExportOnnxOptions, type OnnxExportReport } from '../onnx/export.js';
 import { checkpointStep, logOnnxModel } from '../onnx/mlflow_model.js';
 import { readCheckpointHeader } from '../onnx/run_export.js';
@@ -17,6 +17,7 @@ import type { MLflowLogger } from './callbacks/mlflow_logger.js';
 import { ModelCheckpoint } from './callbacks/model_checkpoint.js';
 import type { DataModule, DataSplits } from './data.js';
 import { LrSweep, parseLrFindOptions, type LrFindOptions, type LrFindResult } from './lr_find.js';
+import { freePort, groupOptions, LocalLauncher, planDistributed, type DistributedPlan } from './distributed.js';
 
 export interface TrainerOptions extends TrainerConfigInput {
   callbacks?: Callback[];
@@ -96,6 +97,14 @@ export class Trainer implements TrainerView {
   /** A limit that ends fit at a batch boundary as a normal end (`max_time`), set through endFit(). */
   private limit: 'max_time' | 'max_steps' | null = null;
   private stoppedMidEpoch = false;
+  /** Data-parallel: this process's place, its group, and (launcher mode, rank 0) the local ranks it started. */
+  readonly plan: DistributedPlan;
+  private group?: NativeProcessGroup;
+  private launcher?: LocalLauncher;
+  /** The callbacks that run in this process (rank > 0: not the rank-zero-only ones). */
+  private active: Callback[];
+  /** The MLflow run id, on every rank (rank 0's, shared through the process group's store). */
+  runId: string | null = null;
 
   constructor(options: TrainerOptions = {}) {
     const { callbacks = [], logger, ...rest } = options;
@@ -113,6 +122,28 @@ export class Trainer implements TrainerView {
       keys.add(c.stateKey);
     }
     this.callbacks = all;
+    const c = this.config;
+    if (c.syncBatchNorm) {
+      throw new HeimdallError('HEIMDALL_INVALID_CONFIG',
+        'syncBatchNorm is not supported yet: BatchNorm statistics stay per rank (Lightning\'s default, sync_batchnorm=False); drop the option', { option: 'syncBatchNorm' });
+    }
+    const devices = c.devices === 'auto' ? (c.device !== 'cpu' && torchInfo().cudaAvailable ? Math.max(1, torchInfo().cudaDeviceCount) : 1) : c.devices;
+    this.plan = planDistributed(process.env, devices, c.numNodes);
+    this.active = this.plan.rank === 0 ? all : all.filter((cb) => !cb.rankZeroOnly);
+  }
+
+  get globalRank(): number {
+    return this.plan.rank;
+  }
+  get worldSize(): number {
+    return this.plan.worldSize;
+  }
+  /** True on rank 0 (and when training alone): the process that logs and writes checkpoints. */
+  get isGlobalZero(): boolean {
+    return this.plan.rank === 0;
+  }
+  get distributedBackend(): string | undefined {
+    return this.group?.backend;
   }
 
   /** The first ModelCheckpoint among the callbacks (Lightning's `trainer.checkpoint_callback`): 'best' and 'last' resolve through it. */
@@ -139,7 +170,7 @@ export class Trainer implements TrainerView {
 
   /** Logs metrics through the logger (if any) at the current global step. */
   logMetrics(metrics: Metrics, step = this.globalStep): void {
-    this.logger?.logMetrics(metrics, step);
+    if (this.isGlobalZero) this.logger?.logMetrics(metrics, step);
   }
 
   /** Asks fit to stop at the next batch boundary (used for Ctrl-C). */
@@ -170,14 +201,17 @@ export class Trainer implements TrainerView {
     const removeSignals = this.config.handleSignals ? this.installSignalHandlers() : () => undefined;
     try {
       await model.ready();
+      await this.joinGroup();
       this.splits = await data.setup();
       this.engine = new (native().Engine)(model.native, this.engineOptions(data));
       if (options.ckptPath) await this.restore(options.ckptPath);
+      if (this.group) await this.engine.setProcessGroup(this.group);  // rank 0's weights on every rank
       this.syncCounters();
       const dev = this.fastDevRunBatches;
       if (dev) process.stdout.write(`heimdall-torch: fastDevRun: ${dev} batch(es) of each loop, one epoch; no checkpoints, early stopping or logger run\n`);
       await this.call('onFitStart');
       await this.sanityCheck();
+      await this.shareRunId();
       await this.call('onTrainStart');
       const maxEpochs = dev ? this.engine.epoch + 1 : this.config.maxEpochs;
       const { maxSteps } = this.config;
@@ -197,13 +231,19 @@ export class Trainer implements TrainerView {
         const record = await this.runEpoch(maxEpochs);
         if (record) history.epochs.push(record);
         if (this.interrupted || this.limit) break;
+        if (this.group) {  // EarlyStopping (or any callback) stops every rank when it stops one
+          const [stops] = await this.group.allreduceSum([this.shouldStop ? 1 : 0]);
+          this.shouldStop = stops! > 0;
+        }
       }
       if (this.limit && !this.interrupted) {
         history.reason = this.limit;
         if (this.stoppedMidEpoch && !dev) {
           const path = join(this.rootDir, 'checkpoints', `${this.limit}.safetensors`);
-          mkdirSync(join(this.rootDir, 'checkpoints'), { recursive: true });
-          await this.saveCheckpoint(path);
+          if (this.isGlobalZero) {
+            mkdirSync(join(this.rootDir, 'checkpoints'), { recursive: true });
+            await this.saveCheckpoint(path);
+          }
           history.resumeCheckpoint = path;
         }
         await this.call('onTrainEnd');
@@ -214,8 +254,10 @@ export class Trainer implements TrainerView {
       } else if (this.interrupted) {
         history.reason = 'interrupted';
         const path = join(this.rootDir, 'checkpoints', 'interrupted.safetensors');
-        mkdirSync(join(this.rootDir, 'checkpoints'), { recursive: true });
-        await this.saveCheckpoint(path);
+        if (this.isGlobalZero) {
+          mkdirSync(join(this.rootDir, 'checkpoints'), { recursive: true });
+          await this.saveCheckpoint(path);
+        }
         history.interruptCheckpoint = path;
         await this.call('onInterrupt', path);
       } else {
@@ -228,8 +270,13 @@ export class Trainer implements TrainerView {
       if (dev) process.stdout.write(`${fastDevRunReport(history)}\n`);
       return history;
     } catch (err) {
-      const error = err instanceof Error ? err : new HeimdallError('HEIMDALL_INTERNAL', String(err), { cause: err });
-      for (const c of this.callbacks) {
+      let error = err instanceof Error ? err : new HeimdallError('HEIMDALL_INTERNAL', String(err), { cause: err });
+      const failed = this.launcher?.failure();
+      if (this.launcher) this.launcher.kill('SIGTERM');
+      if (failed) {  // the root cause: a rank this process started died (this one then fails in a collective)
+        error = new HeimdallError('HEIMDALL_DISTRIBUTED', `data-parallel training failed: ${failed}; the other ranks were stopped (${error.message})`, { cause: error });
+      }
+      for (const c of this.active) {
         try {
           await c.onException?.(this, error);
         } catch {
@@ -308,10 +355,11 @@ export class Trainer implements TrainerView {
     const data = options.data ?? this.datamodule;
     const splits = options.data ? await options.data.setup() : this.splits;
     if (!data || !splits?.test) throw new HeimdallError('HEIMDALL_INVALID_ARGUMENT', 'test(): the data module has no test split');
-    if (options.ckptPath) {
+    if (options.ckptPath && this.isGlobalZero) {
       const path = this.resolveCheckpoint(options.ckptPath, 'test');
       if (path) await engine.loadCheckpoint(path);
     }
+    if (this.group) await engine.setProcessGroup(this.group);  // rank 0's weights (its checkpoint) on every rank
     engine.clearStop();
     const r = await engine.evaluate(splits.test, { batchSize: data.batchSize, ...this.evalLimit(this.config.limitTestBatches, splits.test.size, data.batchSize) });
     const metrics = prefixed('test', r.metrics);
@@ -337,6 +385,9 @@ export class Trainer implements TrainerView {
    */
   async exportOnnx(path: string, options: TrainerExportOptions = {}): Promise<TrainerExportResult> {
     if (!this.model) throw new HeimdallError('HEIMDALL_INVALID_STATE', 'exportOnnx(): call fit() first (the Trainer has no model yet)');
+    if (!this.isGlobalZero) {
+      throw new HeimdallError('HEIMDALL_INVALID_STATE', `exportOnnx(): rank ${this.globalRank} does not export; rank 0 does (check trainer.isGlobalZero)`);
+    }
     const { ckptPath, logModel = true, ...exportOptions } = options;
     const hasBest = Boolean(this.checkpointCallback?.bestModelPath);
     const which = ckptPath ?? (hasBest ? 'best' : 'current');
@@ -373,8 +424,10 @@ export class Trainer implements TrainerView {
   // ---------------------------------------------------------------------------------------------------
   private engineOptions(data: DataModule): NativeEngineOptions {
     const c = this.config;
+    // NCCL: one GPU per local rank.
+    const device = this.group?.backend === 'nccl' ? `cuda:${this.plan.localRank}` : c.device;
     return {
-      device: c.device,
+      device,
       precision: c.precision,
       optimizer: c.optimizer,
       schedule: c.schedule,
@@ -395,6 +448,46 @@ export class Trainer implements TrainerView {
   private minimaReached(): boolean {
     return this.engine!.epoch >= this.config.minEpochs && this.engine!.step >= this.config.minSteps;
   }
+
+  /**
+   * Data-parallel: joins the process group (launcher mode: first starts the other local ranks). Gloo on CPU, NCCL
+   * on CUDA. A rank that does not join in time fails every rank with an error naming it.
+   */
+  private async joinGroup(): Promise<void> {
+    const plan = this.plan;
+    if (plan.worldSize < 2 || this.group) return;
+    const cuda = this.config.device.startsWith('cuda') || (this.config.device === 'auto' && torchInfo().cudaAvailable);
+    if (plan.mode === 'launcher') plan.masterPort ??= await freePort(plan.masterAddr === 'localhost' ? '127.0.0.1' : plan.masterAddr);
+    // Rank 0's store is listening (the rendezvous runs on a worker thread) before the other ranks start.
+    const joining = native().createProcessGroup(groupOptions(plan, cuda ? 'nccl' : 'gloo'));
+    if (plan.mode === 'launcher') {
+      this.launcher = new LocalLauncher(plan);
+      this.launcher.start();
+    }
+    try {
+      this.group = await joining;
+    } catch (err) {
+      const failed = this.launcher?.failure();
+      if (failed) throw new HeimdallError('HEIMDALL_DISTRIBUTED', `data-parallel training could not start: ${failed} (${(err as Error).message})`, { cause: err });
+      throw err;
+    }
+  }
+
+  /** Rank 0's MLflow run id reaches the other ranks through the group's store (one run per fit). */
+  private async shareRunId(): Promise<void> {
+    if (!this.group) {
+      this.runId = this.logger?.runId ?? null;
+      return;
+    }
+    if (this.isGlobalZero) {
+      this.runId = this.logger?.runId ?? null;
+      await this.group.set(`run_id/${this.fitCount}`, this.runId ?? '');
+    } else {
+      this.runId = (await this.group.get(`run_id/${this.fitCount}`, 300_000)) || null;
+    }
+    this.fitCount++;
+  }
+  private fitCount = 0;
 
   private syncCounters(): void {
     this.currentEpoch = this.engine!.epoch;
@@ -438,6 +531,13 @@ export class Trainer implements TrainerView {
       this.limit ??= 'max_steps';
       this.stoppedMidEpoch = true;
       return null;
+    }
+    if (result.stopped && this.group) {
+      // The ranks stopped at one batch (the engine agrees on it); they agree on why too: any rank's signal or stop()
+      // makes it an interruption on all, else a limit (maxTime) on one is the limit of all.
+      const [interrupts, limits] = await this.group.allreduceSum([this.interrupted ? 1 : 0, this.limit ? 1 : 0]);
+      if (interrupts! > 0) this.interrupted ??= 'stop request on another rank';
+      else if (limits! > 0) this.limit ??= 'max_time';
     }
     if (result.stopped) {
       if (!this.interrupted && !this.limit) this.interrupted = 'stop request';
@@ -488,7 +588,7 @@ export class Trainer implements TrainerView {
 
   private async call<K extends keyof Callback>(hook: K, ...args: unknown[]): Promise<void> {
     const dev = this.fastDevRunBatches > 0;
-    for (const c of this.callbacks) {
+    for (const c of this.active) {
       if (dev && !c.runsInFastDevRun) continue;
       const fn = c[hook] as ((this: Callback, t: TrainerView, ...a: unknown[]) => unknown) | undefined;
       if (typeof fn === 'function') await fn.call(c, this, ...args);
@@ -534,8 +634,9 @@ export class Trainer implements TrainerView {
 
   /** Batches per training epoch (after limitTrainBatches / fastDevRun). */
   get trainBatches(): number {
+    // Data-parallel: this rank's shard (padded to a multiple of the world size, as DistributedSampler's).
     if (!this.splits || !this.datamodule) return 0;
-    const all = Math.ceil(this.splits.train.size / this.datamodule.batchSize);
+    const all = Math.ceil(Math.ceil(this.splits.train.size / this.worldSize) / this.datamodule.batchSize);
     return this.fastDevRunBatches ? Math.min(all, this.fastDevRunBatches) : limitBatches(this.config.limitTrainBatches, all);
   }
 

@@ -14,6 +14,7 @@ Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   InitEngine(env, exports);
   InitData(env, exports);
   InitOnnx(env, exports);
+  InitDist(env, exports);
   return exports;
 }
 

@@ -60,6 +60,7 @@ Napi::Object EpochToJs(Napi::Env env, const EpochResult& r) {
   o.Set("samplesPerSec", Napi::Number::New(env, r.samples_per_sec));
   o.Set("stopped", Napi::Boolean::New(env, r.stopped));
   o.Set("maxStepsReached", Napi::Boolean::New(env, r.max_steps_reached));
+  o.Set("syncSeconds", Napi::Number::New(env, r.sync_seconds));
   o.Set("metrics", MetricsToJs(env, r.metrics));
   return o;
 }
@@ -231,6 +232,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
                                          InstanceMethod<&EngineWrap::ClearStop>("clearStop"),
                                          InstanceMethod<&EngineWrap::SaveCheckpoint>("saveCheckpoint"),
                                          InstanceMethod<&EngineWrap::LoadCheckpoint>("loadCheckpoint"),
+                                         InstanceMethod<&EngineWrap::SetProcessGroup>("setProcessGroup"),
                                      });
     exports.Set("Engine", cls);
   }
@@ -378,6 +380,22 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
             s->Run([&] { *user = s->engine->load_checkpoint(path); });
           },
           [user](Napi::Env env) -> Napi::Value { return Napi::String::New(env, *user); }, "heimdall.loadCheckpoint");
+    });
+  }
+
+  // setProcessGroup(group | null) → Promise<void>: collective (rank 0's weights are broadcast).
+  Napi::Value SetProcessGroup(const Napi::CallbackInfo& info) {
+    return Guard(info.Env(), [&]() -> Napi::Value {
+      GroupPtr group = info.Length() > 0 && !info[0].IsNull() && !info[0].IsUndefined() ? UnwrapGroup(info[0]) : nullptr;
+      BusyScope::Acquire(*state_);
+      auto s = state_;
+      return Task::Run(
+          info.Env(),
+          [s, group] {
+            BusyScope busy(s);
+            s->Run([&] { s->engine->set_group(group); });
+          },
+          nullptr, "heimdall.setProcessGroup");
     });
   }
 

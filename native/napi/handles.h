@@ -14,6 +14,7 @@
 #include <napi.h>
 
 #include "data/dataset.h"
+#include "dist/group.h"
 #include "model/network.h"
 
 namespace heimdall::napi {
@@ -30,6 +31,7 @@ using ModelPtr = std::shared_ptr<ModelHandle>;
 // Throws a JS TypeError naming `what` if the value is not a Model / native data set created by this addon.
 ModelPtr UnwrapModel(const Napi::Value& value, const char* what = "model");
 DatasetPtr UnwrapDataset(const Napi::Value& value, const char* what = "dataset");
+GroupPtr UnwrapGroup(const Napi::Value& value, const char* what = "group");
 Napi::Object WrapDataset(Napi::Env env, DatasetPtr dataset);
 
 // ---- errors ------------------------------------------------------------------------------------------
@@ -82,5 +84,6 @@ void InitDataset(Napi::Env env, Napi::Object exports);
 void InitEngine(Napi::Env env, Napi::Object exports);
 void InitData(Napi::Env env, Napi::Object exports);  // data_binding.cc (Heimdall data)
 void InitOnnx(Napi::Env env, Napi::Object exports);  // onnx_binding.cc
+void InitDist(Napi::Env env, Napi::Object exports);  // dist_binding.cc (process groups)
 
 }  // namespace heimdall::napi

@@ -180,7 +180,30 @@ std::vector<at::Tensor> Engine::forward(const at::Tensor& input) {
   return network_->forward(input);
 }
 
+void Engine::set_group(GroupPtr group) {
+  group_ = std::move(group);
+  if (!distributed()) return;
+  std::vector<at::Tensor> state;
+  for (const auto& p : network_->parameters()) state.push_back(p.data());
+  for (const auto& b : network_->buffers()) state.push_back(b);
+  group_->broadcast(state, 0);
+}
+
+// Every trainable parameter takes part (a zero gradient where backward left none), so that all ranks
+// reduce the same buckets; the mean over ranks equals the gradient of the mean loss over all ranks' samples.
+void Engine::sync_gradients() {
+  std::vector<at::Tensor> grads;
+  for (auto& [name, p] : network_->trainable_parameters()) {
+    if (!p.grad().defined()) p.mutable_grad() = at::zeros_like(p);
+    grads.push_back(p.grad());
+  }
+  const auto t0 = Clock::now();
+  group_->allreduce_mean(grads);
+  sync_seconds_ += seconds_since(t0);
+}
+
 void Engine::optimizer_step() {
+  if (distributed()) sync_gradients();
   bool skip = false;
   at::Tensor found_inf;
   std::vector<at::Tensor> grads;
@@ -278,6 +301,10 @@ EpochResult Engine::train_epoch(DatasetPtr data, int64_t batch_size, int64_t max
   lo.drop_singleton = network_->options().head.kind == HeadKind::Localization;  // BatchNorm in the heads
   lo.pin_memory = device_.is_cuda();
   lo.background = background_loading(*data);
+  if (distributed()) {
+    lo.rank = group_->rank();
+    lo.world_size = group_->size();
+  }
   Loader loader(data, lo);
   const int64_t nb = limits.max_batches >= 0 ? std::min(loader.num_batches(), limits.max_batches) : loader.num_batches();
   if (options_.schedule.total_steps <= 0 && max_epochs > 0) {
@@ -291,6 +318,20 @@ EpochResult Engine::train_epoch(DatasetPtr data, int64_t batch_size, int64_t max
   EpochResult result;
   result.epoch = epoch_;
   const auto t_epoch = Clock::now();
+  sync_seconds_ = 0;
+  // A checkpoint written at another world size counts its batches per rank of that world: rank-strided shards
+  // make the first k batches of all W ranks the first k·b·W positions of the epoch's order, so here they are
+  // k·W/W' batches (per-rank batch size b unchanged).
+  const int64_t world = distributed() ? group_->size() : 1;
+  if (batches_world_ != world && batch_in_epoch_ > 0) {
+    if ((batch_in_epoch_ * batches_world_) % world != 0) {
+      throw Error(kErrState, "the checkpoint stopped after batch " + std::to_string(batch_in_epoch_) + " of " + std::to_string(batches_world_) +
+                                 " rank(s), which does not split evenly into " + std::to_string(world) + " rank(s): resume it with " +
+                                 std::to_string(batches_world_) + " rank(s) (or 1)");
+    }
+    batch_in_epoch_ = batch_in_epoch_ * batches_world_ / world;
+  }
+  batches_world_ = world;
   if (batch_in_epoch_ < 0 || batch_in_epoch_ > nb) {  // a checkpoint's word, checked against this data
     throw Error(kErrState, "the checkpoint resumes at batch " + std::to_string(batch_in_epoch_) + " of an epoch that has " +
                                std::to_string(nb) + " batches here: resume with the data and batch size it was written with");
@@ -298,7 +339,7 @@ EpochResult Engine::train_epoch(DatasetPtr data, int64_t batch_size, int64_t max
   for (int64_t skipped = 0; skipped < batch_in_epoch_; ++skipped) loader.next();  // resumed mid-epoch
 
   while (batch_in_epoch_ < nb) {
-    if (stop.load()) {
+    if (!distributed() && stop.load()) {
       result.stopped = true;
       break;
     }
@@ -307,13 +348,39 @@ EpochResult Engine::train_epoch(DatasetPtr data, int64_t batch_size, int64_t max
       break;
     }
     auto batch = loader.next();
-    if (!batch) break;
+    if (!batch) break;  // every rank has the same number of batches (the shards are padded)
     const auto t0 = Clock::now();
     auto input = to_device(batch->input, true);
     auto target = to_device(batch->target, false);
     auto outputs = forward(input);
     auto loss = compute_loss(loss_, outputs, target, options_.label_smoothing);
     const double loss_value = loss.item<double>();
+    if (distributed()) {
+      // The ranks agree, before any gradient is exchanged, whether to stop here (a stop request on any rank)
+      // and whether some rank's loss is not finite — so all stop at the same batch boundary, none waits alone.
+      std::vector<double> flags(1 + group_->size(), 0.0);
+      flags[0] = stop.load() ? 1.0 : 0.0;
+      flags[1 + group_->rank()] = std::isfinite(loss_value) ? 0.0 : 1.0;
+      const auto t_sync = Clock::now();
+      flags = group_->allreduce_sum(flags);
+      sync_seconds_ += seconds_since(t_sync);
+      std::vector<int> bad;
+      for (int r = 0; r < group_->size(); ++r)
+        if (flags[1 + r] > 0) bad.push_back(r);
+      if (!bad.empty() && std::isfinite(loss_value)) {
+        optimizer_->zero_grad();
+        pending_ = 0;
+        std::string ranks;
+        for (size_t i = 0; i < bad.size(); ++i) ranks += (i ? ", " : "") + std::to_string(bad[i]);
+        throw Error(kErrNonFinite, "training stopped: the loss of rank " + ranks + " is not finite at step " + std::to_string(step_) +
+                                       " (epoch " + std::to_string(epoch_) + ", batch " + std::to_string(batch_in_epoch_) +
+                                       "); that rank's error says why. The model keeps its weights from before this batch.");
+      }
+      if (flags[0] > 0 && bad.empty()) {
+        result.stopped = true;
+        break;
+      }
+    }
     if (!std::isfinite(loss_value)) {
       optimizer_->zero_grad();
       pending_ = 0;
@@ -355,9 +422,11 @@ EpochResult Engine::train_epoch(DatasetPtr data, int64_t batch_size, int64_t max
     recalibrate_batchnorm(network_, data, batch_size, device_.is_cuda(), background_loading(*data),
                           [&](const at::Tensor& input) { forward(to_device(input, true)); });
   result.batches = partial ? batch_in_epoch_ : nb;
+  if (distributed()) acc.reduce(*group_);  // all ranks' samples (padding included, as DistributedSampler's)
   result.samples = acc.samples();
   result.metrics = acc.summary();
   result.seconds = seconds_since(t_epoch);
+  result.sync_seconds = sync_seconds_;
   result.samples_per_sec = result.seconds > 0 ? result.samples / result.seconds : 0;
   if (!partial) {
     ++epoch_;
@@ -374,6 +443,11 @@ EpochResult Engine::evaluate(DatasetPtr data, int64_t batch_size, const std::ato
   lo.batch_size = batch_size;
   lo.pin_memory = device_.is_cuda();
   lo.background = background_loading(*data);
+  if (distributed()) {  // disjoint shards without padding: the reduced metrics are those of every sample once
+    lo.rank = group_->rank();
+    lo.world_size = group_->size();
+    lo.pad_to_world = false;
+  }
   Loader loader(data, lo);
   network_->eval();
   c10::NoGradGuard no_grad;
@@ -384,7 +458,7 @@ EpochResult Engine::evaluate(DatasetPtr data, int64_t batch_size, const std::ato
   while (max_batches < 0 || result.batches < max_batches) {
     auto batch = loader.next();
     if (!batch) break;
-    if (stop && stop->load()) {
+    if (stop && stop->load() && !distributed()) {  // ranks' batch counts differ here: a rank does not stop alone
       result.stopped = true;
       break;
     }
@@ -395,6 +469,7 @@ EpochResult Engine::evaluate(DatasetPtr data, int64_t batch_size, const std::ato
     ++result.batches;
   }
   network_->train();
+  if (distributed()) acc.reduce(*group_);
   result.samples = acc.samples();
   result.metrics = acc.summary();
   result.seconds = seconds_since(t0);
@@ -457,6 +532,7 @@ void Engine::save_checkpoint(const std::string& path, const std::string& user_js
   state["epoch"] = epoch_;
   state["step"] = step_;
   state["batch_in_epoch"] = batch_in_epoch_;
+  state["world_size"] = distributed() ? static_cast<int64_t>(group_->size()) : int64_t{1};  // batch_in_epoch counts per rank
   state["total_steps"] = options_.schedule.total_steps;
   state["optimizer"] = options_.optimizer.name;
   state["seed"] = static_cast<int64_t>(options_.seed);
@@ -506,6 +582,7 @@ std::string Engine::load_checkpoint(const std::string& path) {
   epoch_ = state.at("epoch").as_int("epoch");
   step_ = state.at("step").as_int("step");
   batch_in_epoch_ = state.at("batch_in_epoch").as_int("batch_in_epoch");
+  batches_world_ = state.has("world_size") ? state.at("world_size").as_int("world_size") : 1;
   options_.schedule.total_steps = state.at("total_steps").as_int("total_steps");
   pending_ = 0;
   optimizer_->zero_grad();

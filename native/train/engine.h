@@ -14,6 +14,7 @@
 #include <c10/core/Device.h>
 
 #include "data/dataset.h"
+#include "dist/group.h"
 #include "model/network.h"
 #include "train/losses.h"
 #include "train/metrics.h"
@@ -55,6 +56,7 @@ struct EpochResult {
   double seconds = 0, samples_per_sec = 0;
   bool stopped = false;                                      // a stop request ended it early
   bool max_steps_reached = false;                            // TrainLimits::max_steps ended it inside the epoch
+  double sync_seconds = 0;                                   // data-parallel: time in collectives (gradients, flags)
   std::map<std::string, double> metrics;
 };
 
@@ -84,6 +86,12 @@ class Engine {
   void save_checkpoint(const std::string& path, const std::string& user_json) const;
   std::string load_checkpoint(const std::string& path);
 
+  // Data-parallel training (collective: every rank calls it): broadcasts rank 0's parameters and buffers, then
+  // every train_epoch trains on this rank's shard and averages gradients across ranks on each optimizer step,
+  // and evaluate reduces its metrics over all ranks' shards. nullptr: one process again.
+  void set_group(GroupPtr group);
+  GroupPtr group() const { return group_; }
+
   Network network() const { return network_; }
   c10::Device device() const { return device_; }
   int64_t epoch() const { return epoch_; }
@@ -98,6 +106,8 @@ class Engine {
   void optimizer_step();
   void check_input(const Dataset& data) const;
   bool background_loading(const Dataset& data) const;
+  bool distributed() const { return group_ && group_->size() > 1; }
+  void sync_gradients();
 
   Network network_;
   EngineOptions options_;
@@ -110,6 +120,9 @@ class Engine {
   int64_t batch_in_epoch_ = 0;  // batches of the current epoch already trained (resume mid-epoch)
   int64_t pending_ = 0;         // batches accumulated since the last optimizer step
   at::Tensor amp_scale_, amp_growth_;  // fp16 loss scaling
+  GroupPtr group_;                     // data-parallel process group, or none
+  double sync_seconds_ = 0;            // time in collectives since the epoch started
+  int64_t batches_world_ = 1;          // the world size batch_in_epoch_ counts in (a checkpoint's may differ)
 };
 
 std::string torch_version();

@@ -30,8 +30,21 @@ Loader::Loader(DatasetPtr dataset, const LoaderOptions& options) : dataset_(std:
     std::mt19937_64 rng(mix_seed(options.seed, static_cast<uint64_t>(options.epoch)));
     std::shuffle(order.begin(), order.end(), rng);
   }
-  for (int64_t start = 0; start < n; start += options.batch_size) {
-    int64_t end = std::min(n, start + options.batch_size);
+  if (options.world_size < 1 || options.rank < 0 || options.rank >= options.world_size)
+    throw Error(kErrInvalidArgument, "rank " + std::to_string(options.rank) + " is outside world size " + std::to_string(options.world_size));
+  if (options.world_size > 1) {
+    const int64_t ws = options.world_size;
+    if (options.pad_to_world) {
+      const int64_t total = (n + ws - 1) / ws * ws;
+      for (int64_t i = n; i < total; ++i) order.push_back(order[(i - n) % n]);
+    }
+    std::vector<int64_t> shard;
+    for (size_t i = static_cast<size_t>(options.rank); i < order.size(); i += static_cast<size_t>(ws)) shard.push_back(order[i]);
+    order = std::move(shard);
+  }
+  const int64_t m = static_cast<int64_t>(order.size());
+  for (int64_t start = 0; start < m; start += options.batch_size) {
+    int64_t end = std::min(m, start + options.batch_size);
     if (options.drop_singleton && end - start == 1 && start > 0) break;
     batches_.emplace_back(order.begin() + start, order.begin() + end);
   }
@@ -51,6 +64,7 @@ Batch Loader::make_batch(size_t b) const {
   BatchContext ctx;
   ctx.augment = options_.augment;
   ctx.seed = mix_seed(mix_seed(options_.seed, static_cast<uint64_t>(options_.epoch)), b);
+  if (options_.world_size > 1) ctx.seed = mix_seed(ctx.seed, static_cast<uint64_t>(options_.rank));  // ranks augment differently
   Batch batch = dataset_->get_batch(batches_[b], ctx);
   if (options_.pin_memory) {
     batch.input = batch.input.pin_memory();

@@ -31,6 +31,12 @@ struct LoaderOptions {
   int prefetch = 2;             // background: batches prepared ahead
   bool pin_memory = false;      // page-locked host memory for non-blocking copies to CUDA
   bool background = true;       // false: gather each batch on the thread that calls next()
+  // Data-parallel sharding, as torch's DistributedSampler: the (seeded) order is padded to a multiple of
+  // world_size by repeating its head (pad_to_world; without it the shards differ by at most one sample), and
+  // rank r takes every world_size-th index from r. The batches are then cut from the rank's shard.
+  int rank = 0;
+  int world_size = 1;
+  bool pad_to_world = true;
 };
 
 uint64_t mix_seed(uint64_t a, uint64_t b);  // splitmix64 of a combination: decorrelated sub-seeds

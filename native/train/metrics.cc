@@ -6,6 +6,7 @@
 #include <ATen/ATen.h>
 
 #include "data/heimdall/geo.h"
+#include "dist/group.h"
 
 namespace heimdall {
 
@@ -48,6 +49,29 @@ std::map<std::string, double> MetricAccumulator::add(const std::vector<at::Tenso
   for (const auto& [k, v] : m) sums_[k] += v * static_cast<double>(n);
   samples_ += n;
   return m;
+}
+
+void MetricAccumulator::reduce(Group& group) {
+  // The keys a batch of this head adds (a rank may have seen no batch: its sums are then empty).
+  std::vector<std::string> keys{"loss"};
+  switch (kind_) {
+    case HeadKind::Localization:
+      keys.insert(keys.end(), {"mae", "mean_sigma"});
+      if (scale_.enabled) keys.push_back("position_error_m");
+      break;
+    case HeadKind::Classification: keys.push_back("accuracy"); break;
+    case HeadKind::Regression: keys.push_back("mae"); break;
+  }
+  std::vector<double> v{static_cast<double>(samples_)};
+  for (const auto& k : keys) {
+    auto it = sums_.find(k);
+    v.push_back(it == sums_.end() ? 0.0 : it->second);
+  }
+  v = group.allreduce_sum(v);
+  samples_ = static_cast<int64_t>(v[0]);
+  sums_.clear();
+  for (size_t i = 0; i < keys.size(); ++i) sums_[keys[i]] = v[i + 1];
+  if (keep_errors_ && scale_.enabled && kind_ == HeadKind::Localization) errors_m_ = group.allgather(errors_m_);
 }
 
 std::map<std::string, double> MetricAccumulator::summary() const {

@@ -16,6 +16,8 @@
 
 namespace heimdall {
 
+class Group;
+
 // How normalised [lat, lon] targets map back to degrees: deg = center + value × scale.
 struct PositionScale {
   bool enabled = false;
@@ -32,6 +34,8 @@ class MetricAccumulator {
   std::map<std::string, double> add(const std::vector<at::Tensor>& outputs, const at::Tensor& target, double loss);
   std::map<std::string, double> summary() const;  // sample-weighted means, plus percentiles when kept
   int64_t samples() const { return samples_; }
+  // Collective: sums, counts and kept errors of every rank, so summary() equals one process's over all samples.
+  void reduce(Group& group);
 
  private:
   HeadKind kind_;

@@ -5,6 +5,9 @@ export class LearningRateMonitor extends Callback {
   override get runsInFastDevRun(): boolean {
     return false;
   }
+  override get rankZeroOnly(): boolean {
+    return true;
+  }
   readonly loggingInterval: 'epoch' | 'step';
   /** Every logged value, as [step, lr]. */
   readonly history: Array<[number, number]> = [];

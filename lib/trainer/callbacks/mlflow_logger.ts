@@ -36,6 +36,9 @@ export class MLflowLogger extends Callback {
   override get runsInFastDevRun(): boolean {
     return false;
   }
+  override get rankZeroOnly(): boolean {
+    return true;
+  }
   readonly tracker: MLflowTracker;
   private readonly ownsTracker: boolean;
   private readonly options: MLflowLoggerOptions;
@@ -71,6 +74,7 @@ export class MLflowLogger extends Callback {
       ...trainerParams(c),
       model: trainer.model?.hyperparameters() ?? {},
       data: snakeKeys({ batch_size: trainer.datamodule?.batchSize, ...(trainer.datamodule?.hyperparameters?.() ?? {}) }),
+      ...(trainer.worldSize > 1 ? { distributed: { world_size: trainer.worldSize, backend: trainer.distributedBackend } } : {}),
       ...(this.options.params ?? {}),
     };
     try {

@@ -32,6 +32,9 @@ export class ModelCheckpoint extends Callback implements CheckpointCallback {
   override get runsInFastDevRun(): boolean {
     return false;
   }
+  override get rankZeroOnly(): boolean {
+    return true;
+  }
   readonly monitor: string;
   readonly mode: 'min' | 'max';
   readonly saveTopK: number;

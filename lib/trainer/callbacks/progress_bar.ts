@@ -4,6 +4,9 @@ import cliProgress from 'cli-progress';
 import { Callback, type Metrics, type TrainBatch, type TrainerView } from '../callback.js';
 
 export class ProgressBar extends Callback {
+  override get rankZeroOnly(): boolean {
+    return true;
+  }
   private bar?: cliProgress.SingleBar;
 
   override onTrainEpochStart(trainer: TrainerView, epoch: number): void {
