@@ -191,7 +191,7 @@ console.log(JSON.stringify({ libtorch: info.libtorch, epochs: history.epochs?.le
     const out = await python(`import sys, mlflow
 c = mlflow.MlflowClient(sys.argv[1])
 runs = c.search_runs([e.experiment_id for e in c.search_experiments()])
-print(len(runs), runs[0].info.status, runs[0].info.run_name, 'train/loss' in runs[0].data.metrics, 'heimdall.onnx_sha256' in runs[0].data.tags)`, [`sqlite:///${join(work, 'mlflow.db')}`]);
+print(len(runs), runs[0].info.status, runs[0].info.run_name, 'train/loss_epoch' in runs[0].data.metrics, 'heimdall.onnx_sha256' in runs[0].data.tags)`, [`sqlite:///${join(work, 'mlflow.db')}`]);
     expect(out.trim()).toBe('1 FINISHED user-app True True');
   }, 300_000);
 

@@ -43,6 +43,10 @@ export const FIGURE_KEYS = {
 } as const;
 
 export class FigureLogger extends Callback {
+  /** Data-parallel: rank 0 alone (it writes files, logs to the run or prints). */
+  override get rankZeroOnly(): boolean {
+    return true;
+  }
   override get runsInFastDevRun(): boolean {
     return false;
   }

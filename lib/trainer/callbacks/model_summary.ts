@@ -117,6 +117,10 @@ export function formatSummary(s: Summary): string {
 }
 
 export class ModelSummary extends Callback {
+  /** Data-parallel: rank 0 alone (it writes files, logs to the run or prints). */
+  override get rankZeroOnly(): boolean {
+    return true;
+  }
   readonly maxDepth: number;
   /** The summary printed by the last fit. */
   summary: Summary | undefined;

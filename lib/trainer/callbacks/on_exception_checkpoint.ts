@@ -18,6 +18,10 @@ export const onExceptionCheckpointOptionsSchema = z
 export type OnExceptionCheckpointOptions = z.input<typeof onExceptionCheckpointOptionsSchema>;
 
 export class OnExceptionCheckpoint extends Callback {
+  /** Data-parallel: rank 0 alone (it writes files, logs to the run or prints). */
+  override get rankZeroOnly(): boolean {
+    return true;
+  }
   override get runsInFastDevRun(): boolean {
     return false;
   }
