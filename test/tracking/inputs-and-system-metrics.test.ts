@@ -1,7 +1,6 @@
 // Dataset inputs (`mlflow.log_input`) and system metrics (`mlflow.enable_system_metrics_logging()`) written by
 // the tracker into SQLite, PostgreSQL and the REST server, read back with the pinned Python MLflow:
 // `get_run(id).inputs.dataset_inputs` and `get_metric_history` of the `system/…` keys.
-import { spawn } from 'node:child_process';
 import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -11,8 +10,8 @@ import { MLflowTracker, type MLflowTrackerOptions } from '../../lib/tracking/ind
 import { gpuMetrics, parseNvidiaSmi, readCpuTimes, readMemory, readNetwork, SystemMetricsMonitor } from '../../lib/tracking/system_metrics.js';
 import type { Metric } from '../../lib/tracking/types.js';
 import { pgRows } from './helpers/pg.js';
-import { mlflow29Python, mlflowPython } from './helpers/python.js';
-import { ROOT, VENV, createPgDatabase, startPostgres } from './helpers/services.js';
+import { mlflow29Python, mlflowPython, runInputsPython } from './helpers/python.js';
+import { createPgDatabase, startPostgres } from './helpers/services.js';
 import { cleanupTmp, tmp, trackerOptions } from './helpers/scenario.js';
 
 afterAll(cleanupTmp);
@@ -22,20 +21,8 @@ interface PyPoint { step: number; value: number; timestamp: number }
 interface PyRun { inputs: PyInput[]; system: Record<string, PyPoint[]>; end_time: number; status: string }
 interface PyReply { runs: Record<string, PyRun>; numpy: { schema: string; profile: string }[] }
 
-function readWithPython(req: Record<string, unknown>, python = join(VENV, 'python')): Promise<PyReply> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(python, [join(ROOT, 'test', 'tracking', 'helpers', 'run_inputs.py')], { env: { ...process.env, MLFLOW_TRACKING_URI: '' } });
-    let out = '';
-    let err = '';
-    p.stdout.on('data', (d) => (out += d));
-    p.stderr.on('data', (d) => (err += d));
-    p.on('exit', (code) => {
-      const i = out.lastIndexOf('@@JSON@@');
-      if (code !== 0 || i < 0) reject(new Error(`run_inputs.py failed (${code}): ${err.slice(-3000)}`));
-      else resolve(JSON.parse(out.slice(i + 8)) as PyReply);
-    });
-    p.stdin.end(JSON.stringify(req));
-  });
+function readWithPython(req: Record<string, unknown>, python?: string): Promise<PyReply> {
+  return runInputsPython<PyReply>(req, python);
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -1,7 +1,6 @@
 // fit() through the MLflowLogger logs the data's splits as MLflow dataset inputs (training / validation /
 // testing) and system metrics while it trains (on by default, off with `logSystemMetrics: false`), read back
 // with the pinned Python MLflow; the synthetic set's digest follows from its options, a directory's from its files.
-import { spawn } from 'node:child_process';
 import { readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
@@ -10,25 +9,13 @@ import { resolveTrainFlags, trainCommand } from '../../lib/cli/train.js';
 import { HeimdallDataModule } from '../../lib/data/heimdall.js';
 import { ConvNeXt } from '../../lib/model.js';
 import { MLflowLogger, Trainer } from '../../lib/trainer/index.js';
-import { repoRoot, venvPython } from '../helpers/python.js';
+import { runInputsPython } from '../tracking/helpers/python.js';
 import { tempDir } from '../helpers/tmp.js';
 
 interface PyRun { inputs: { name: string; digest: string; source_type: string; source: string; profile: string; tags: Record<string, string> }[]; system: Record<string, { step: number }[]> }
 
-function readRuns(trackingUri: string, runIds: string[]): Promise<Record<string, PyRun>> {
-  return new Promise((res, rej) => {
-    const p = spawn(venvPython, [join(repoRoot, 'test', 'tracking', 'helpers', 'run_inputs.py')], { env: { ...process.env, MLFLOW_TRACKING_URI: '' } });
-    let out = '';
-    let err = '';
-    p.stdout.on('data', (d) => (out += d));
-    p.stderr.on('data', (d) => (err += d));
-    p.on('exit', (code) => {
-      const i = out.lastIndexOf('@@JSON@@');
-      if (code !== 0 || i < 0) rej(new Error(`run_inputs.py failed (${code}): ${err.slice(-3000)}`));
-      else res((JSON.parse(out.slice(i + 8)) as { runs: Record<string, PyRun> }).runs);
-    });
-    p.stdin.end(JSON.stringify({ tracking_uri: trackingUri, run_ids: runIds }));
-  });
+async function readRuns(trackingUri: string, runIds: string[]): Promise<Record<string, PyRun>> {
+  return (await runInputsPython<{ runs: Record<string, PyRun> }>({ tracking_uri: trackingUri, run_ids: runIds })).runs;
 }
 
 const base = { device: 'cpu', threads: 2, enableProgressBar: false, enableModelSummary: false, handleSignals: false, maxEpochs: 1, optimizer: { name: 'adamw' as const, lr: 1e-3 } };

@@ -33,3 +33,20 @@ export function mlflow29Python(): string {
   if (!existsSync(p)) throw new Error(`MLflow 2.9 venv not found at ${p}: run .ci/setup (30-tracking.sh installs it)`);
   return p;
 }
+
+/** Runs test/tracking/helpers/run_inputs.py (dataset inputs and system metrics of runs, read by Python MLflow). */
+export function runInputsPython<T>(req: Record<string, unknown>, python = join(VENV, 'python')): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(python, [join(ROOT, 'test', 'tracking', 'helpers', 'run_inputs.py')], { env: { ...process.env, MLFLOW_TRACKING_URI: '' } });
+    let out = '';
+    let err = '';
+    p.stdout.on('data', (d) => (out += d));
+    p.stderr.on('data', (d) => (err += d));
+    p.on('exit', (code) => {
+      const i = out.lastIndexOf('@@JSON@@');
+      if (code !== 0 || i < 0) reject(new Error(`run_inputs.py failed (${code}): ${err.slice(-3000)}`));
+      else resolve(JSON.parse(out.slice(i + 8)) as T);
+    });
+    p.stdin.end(JSON.stringify(req));
+  });
+}
