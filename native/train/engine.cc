@@ -559,31 +559,62 @@ std::string Engine::load_checkpoint(const std::string& path) {
                                  " head, inChans " + meta_of("heimdall.in_chans") + ") but this model is " + o.backbone.variant +
                                  " (" + head_kind_name(o.head.kind) + " head, inChans " + std::to_string(o.backbone.in_chans) + ")");
   }
-  json::Value state = json::parse(it->second);
+  // Everything is read and checked first; the engine changes only once the whole file is known to fit, so a
+  // damaged checkpoint leaves the engine as it was (no half-resumed weights, optimizer or RNG).
+  int64_t epoch = 0, step = 0, batch_in_epoch = 0, world = 1, total_steps = 0;
+  try {
+    json::Value state = json::parse(it->second);
+    epoch = state.at("epoch").as_int("epoch");
+    step = state.at("step").as_int("step");
+    batch_in_epoch = state.at("batch_in_epoch").as_int("batch_in_epoch");
+    world = state.has("world_size") ? state.at("world_size").as_int("world_size") : 1;
+    total_steps = state.at("total_steps").as_int("total_steps");
+  } catch (const std::exception& e) {
+    throw Error(kErrFile, path + ": the checkpoint's training state (heimdall.checkpoint) cannot be read (" + e.what() +
+                              "): the file is damaged or not a heimdall-torch checkpoint");
+  }
+  if (epoch < 0 || step < 0 || batch_in_epoch < 0 || world < 1 || total_steps < 0)
+    throw Error(kErrFile, path + ": the checkpoint's training state holds negative counters (epoch " + std::to_string(epoch) + ", step " +
+                              std::to_string(step) + ", batch " + std::to_string(batch_in_epoch) + "): the file is damaged");
+  auto check_rng = [&](const char* key, const at::Tensor& current) {
+    const at::Tensor* rng = file.find(key);
+    if (rng && (rng->scalar_type() != at::kByte || rng->dim() != 1 || rng->numel() != current.numel()))
+      throw Error(kErrFile, path + ": the checkpoint's " + key + " is not a random generator state (" + c10::str(rng->sizes()) + " " +
+                                std::string(c10::toString(rng->scalar_type())) + ", expected [" + std::to_string(current.numel()) +
+                                "] uint8): the file is damaged");
+    return rng;
+  };
+  const at::Tensor* rng_cpu = check_rng("rng.cpu", at::detail::getDefaultCPUGenerator().get_state());
+  const at::Tensor* rng_cuda = device_.is_cuda() ? check_rng("rng.cuda", at::globalContext().defaultGenerator(device_).get_state()) : nullptr;
+  auto install_optimizer = optimizer_->stage_state(file);  // checks; changes nothing yet
   NamedTensors weights;
   for (const auto& [k, t] : file.tensors)
     if (k.rfind("optimizer.", 0) != 0 && k.rfind("rng.", 0) != 0 && k.rfind("amp.", 0) != 0) weights.emplace_back(k, t);
-  network_->load_state_dict(weights, /*strict=*/true);
-  optimizer_->load_state(file);
-  if (const at::Tensor* rng = file.find("rng.cpu")) {
-    auto gen = at::detail::getDefaultCPUGenerator();
-    std::lock_guard<std::mutex> lock(gen.mutex());
-    gen.set_state(*rng);
-  }
-  if (const at::Tensor* rng = file.find("rng.cuda"); rng && device_.is_cuda()) {
-    auto gen = at::globalContext().defaultGenerator(device_);
-    std::lock_guard<std::mutex> lock(gen.mutex());
-    gen.set_state(*rng);
+  network_->load_state_dict(weights, /*strict=*/true);  // checks every name and shape before it copies
+  install_optimizer();
+  try {
+    if (rng_cpu) {
+      auto gen = at::detail::getDefaultCPUGenerator();
+      std::lock_guard<std::mutex> lock(gen.mutex());
+      gen.set_state(*rng_cpu);
+    }
+    if (rng_cuda) {
+      auto gen = at::globalContext().defaultGenerator(device_);
+      std::lock_guard<std::mutex> lock(gen.mutex());
+      gen.set_state(*rng_cuda);
+    }
+  } catch (const std::exception& e) {
+    throw Error(kErrFile, path + ": libtorch refuses the checkpoint's random generator state (" + e.what() + "): the file is damaged");
   }
   if (amp_scale_.defined()) {
     if (const at::Tensor* s = file.find("amp.scale")) amp_scale_.copy_(*s);
     if (const at::Tensor* g = file.find("amp.growth_tracker")) amp_growth_.copy_(*g);
   }
-  epoch_ = state.at("epoch").as_int("epoch");
-  step_ = state.at("step").as_int("step");
-  batch_in_epoch_ = state.at("batch_in_epoch").as_int("batch_in_epoch");
-  batches_world_ = state.has("world_size") ? state.at("world_size").as_int("world_size") : 1;
-  options_.schedule.total_steps = state.at("total_steps").as_int("total_steps");
+  epoch_ = epoch;
+  step_ = step;
+  batch_in_epoch_ = batch_in_epoch;
+  batches_world_ = world;
+  options_.schedule.total_steps = total_steps;
   pending_ = 0;
   optimizer_->zero_grad();
   auto user = file.metadata.find("heimdall.user");

@@ -106,7 +106,15 @@ NamedTensors Optimizer::state() const {
 }
 
 void Optimizer::load_state(const TensorFile& file) {
+  stage_state(file)();
+}
+
+std::function<void()> Optimizer::stage_state(const TensorFile& file) const {
   c10::NoGradGuard no_grad;
+  struct Staged {
+    at::Tensor exp_avg, exp_avg_sq, step, momentum;
+  };
+  auto staged = std::make_shared<std::vector<Staged>>(slots_.size());
   auto take = [&](const std::string& slot, const Slot& s, at::Tensor& dst, const at::Tensor& like) {
     const at::Tensor* t = file.find("optimizer." + slot + "." + s.name);
     if (!t) return;
@@ -115,16 +123,30 @@ void Optimizer::load_state(const TensorFile& file) {
                                    ", the model needs " + c10::str(like.sizes()));
     dst = t->to(like.device(), like.scalar_type()).contiguous(s.param.suggest_memory_format());
   };
-  for (auto& s : slots_) {
-    s.exp_avg = s.exp_avg_sq = s.step = s.momentum = at::Tensor();
-    take("exp_avg", s, s.exp_avg, s.param);
-    take("exp_avg_sq", s, s.exp_avg_sq, s.param);
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    const Slot& s = slots_[i];
+    Staged& n = (*staged)[i];
+    take("exp_avg", s, n.exp_avg, s.param);
+    take("exp_avg_sq", s, n.exp_avg_sq, s.param);
     const at::Tensor* st = file.find("optimizer.step." + s.name);
-    if (st) s.step = st->to(s.param.device(), at::kFloat).reshape({});
-    take("momentum", s, s.momentum, s.param);
-    if (s.exp_avg.defined() != s.exp_avg_sq.defined() || s.exp_avg.defined() != s.step.defined())
+    if (st) {
+      if (st->numel() != 1) throw Error(kErrFile, "checkpoint optimizer step for \"" + s.name + "\" is not one number");
+      n.step = st->to(s.param.device(), at::kFloat).reshape({});
+    }
+    take("momentum", s, n.momentum, s.param);
+    if (n.exp_avg.defined() != n.exp_avg_sq.defined() || n.exp_avg.defined() != n.step.defined())
       throw Error(kErrFile, "checkpoint optimizer state for \"" + s.name + "\" is incomplete");
   }
+  return [this, staged]() {
+    auto& slots = const_cast<std::vector<Slot>&>(slots_);
+    for (size_t i = 0; i < slots.size(); ++i) {
+      Staged& n = (*staged)[i];
+      slots[i].exp_avg = n.exp_avg;
+      slots[i].exp_avg_sq = n.exp_avg_sq;
+      slots[i].step = n.step;
+      slots[i].momentum = n.momentum;
+    }
+  };
 }
 
 }  // namespace heimdall

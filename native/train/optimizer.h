@@ -3,6 +3,7 @@
 #pragma once
 
 #include <optional>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -45,6 +46,9 @@ class Optimizer {
 
   NamedTensors state() const;                    // "optimizer.<slot>.<parameter name>"
   void load_state(const TensorFile& file);       // tensors of another shape or parameter set → Error
+  // Checks the file's optimizer state and returns what installs it: nothing changes until the returned function
+  // runs (so that a checkpoint refused halfway leaves the optimizer as it was).
+  std::function<void()> stage_state(const TensorFile& file) const;
   const OptimizerOptions& options() const { return options_; }
 
  private:

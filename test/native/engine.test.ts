@@ -1,10 +1,10 @@
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createRequire } from 'node:module';
 import { engineOptionsSchema } from '../../lib/config.js';
 import { HeimdallError, isNativeErrorCode } from '../../lib/errors.js';
-import { addonPath, native, type BatchEvent, type NativeEngineOptions } from '../../lib/native.js';
+import { addonPath, native, type BatchEvent, type NativeEngine, type NativeEngineOptions } from '../../lib/native.js';
 import { tempDir } from '../helpers/tmp.js';
 import { blobDataset } from './fixtures.js';
 
@@ -19,6 +19,13 @@ async function trainLosses(epochs: number, seed = 7): Promise<number[]> {
   for (let e = 0; e < epochs; e++) {
     await engine.trainEpoch(data, { batchSize: 16, maxEpochs: epochs }, (ev) => losses.push(ev.metrics.loss!));
   }
+  return losses;
+}
+
+/** One epoch of regression on a fixed blob set; returns the per-batch losses. */
+async function trainer1Epoch(engine: NativeEngine): Promise<number[]> {
+  const losses: number[] = [];
+  await engine.trainEpoch(blobDataset(64, 4), { batchSize: 16, maxEpochs: 2 }, (e: BatchEvent) => losses.push(e.metrics.loss!));
   return losses;
 }
 
@@ -115,6 +122,40 @@ describe('training engine (CPU)', () => {
       code: 'HEIMDALL_INVALID_STATE',
       message: expect.stringMatching(/resumes at batch \d+ of an epoch that has 3 batches here/),
     });
+  });
+
+  it('a damaged training state is refused before anything changes: weights, optimizer, RNG and counters stay as they were', async () => {
+    const trained = new addon.Engine(new addon.Model({ variant: 'atto', head: 'regression', outputs: 2, seed: 5 }), cpu);
+    await trainer1Epoch(trained);
+    const good = join(tempDir(), 'good.safetensors');
+    await trained.saveCheckpoint(good);
+    // The same file with its training state rewritten: a field missing, a negative counter.
+    const craft = (edit: (state: Record<string, unknown>) => void) => {
+      const bytes = readFileSync(good);
+      const n = Number(bytes.readBigUInt64LE(0));
+      const header = JSON.parse(bytes.subarray(8, 8 + n).toString('utf8')) as { __metadata__: Record<string, string> };
+      const state = JSON.parse(header.__metadata__['heimdall.checkpoint']!) as Record<string, unknown>;
+      edit(state);
+      header.__metadata__['heimdall.checkpoint'] = JSON.stringify(state);
+      const h = Buffer.from(JSON.stringify(header), 'utf8');
+      const len = Buffer.alloc(8);
+      len.writeBigUInt64LE(BigInt(h.length));
+      const path = join(tempDir(), 'crafted.safetensors');
+      writeFileSync(path, Buffer.concat([len, h, bytes.subarray(8 + n)]));
+      return path;
+    };
+    const fresh = new addon.Engine(new addon.Model({ variant: 'atto', head: 'regression', outputs: 2, seed: 6 }), cpu);
+    const probe = blobDataset(4, 9);
+    const before = (await fresh.predict(probe)).outputs!.data;
+    for (const [bad, why] of [[craft((s) => delete s.step), /cannot be read/], [craft((s) => (s.epoch = -3)), /negative counters/]] as const) {
+      await expect(fresh.loadCheckpoint(bad)).rejects.toMatchObject({ code: 'HEIMDALL_BAD_FILE', message: expect.stringMatching(why) });
+      await expect(fresh.loadCheckpoint(bad)).rejects.toThrow(bad);
+      expect([fresh.epoch, fresh.step]).toEqual([0, 0]);
+      expect(Array.from((await fresh.predict(probe)).outputs!.data)).toEqual(Array.from(before)); // weights untouched
+    }
+    // The losses of the next epoch equal a fresh engine's: the optimizer and the RNG were not touched either.
+    const untouched = new addon.Engine(new addon.Model({ variant: 'atto', head: 'regression', outputs: 2, seed: 6 }), cpu);
+    expect(await trainer1Epoch(fresh)).toEqual(await trainer1Epoch(untouched));
   });
 
   it('keeps the event loop free: timers fire between batch events of a running epoch', async () => {
