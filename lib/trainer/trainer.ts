@@ -1,7 +1,7 @@
 // The Trainer: Lightning's loop shape over the native engine. One native call trains one epoch off the
 // JavaScript thread; callbacks run between epochs and as batch events arrive.
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { ConfigError, limitBatches, parseTrainerOptions, type TrainerConfig, type TrainerConfigInput } from '../config.js';
 import { HeimdallError } from '../errors.js';
@@ -31,6 +31,8 @@ export interface EpochRecord {
   val?: Metrics;
   seconds: number;
   samplesPerSec: number;
+  /** Data-parallel: seconds of the epoch this rank spent in collectives (gradient all-reduce, agreement); 0 alone. */
+  syncSeconds: number;
 }
 
 export interface FitHistory {
@@ -422,6 +424,18 @@ export class Trainer implements TrainerView {
   }
 
   // ---------------------------------------------------------------------------------------------------
+  /**
+   * Intra-op threads of this process's engine: the `threads` option; else, with several ranks on this node and no
+   * OMP_NUM_THREADS, the CPUs this process may use split between the local ranks (the engine's own default is all
+   * of them, which N ranks would oversubscribe N-fold; torchrun sets OMP_NUM_THREADS=1 for the same reason);
+   * else undefined: the engine's default.
+   */
+  get threads(): number | undefined {
+    if (this.config.threads !== undefined) return this.config.threads;
+    if (this.plan.localWorldSize > 1 && !process.env.OMP_NUM_THREADS) return Math.max(1, Math.floor(availableParallelism() / this.plan.localWorldSize));
+    return undefined;
+  }
+
   private engineOptions(data: DataModule): NativeEngineOptions {
     const c = this.config;
     // NCCL: one GPU per local rank.
@@ -435,7 +449,7 @@ export class Trainer implements TrainerView {
       accumulate: c.accumulateGradBatches,
       channelsLast: c.channelsLast ?? c.device.startsWith('cuda'),
       seed: c.seed,
-      ...(c.threads !== undefined ? { threads: c.threads } : {}),
+      ...(this.threads !== undefined ? { threads: this.threads } : {}),
       ...(data.positionScale ? { positionScale: data.positionScale } : {}),
     };
   }
@@ -566,7 +580,7 @@ export class Trainer implements TrainerView {
     this.currentEpoch = engine.epoch; // completed epochs
     await this.call('onTrainEpochEnd', { ...train, ...(val ?? {}) });
     if (this.config.maxSteps !== undefined && engine.step >= this.config.maxSteps) this.limit ??= 'max_steps';
-    return { epoch, train, val, seconds: result.seconds, samplesPerSec: result.samplesPerSec };
+    return { epoch, train, val, seconds: result.seconds, samplesPerSec: result.samplesPerSec, syncSeconds: result.syncSeconds };
   }
 
   /** The validation batches Lightning runs before training (`num_sanity_val_steps`); results are discarded. */

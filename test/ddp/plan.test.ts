@@ -1,4 +1,5 @@
 // Where a process stands in data-parallel training, from the launchers' variables (no processes started here).
+import { availableParallelism } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { Trainer } from '../../lib/index.js';
 import { planDistributed } from '../../lib/trainer/distributed.js';
@@ -39,5 +40,21 @@ describe('planDistributed', () => {
     expect(new Trainer({ devices: 'auto', device: 'cpu', enableProgressBar: false }).worldSize).toBe(1);
     expect(() => new Trainer({ syncBatchNorm: true })).toThrow(/syncBatchNorm is not supported yet/);
     expect(() => new Trainer({ devices: 0 })).toThrow(/devices/);
+  });
+
+  it("each local rank's engine takes its share of the CPUs, unless threads or OMP_NUM_THREADS say otherwise", () => {
+    const saved = process.env.OMP_NUM_THREADS;
+    delete process.env.OMP_NUM_THREADS;
+    try {
+      const cpus = availableParallelism();
+      expect(new Trainer({ devices: 2, enableProgressBar: false }).threads).toBe(Math.max(1, Math.floor(cpus / 2)));
+      expect(new Trainer({ devices: 2, threads: 3, enableProgressBar: false }).threads).toBe(3);
+      expect(new Trainer({ enableProgressBar: false }).threads).toBeUndefined(); // one process: the engine's default
+      process.env.OMP_NUM_THREADS = '1';
+      expect(new Trainer({ devices: 2, enableProgressBar: false }).threads).toBeUndefined(); // libtorch reads it
+    } finally {
+      if (saved === undefined) delete process.env.OMP_NUM_THREADS;
+      else process.env.OMP_NUM_THREADS = saved;
+    }
   });
 });
