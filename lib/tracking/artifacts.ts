@@ -2,12 +2,12 @@
 // mlflow-artifacts:/ through a tracking server's proxy (artifactRepositoryFor picks one). Each upload records the file's SHA-256.
 import { createHash } from 'node:crypto';
 import { createReadStream, readdirSync, statSync } from 'node:fs';
-import { copyFile, mkdir, readdir, stat } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, rm, stat } from 'node:fs/promises';
 import { basename, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { TrackerConfig } from '../config.js';
 import { authorizationFor, originOf } from './credentials.js';
-import { invalidParameter, MlflowError } from './errors.js';
+import { invalidParameter, isOutOfSpace, MlflowError } from './errors.js';
 import { errorFromResponse, httpRequest } from './rest/http.js';
 import { parseArtifactLocation, parseTrackingUri, type ArtifactRepositoryKind } from './schemes.js';
 import { validateArtifactPath } from './validation.js';
@@ -114,8 +114,15 @@ class LocalRepository extends BaseRepository {
   }
   protected async put(localFile: string, destPath: string): Promise<string> {
     const target = join(this.dir, ...destPath.split('/'));
-    await mkdir(join(target, '..'), { recursive: true });
-    await copyFile(localFile, target);
+    try {
+      await mkdir(join(target, '..'), { recursive: true });
+      await copyFile(localFile, target);
+    } catch (e) {
+      if (!isOutOfSpace(e)) throw e;
+      await rm(target, { force: true }).catch(() => undefined); // no partial copy left to be read as the artifact
+      throw new MlflowError(`artifact '${destPath}' not stored: no space left on the device of ${this.dir} (${(e as NodeJS.ErrnoException).code}). ` +
+        'Free space there (or log to another artifact location) and log it again; what the run logged before is kept', 'INTERNAL_ERROR', { cause: e });
+    }
     return target;
   }
 }
@@ -146,7 +153,21 @@ class S3Repository extends BaseRepository {
       partSize: 8 * 1024 * 1024,
       queueSize: 2,
     });
-    await up.done();
+    try {
+      await up.done();
+    } catch (e) {
+      const x = e as { name?: string; Code?: string; $metadata?: { httpStatusCode?: number } };
+      if (x.$metadata?.httpStatusCode === 507 || /StorageFull|InsufficientStorage/i.test(`${x.name ?? ''} ${x.Code ?? ''}`)) {
+        throw new MlflowError(`artifact upload to s3://${this.bucket}/${key} refused: the S3 server is out of storage (HTTP 507 ${x.Code ?? x.name ?? ''}). ` +
+          'Free space on the server (or log to another bucket) and log it again; what the run logged before is kept', 'INTERNAL_ERROR', { httpStatus: 507, cause: e });
+      }
+      if (x.name === 'NoSuchUpload' || x.Code === 'NoSuchUpload') {
+        // The server lost the multipart upload this call had just started (MinIO does when its disk fills up
+        // mid-way): the whole file is sent again, like any transient failure.
+        throw new MlflowError(`artifact upload to s3://${this.bucket}/${key}: the S3 server lost the multipart upload mid-way (NoSuchUpload)`, 'TEMPORARILY_UNAVAILABLE', { retryable: true, cause: e });
+      }
+      throw e;
+    }
     return `s3://${this.bucket}/${key}`;
   }
 }

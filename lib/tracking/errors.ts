@@ -38,6 +38,20 @@ const RETRYABLE_NET_CODES = new Set([
   'SQLITE_BUSY', 'SQLITE_LOCKED', 'SQLITE_BUSY_SNAPSHOT',
 ]);
 
+/**
+ * HTTP statuses worth retrying: 429 and the server-side 5xx — not those that stay true on the next try (501 Not
+ * Implemented, 505, 507 Insufficient Storage, 508, 510, 511): retrying a full disk only hides it.
+ */
+export function isRetryableStatus(status: number): boolean {
+  return status === 429 || (status >= 500 && status <= 599 && ![501, 505, 507, 508, 510, 511].includes(status));
+}
+
+/** True for a local error that says the disk (or the quota) is full. */
+export function isOutOfSpace(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT';
+}
+
 /** True when the error is a transient backend problem worth retrying (connection, 429, 5xx, busy DB). */
 export function isRetryable(err: unknown): boolean {
   if (err instanceof MlflowError) return err.retryable;
@@ -45,7 +59,8 @@ export function isRetryable(err: unknown): boolean {
   const e = err as { code?: unknown; message?: unknown; cause?: unknown; $metadata?: { httpStatusCode?: number }; name?: string };
   if (typeof e.code === 'string' && RETRYABLE_NET_CODES.has(e.code)) return true;
   const status = e.$metadata?.httpStatusCode;
-  if (typeof status === 'number' && (status === 429 || status >= 500)) return true;
+  if (typeof status === 'number' && isRetryableStatus(status)) return true;
+  if (typeof status === 'number' && status >= 500) return false; // 507 and the like: the same on the next try
   if (e.name === 'TimeoutError' || e.name === 'AbortError') return true;
   const msg = typeof e.message === 'string' ? e.message : '';
   if (/Connection terminated|connect ECONNREFUSED|socket hang up|terminating connection|Client has encountered a connection error|timeout exceeded when trying to connect|Connection ended unexpectedly|fetch failed|other side closed/i.test(msg)) return true;

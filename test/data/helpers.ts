@@ -1,9 +1,8 @@
 // Shared by the Heimdall data tests: builds the heimdall_data_tool developer tool (cmake, into build-tools/,
 // the same directory and flags as the other tool-based tests; a lock folder serialises concurrent builds)
 // and runs it and the numpy references of test/data/reference.py.
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { tempDir as testTempDir } from '../helpers/tmp.js';
 import { BUILD_DIR, PYTHON, ROOT, buildTool as buildToolTarget, runJsonProcess, runProcess } from '../helpers/tools.js';
 
 export { BUILD_DIR, PYTHON, ROOT };
@@ -42,5 +41,5 @@ export async function py<T = any>(code: string): Promise<T> {
 }
 
 export function tempDir(prefix: string): string {
-  return mkdtempSync(join(tmpdir(), `heimdall-data-${prefix}-`));
+  return testTempDir(`heimdall-data-${prefix}-`);
 }

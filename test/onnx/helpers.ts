@@ -1,8 +1,7 @@
 // Shared by the ONNX tests: builds the export_onnx developer tool (cmake, into build-tools/, incremental) and
 // runs the Python references of test/onnx/reference.py with the project's .venv.
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { tempDir as testTempDir } from '../helpers/tmp.js';
 import { BUILD_DIR, PYTHON, ROOT, buildTool as buildToolTarget, runJsonProcess, runProcess } from '../helpers/tools.js';
 
 export { BUILD_DIR, PYTHON, ROOT };
@@ -22,7 +21,7 @@ export const run = (cmd: string, args: string[]) => runProcess(cmd, args, 2);
 export const runJson = <T = any>(cmd: string, args: string[]) => runJsonProcess<T>(cmd, args, 2);
 
 export function tempDir(prefix = 'heimdall-onnx-'): string {
-  return mkdtempSync(join(tmpdir(), prefix));
+  return testTempDir(prefix);
 }
 
 export interface Case {

@@ -4,6 +4,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, inject, it } from 'vitest';
@@ -12,7 +13,7 @@ import { isSecretKey, redact } from '../../lib/config.js';
 import { bootId, processStart, Spool, storeKey } from '../../lib/tracking/spool.js';
 import { pgRows, sleep } from './helpers/pg.js';
 import { cleanupTmp, tmp, trackerOptions } from './helpers/scenario.js';
-import { createPgDatabase, startPostgres } from './helpers/services.js';
+import { createPgDatabase, startPostgres, startS3 } from './helpers/services.js';
 
 afterAll(cleanupTmp);
 
@@ -118,6 +119,75 @@ describe('finding 3: a torn spool line, a full disk', () => {
       const params = await pgRows(uri, 'SELECT key, value FROM params WHERE run_uuid = $1', [runId]);
       expect(params).toEqual([{ key: 'kept', value: 'yes' }]);
     });
+  });
+});
+
+describe('a full artifact store: one clear error, nothing retried for ever, the run kept', () => {
+  // The CI run that filled its disk waited 120 s on an S3 upload: MinIO answered 507 and the tracker took it for
+  // a passing outage. A full disk stays full: the upload fails once, naming the store and what to do.
+  const bigFile = (d: string, mib: number) => {
+    const f = join(d, `big-${mib}.bin`);
+    writeFileSync(f, Buffer.alloc(mib << 20, 7));
+    return f;
+  };
+
+  it.runIf(canMount)('local: ENOSPC — the artifact is refused with the directory named, no partial file, metrics kept', async () => {
+    const full = smallTmpfs('2m')!;
+    const d = tmp('full-local');
+    try {
+      const t = new MLflowTracker(trackerOptions(`sqlite:///${join(d, 'm.db')}`, { artifactUri: join(full.dir, 'art') }));
+      const runId = await t.startRun({ runName: 'full-local' });
+      t.logMetric('loss', 0.5, 0);
+      t.logArtifact(bigFile(d, 4));
+      t.logMetric('loss', 0.25, 1);
+      const small = join(d, 'small.txt');
+      writeFileSync(small, 'fits');
+      t.logArtifact(small); // a later artifact that fits still lands
+      const t0 = Date.now();
+      const r = await t.close();
+      expect(Date.now() - t0).toBeLessThan(30_000);
+      expect(r.errors.length, r.errors.join('\n')).toBe(1);
+      expect(r.errors[0]).toMatch(/artifact .*big-4\.bin.*no space left on the device of .*art.*ENOSPC.*Free space there/);
+      expect(existsSync(join(full.dir, 'art', runId, 'artifacts', 'big-4.bin'))).toBe(false);
+      expect(readFileSync(join(full.dir, 'art', runId, 'artifacts', 'small.txt'), 'utf8')).toBe('fits');
+      const check = new MLflowTracker(trackerOptions(`sqlite:///${join(d, 'm.db')}`));
+      expect((await check.getMetricHistory('loss', runId)).map((m) => m.value)).toEqual([0.5, 0.25]);
+      expect((await check.getRunInfo(runId)).status).toBe('FINISHED');
+      await check.close();
+    } finally {
+      full.unmount();
+    }
+  });
+
+  // MinIO's answers while it fills up vary: 507 XMinioStorageFull, 500 InternalError, or a multipart upload it lost
+  // (NoSuchUpload). The last two are retried; the 507 that follows ends it.
+  it.runIf(canMount)('s3 (MinIO on a 32 MiB disk): HTTP 507 is reported once, in seconds, as the server out of storage', async () => {
+    const full = smallTmpfs('32m')!;
+    const server = await startS3({ dataDir: join(full.dir, 'data') });
+    const d = tmp('full-s3');
+    try {
+      const bucket = `full-${Date.now().toString(36)}`;
+      const client = new S3Client({ endpoint: server.endpoint, forcePathStyle: true, region: 'us-east-1', credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey } });
+      await client.send(new CreateBucketCommand({ Bucket: bucket }));
+      client.destroy();
+      const env = { MLFLOW_S3_ENDPOINT_URL: server.endpoint, AWS_ACCESS_KEY_ID: server.accessKeyId, AWS_SECRET_ACCESS_KEY: server.secretAccessKey, MLFLOW_ARTIFACT_URI: `s3://${bucket}/mlflow` };
+      const t = new MLflowTracker({ ...trackerOptions(`sqlite:///${join(d, 'm.db')}`), env });
+      const runId = await t.startRun({ runName: 'full-s3' });
+      t.logMetric('loss', 0.5, 0);
+      t.logArtifact(bigFile(d, 40));
+      const t0 = Date.now();
+      const r = await t.close();
+      expect(Date.now() - t0).toBeLessThan(60_000);
+      expect(r.errors.length, r.errors.join('\n')).toBe(1);
+      expect(r.errors[0], r.errors[0]).toMatch(new RegExp(`artifact .*big-40\\.bin.*s3://${bucket}/mlflow/${runId}/artifacts/big-40\\.bin refused: the S3 server is out of storage \\(HTTP 507 XMinioStorageFull\\)`));
+      expect(r.errors[0]).not.toContain(server.secretAccessKey);
+      const check = new MLflowTracker(trackerOptions(`sqlite:///${join(d, 'm.db')}`));
+      expect((await check.getMetricHistory('loss', runId)).map((m) => m.value)).toEqual([0.5]);
+      await check.close();
+    } finally {
+      await server.destroy();
+      full.unmount();
+    }
   });
 });
 

@@ -3,7 +3,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import type { Readable } from 'node:stream';
-import { MlflowError, type MlflowErrorCode } from '../errors.js';
+import { isRetryableStatus, MlflowError, type MlflowErrorCode } from '../errors.js';
 
 export interface HttpOptions {
   method: string;
@@ -80,7 +80,7 @@ export function errorFromResponse(res: HttpResponse, what: string): MlflowError 
     /* not JSON */
   }
   if (res.status === 429) code = 'REQUEST_LIMIT_EXCEEDED';
-  const retryable = res.status === 429 || res.status >= 500;
+  const retryable = isRetryableStatus(res.status);
   return new MlflowError(`${what} failed (HTTP ${res.status} ${code}): ${message}`, code, { retryable, httpStatus: res.status });
 }
 

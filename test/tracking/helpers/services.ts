@@ -201,8 +201,10 @@ export function minioBinary(): string | null {
   return null;
 }
 
-export async function startS3(): Promise<S3Server> {
+/** An S3 server process; `dataDir` puts MinIO's objects there (a small disk, to fill). */
+export async function startS3(opts: { dataDir?: string } = {}): Promise<S3Server> {
   const dir = mkdtempSync(join(tmpdir(), 'heimdall-s3-'));
+  const data = opts.dataDir ?? join(dir, 'data');
   const port = await freePort();
   const consolePort = await freePort();
   const accessKeyId = 'heimdall-test-key';
@@ -211,12 +213,12 @@ export async function startS3(): Promise<S3Server> {
   const minio = minioBinary();
   const kind: S3Server['kind'] = minio && process.env.HEIMDALL_S3 !== 'moto' ? 'minio' : 'moto';
   const health = kind === 'minio' ? `http://127.0.0.1:${port}/minio/health/live` : `http://127.0.0.1:${port}/moto-api/`;
-  mkdirSync(join(dir, 'data'), { recursive: true });
+  mkdirSync(data, { recursive: true });
   let child: ChildProcess | null = null;
   const start = async () => {
     const fd = openSync(log, 'a');
     const c = kind === 'minio'
-      ? spawn(minio!, ['server', join(dir, 'data'), '--address', `127.0.0.1:${port}`, '--console-address', `127.0.0.1:${consolePort}`, '--quiet'], {
+      ? spawn(minio!, ['server', data, '--address', `127.0.0.1:${port}`, '--console-address', `127.0.0.1:${consolePort}`, '--quiet'], {
           stdio: ['ignore', fd, fd], detached: true,
           env: { ...process.env, MINIO_ROOT_USER: accessKeyId, MINIO_ROOT_PASSWORD: secretAccessKey, MINIO_BROWSER: 'off', MINIO_UPDATE: 'off' },
         })
