@@ -313,6 +313,9 @@ export const engineOptionsSchema = z
     gradClipNorm: z.number().min(0).default(0).describe('clip gradients to this norm (0: off)'),
     accumulate: z.number().int().min(1).default(1),
     channelsLast: z.boolean().default(false),
+    /** libtorch's process-wide algorithm flags; 'keep': leave them as they are (another engine may have set them). */
+    deterministic: z.enum(['keep', 'on', 'off', 'warn']).default('keep'),
+    benchmark: z.enum(['keep', 'on', 'off']).default('keep'),
     seed: z.number().int().min(0).default(42).describe('seed for data, initialisation and shuffling'),
     /** Intra-op threads; 0: the engine's default (the CPUs this process may use). */
     threads: z.number().int().min(0).default(0),
@@ -391,6 +394,15 @@ export const trainerOptionsSchema = z
     accumulateGradBatches: engine.accumulate,
     /** Default: on for CUDA devices. */
     channelsLast: z.boolean().optional(),
+    /**
+     * Lightning's `deterministic`: true makes libtorch use deterministic algorithms only (an operation without one
+     * fails, naming itself; 'warn': it warns instead) and cuDNN's deterministic convolutions, with cuDNN autotuning
+     * off; on CUDA it also sets CUBLAS_WORKSPACE_CONFIG=:4096:8 unless set. Costs speed on CUDA (measure it with
+     * benchmarks/train_throughput.ts); on CPU, training is already deterministic for a given thread count.
+     */
+    deterministic: z.union([z.boolean(), z.literal('warn')]).optional().describe('deterministic algorithms only (true, false or warn)'),
+    /** Lightning's `benchmark`: cuDNN autotuning of convolutions (CUDA). Default: off when deterministic, else as it is. */
+    benchmark: z.boolean().optional().describe('cuDNN autotuning of convolutions (CUDA)'),
     seed: engine.seed,
     threads: z.number().int().min(1).optional().describe('CPU threads for libtorch'),
     defaultRootDir: z.string().min(1).default('./outputs').describe('checkpoints and exports'),
@@ -399,6 +411,17 @@ export const trainerOptionsSchema = z
     /** With a logger: add a FigureLogger (training curves, test figures) unless one is given. */
     logFigures: z.boolean().default(true),
     checkValEveryNEpoch: z.number().int().min(1).default(1),
+    /**
+     * Lightning's `val_check_interval`: validate inside training epochs too — a fraction in (0, 1) of the epoch's
+     * batches (0.25: four validations per epoch) or every N training batches (N ≥ 2); 1 (the default): at the end of
+     * the epoch only. ModelCheckpoint, EarlyStopping and the logger act on every validation.
+     */
+    valCheckInterval: z
+      .number()
+      .positive()
+      .refine((v) => v < 1 || Number.isInteger(v), { message: 'a fraction of an epoch in (0, 1), or a whole number of training batches' })
+      .default(1)
+      .describe('validate every N training batches, or at this fraction of an epoch in (0, 1)'),
     /** System metrics (CPU, memory, disk, network, GPU) logged to the MLflow run while fit runs, as MLflow's. */
     logSystemMetrics: z.boolean().default(true).describe('log system metrics (CPU, memory, disk, network, GPU) to the MLflow run'),
     /** Stop after this much training time (Lightning's `max_time`): at a batch boundary, with a resumable checkpoint. */

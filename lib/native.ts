@@ -24,6 +24,10 @@ export interface TorchInfo {
   threads: number;
   interopThreads: number;
   parallelInfo: string;
+  /** libtorch's process-wide algorithm flags (Trainer({ deterministic, benchmark }) sets them). */
+  deterministicAlgorithms: 'on' | 'off' | 'warn';
+  deterministicCudnn: boolean;
+  cudnnBenchmark: boolean;
 }
 
 export type HeadKind = 'localization' | 'classification' | 'regression';
@@ -108,6 +112,8 @@ export interface EpochResult {
   stopped: boolean;
   /** `maxSteps` ended the epoch early (it resumes at its next batch). */
   maxStepsReached: boolean;
+  /** `pauseAfter` ended this call inside the epoch: the next trainEpoch call goes on with it (metrics so far here). */
+  paused: boolean;
   /** Data-parallel: seconds this rank spent in collectives (gradient all-reduce, per-batch agreement); 0 alone. */
   syncSeconds: number;
   metrics: Record<string, number>;
@@ -121,10 +127,15 @@ export interface PredictOutput {
 export interface NativeEngine {
   readonly epoch: number;
   readonly step: number;
+  /** Batches of the current epoch already trained (0 between epochs). */
+  readonly batchInEpoch: number;
   readonly lr: number;
   readonly device: string;
-  /** One epoch (or its first `maxBatches` batches), stopping before optimizer step `maxSteps + 1`. */
-  trainEpoch(data: NativeDataset, options: { batchSize: number; maxEpochs: number; maxBatches?: number; maxSteps?: number }, onBatch?: (e: BatchEvent) => void): Promise<EpochResult>;
+  /**
+   * One epoch (or its first `maxBatches` batches), stopping before optimizer step `maxSteps + 1`; with `pauseAfter`,
+   * returns (`paused`) once the epoch's first `pauseAfter` batches are trained, and the next call goes on from there.
+   */
+  trainEpoch(data: NativeDataset, options: { batchSize: number; maxEpochs: number; maxBatches?: number; maxSteps?: number; pauseAfter?: number }, onBatch?: (e: BatchEvent) => void): Promise<EpochResult>;
   /** The whole split, or its first `maxBatches` batches. */
   evaluate(data: NativeDataset, options?: { batchSize?: number; maxBatches?: number }): Promise<EpochResult>;
   predict(data: NativeDataset | Float32Array, options?: { batchSize?: number; shape?: number[] }): Promise<Record<string, PredictOutput>>;

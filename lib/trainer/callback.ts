@@ -35,6 +35,8 @@ export interface TrainerView {
   /** The learning rate of the next optimizer step. */
   readonly lr: number | undefined;
   readonly currentEpoch: number;
+  /** Batches of the current epoch trained so far (0 between epochs; > 0 at a validation inside an epoch). */
+  readonly batchInEpoch: number;
   readonly globalStep: number;
   /** Batches per training epoch. */
   readonly trainBatches: number;
@@ -94,6 +96,12 @@ export abstract class Callback {
   onTrainBatchEnd?(trainer: TrainerView, batch: TrainBatch): Awaitable<void>;
   onValidationStart?(trainer: TrainerView): Awaitable<void>;
   onValidationEpochEnd?(trainer: TrainerView, metrics: Metrics): Awaitable<void>;
+  /**
+   * After a validation inside a training epoch (valCheckInterval), once onValidationEpochEnd has run: `metrics` are
+   * the training metrics so far and the validation's (`trainer.batchInEpoch` batches of the epoch are trained). An
+   * epoch's last validation is followed by onTrainEpochEnd instead.
+   */
+  onValidationEnd?(trainer: TrainerView, metrics: Metrics): Awaitable<void>;
   onTrainEpochEnd?(trainer: TrainerView, metrics: Metrics): Awaitable<void>;
   onTrainEnd?(trainer: TrainerView): Awaitable<void>;
   onFitEnd?(trainer: TrainerView): Awaitable<void>;

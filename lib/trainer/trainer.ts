@@ -6,7 +6,7 @@ import { join, resolve } from 'node:path';
 import { ConfigError, limitBatches, parseTrainerOptions, type TrainerConfig, type TrainerConfigInput } from '../config.js';
 import { HeimdallError } from '../errors.js';
 import type { ConvNeXt } from '../model.js';
-import { native, torchInfo, type NativeEngine, type NativeEngineOptions, type NativeProcessGroup, type PredictOutput } from '../native.js';
+import { native, torchInfo, type BatchEvent, type EpochResult, type NativeEngine, type NativeEngineOptions, type NativeProcessGroup, type PredictOutput } from '../native.js';
 import { exportOnnx as exportOnnxFile, type ExportOnnxOptions, type OnnxExportReport } from '../onnx/export.js';
 import { checkpointStep, logOnnxModel } from '../onnx/mlflow_model.js';
 import { readCheckpointHeader } from '../onnx/run_export.js';
@@ -99,6 +99,8 @@ export class Trainer implements TrainerView {
   /** A limit that ends fit at a batch boundary as a normal end (`max_time`), set through endFit(). */
   private limit: 'max_time' | 'max_steps' | null = null;
   private stoppedMidEpoch = false;
+  /** The last validation's metrics (valCheckInterval: the record of an epoch that early stopping cut short). */
+  private lastVal: Metrics | undefined;
   /** Data-parallel: this process's place, its group, and (launcher mode, rank 0) the local ranks it started. */
   readonly plan: DistributedPlan;
   private group?: NativeProcessGroup;
@@ -448,6 +450,9 @@ export class Trainer implements TrainerView {
       gradClipNorm: c.gradClipNorm,
       accumulate: c.accumulateGradBatches,
       channelsLast: c.channelsLast ?? c.device.startsWith('cuda'),
+      deterministic: c.deterministic === undefined ? 'keep' : c.deterministic === 'warn' ? 'warn' : c.deterministic ? 'on' : 'off',
+      // As Lightning: benchmark unset follows deterministic (off when it is on), else stays as it is.
+      benchmark: c.benchmark === undefined ? (c.deterministic === true || c.deterministic === 'warn' ? 'off' : 'keep') : c.benchmark ? 'on' : 'off',
       seed: c.seed,
       ...(this.threads !== undefined ? { threads: this.threads } : {}),
       ...(data.positionScale ? { positionScale: data.positionScale } : {}),
@@ -530,14 +535,34 @@ export class Trainer implements TrainerView {
       ...(batches < Math.ceil(splits.train.size / batchSize) ? { maxBatches: batches } : {}),
       ...(this.config.maxSteps !== undefined ? { maxSteps: this.config.maxSteps } : {}),
     };
-    const result = await engine.trainEpoch(splits.train, { batchSize, maxEpochs, ...limits }, (ev) => {
+    const onBatch = (ev: BatchEvent) => {
       const batch = toTrainBatch(ev);
       this.globalStep = ev.step;
       enqueue(async () => {
         await this.call('onTrainBatchEnd', batch);
         if (batch.batch + 1 < batches) await this.call('onTrainBatchStart', epoch, batch.batch + 1);
       });
-    });
+    };
+    const valLimit = this.evalLimit(this.config.limitValBatches, splits.val?.size ?? 0, batchSize);
+    const validates = Boolean(splits.val) && valLimit.maxBatches !== 0 && (epoch + 1) % this.config.checkValEveryNEpoch === 0;
+    const every = validates ? this.valCheckBatches(batches) : null;
+    let result: EpochResult;
+    for (;;) {
+      // valCheckInterval: the engine pauses at the next multiple of `every` inside the epoch (a resumed epoch may
+      // start past some), the Trainer validates, and the same epoch goes on.
+      const next = every === null ? undefined : (Math.floor(engine.batchInEpoch / every) + 1) * every;
+      const pause = next !== undefined && next < batches ? { pauseAfter: next } : {};
+      result = await engine.trainEpoch(splits.train, { batchSize, maxEpochs, ...limits, ...pause }, onBatch);
+      if (!result.paused) break;
+      await chain;
+      if (hookError) throw hookError;
+      const verdict = await this.validateMidEpoch(result, batchSize, valLimit);
+      if (verdict === 'interrupted') return null;
+      if (verdict === 'stop') {
+        // EarlyStopping (or a callback) ended training at this validation: the epoch ends here, unfinished.
+        return { epoch, train: prefixed('train', result.metrics), val: this.lastVal, seconds: result.seconds, samplesPerSec: result.samplesPerSec, syncSeconds: result.syncSeconds };
+      }
+    }
     await chain;
     if (hookError) throw hookError;
     this.globalStep = engine.step;
@@ -562,8 +587,7 @@ export class Trainer implements TrainerView {
     if (this.limit && !this.interrupted) engine.clearStop();
     const train = prefixed('train', result.metrics);
     let val: Metrics | undefined;
-    const valLimit = this.evalLimit(this.config.limitValBatches, splits.val?.size ?? 0, batchSize);
-    if (splits.val && valLimit.maxBatches !== 0 && (epoch + 1) % this.config.checkValEveryNEpoch === 0) {
+    if (validates && splits.val) {
       await this.call('onValidationStart');
       const r = await engine.evaluate(splits.val, { batchSize, ...valLimit });
       // A stop during validation leaves a partial pass: not the epoch's val/*, and no callback acts on it.
@@ -581,6 +605,42 @@ export class Trainer implements TrainerView {
     await this.call('onTrainEpochEnd', { ...train, ...(val ?? {}) });
     if (this.config.maxSteps !== undefined && engine.step >= this.config.maxSteps) this.limit ??= 'max_steps';
     return { epoch, train, val, seconds: result.seconds, samplesPerSec: result.samplesPerSec, syncSeconds: result.syncSeconds };
+  }
+
+  /** Batches between validations inside an epoch (valCheckInterval), or null when only the epoch's end validates. */
+  private valCheckBatches(batches: number): number | null {
+    const v = this.config.valCheckInterval;
+    if (v === 1 || this.fastDevRunBatches) return null; // fastDevRun validates once, as Lightning's
+    const every = v < 1 ? Math.max(1, Math.floor(batches * v)) : v;
+    if (v > 1 && every > batches) {
+      throw new ConfigError([`valCheckInterval: ${v} batches is more than the ${batches} training batches of an epoch; give at most ${batches}, or a fraction of the epoch in (0, 1)`]);
+    }
+    return every < batches ? every : null;
+  }
+
+  /**
+   * A validation inside the epoch (valCheckInterval): the callbacks see the training metrics so far and this
+   * validation's, as at an epoch's end; EarlyStopping and ModelCheckpoint act on it. 'stop': a callback asked
+   * training to stop (and minEpochs/minSteps allow it); 'interrupted': a stop request came during the validation.
+   */
+  private async validateMidEpoch(result: EpochResult, batchSize: number, valLimit: { maxBatches?: number }): Promise<'go-on' | 'stop' | 'interrupted'> {
+    await this.call('onValidationStart');
+    const r = await this.engine!.evaluate(this.splits!.val!, { batchSize, ...valLimit });
+    if (r.stopped) {
+      if (!this.interrupted) this.interrupted = 'stop request';
+      this.stoppedMidEpoch = true;
+      return 'interrupted';
+    }
+    const val = prefixed('val', r.metrics);
+    this.lastVal = val;
+    this.callbackMetrics = { ...prefixed('train', result.metrics), ...val };
+    await this.call('onValidationEpochEnd', val);
+    await this.call('onValidationEnd', this.callbackMetrics);
+    if (this.group) {
+      const [stops] = await this.group.allreduceSum([this.shouldStop ? 1 : 0]);
+      this.shouldStop = stops! > 0;
+    }
+    return this.shouldStop && this.minimaReached() ? 'stop' : 'go-on';
   }
 
   /** The validation batches Lightning runs before training (`num_sanity_val_steps`); results are discarded. */
@@ -644,6 +704,11 @@ export class Trainer implements TrainerView {
       process.off('SIGINT', handler);
       process.off('SIGTERM', handler);
     };
+  }
+
+  /** Batches of the current epoch trained so far (0 between epochs). */
+  get batchInEpoch(): number {
+    return this.engine?.batchInEpoch ?? 0;
   }
 
   /** Batches per training epoch (after limitTrainBatches / fastDevRun). */

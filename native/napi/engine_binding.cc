@@ -60,6 +60,7 @@ Napi::Object EpochToJs(Napi::Env env, const EpochResult& r) {
   o.Set("samplesPerSec", Napi::Number::New(env, r.samples_per_sec));
   o.Set("stopped", Napi::Boolean::New(env, r.stopped));
   o.Set("maxStepsReached", Napi::Boolean::New(env, r.max_steps_reached));
+  o.Set("paused", Napi::Boolean::New(env, r.paused));
   o.Set("syncSeconds", Napi::Number::New(env, r.sync_seconds));
   o.Set("metrics", MetricsToJs(env, r.metrics));
   return o;
@@ -183,6 +184,8 @@ EngineOptions ParseEngineOptions(const Napi::Object& object) {
   e.accumulate = o.Int("accumulate");
   e.precision = o.String("precision");
   e.channels_last = o.Bool("channelsLast");
+  e.deterministic = o.String("deterministic");
+  e.benchmark = o.String("benchmark");
   e.seed = static_cast<uint64_t>(o.Int("seed"));
   e.threads = static_cast<int>(o.Int("threads"));
   const Options p = o.Object("optimizer");
@@ -223,6 +226,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
                                      {
                                          InstanceAccessor<&EngineWrap::Epoch>("epoch"),
                                          InstanceAccessor<&EngineWrap::Step>("step"),
+                                         InstanceAccessor<&EngineWrap::BatchInEpoch>("batchInEpoch"),
                                          InstanceAccessor<&EngineWrap::Lr>("lr"),
                                          InstanceAccessor<&EngineWrap::Device>("device"),
                                          InstanceMethod<&EngineWrap::TrainEpoch>("trainEpoch"),
@@ -257,12 +261,15 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   Napi::Value Step(const Napi::CallbackInfo& info) {
     return Napi::Number::New(info.Env(), static_cast<double>(state_->engine->step()));
   }
+  Napi::Value BatchInEpoch(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), static_cast<double>(state_->engine->batch_in_epoch()));
+  }
   Napi::Value Lr(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), state_->engine->current_lr()); }
   Napi::Value Device(const Napi::CallbackInfo& info) {
     return Napi::String::New(info.Env(), state_->engine->device().str());
   }
 
-  // trainEpoch(dataset, {batchSize, maxEpochs, maxBatches?, maxSteps?}, onBatch?) → Promise<EpochResult>
+  // trainEpoch(dataset, {batchSize, maxEpochs, maxBatches?, maxSteps?, pauseAfter?}, onBatch?) → Promise<EpochResult>
   Napi::Value TrainEpoch(const Napi::CallbackInfo& info) {
     return Guard(info.Env(), [&]() -> Napi::Value {
       DatasetPtr data = UnwrapDataset(info[0]);
@@ -272,7 +279,9 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       TrainLimits limits;
       limits.max_batches = GetInt(o, "maxBatches", -1);
       limits.max_steps = GetInt(o, "maxSteps", -1);
+      limits.pause_after = GetInt(o, "pauseAfter", -1);
       if (limits.max_batches == 0) throw heimdall::Error(kErrInvalidArgument, "trainEpoch: maxBatches must be ≥ 1 (or absent for the whole epoch)");
+      if (limits.pause_after == 0) throw heimdall::Error(kErrInvalidArgument, "trainEpoch: pauseAfter must be ≥ 1 (or absent)");
       BusyScope::Acquire(*state_);
       auto* worker = new EpochWorker(info.Env(), state_, data, batch_size, max_epochs, limits,
                                      info.Length() > 2 ? info[2] : info.Env().Undefined());

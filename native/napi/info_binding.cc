@@ -58,6 +58,11 @@ Napi::Value TorchInfo(const Napi::CallbackInfo& info) {
     o.Set("threads", heimdall::default_intraop_threads());  // what an engine without a `threads` option uses
     o.Set("interopThreads", at::get_num_interop_threads());
     o.Set("parallelInfo", at::get_parallel_info());
+    // Process-wide algorithm flags (Trainer({ deterministic, benchmark }) sets them)
+    auto& ctx = at::globalContext();
+    o.Set("deterministicAlgorithms", ctx.deterministicAlgorithms() ? (ctx.deterministicAlgorithmsWarnOnly() ? "warn" : "on") : "off");
+    o.Set("deterministicCudnn", ctx.deterministicCuDNN());
+    o.Set("cudnnBenchmark", ctx.benchmarkCuDNN());
     return o;
   });
 }

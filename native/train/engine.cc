@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <optional>
 
 #include <ATen/ATen.h>
@@ -94,6 +95,33 @@ c10::Device resolve_device(const std::string& spec) {
   throw Error(kErrInvalidArgument, "device \"" + spec + "\" is not valid; use cpu, cuda, cuda:N or auto");
 }
 
+static void apply_algorithm_flags(const std::string& deterministic, const std::string& benchmark, bool cuda) {
+  auto& ctx = at::globalContext();
+  if (deterministic != "keep") {
+    if (deterministic != "on" && deterministic != "off" && deterministic != "warn")
+      throw Error(kErrInvalidArgument, "deterministic must be keep, on, off or warn (got '" + deterministic + "')");
+    const bool on = deterministic != "off";
+    // cuBLAS is deterministic only with a fixed workspace; the variable must be set before cuBLAS's first use.
+    if (on && cuda) setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8", /*overwrite=*/0);
+    ctx.setDeterministicAlgorithms(on, /*warn_only=*/deterministic == "warn");
+    ctx.setDeterministicCuDNN(on);
+  }
+  if (benchmark != "keep") {
+    if (benchmark != "on" && benchmark != "off") throw Error(kErrInvalidArgument, "benchmark must be keep, on or off (got '" + benchmark + "')");
+    ctx.setBenchmarkCuDNN(benchmark == "on");
+  }
+}
+
+struct Engine::PausedEpoch {
+  DatasetPtr data;
+  int64_t batch_size = 0, max_batches = -1, epoch = 0, batch = 0;
+  std::unique_ptr<Loader> loader;
+  MetricAccumulator acc;
+  double seconds = 0, sync_seconds = 0;
+};
+
+Engine::~Engine() = default;
+
 Engine::Engine(Network network, const EngineOptions& options)
     : network_(std::move(network)), options_(options), device_(resolve_device(options.device)) {
   const HeadKind head = network_->options().head.kind;
@@ -116,6 +144,7 @@ Engine::Engine(Network network, const EngineOptions& options)
   if (options_.label_smoothing < 0 || options_.label_smoothing >= 1)
     throw Error(kErrInvalidArgument, "labelSmoothing must be in [0, 1)");
 
+  apply_algorithm_flags(options_.deterministic, options_.benchmark, device_.is_cuda());
   at::manual_seed(options_.seed);
   network_->to(device_);
   if (options_.channels_last) {
@@ -182,6 +211,7 @@ std::vector<at::Tensor> Engine::forward(const at::Tensor& input) {
 
 void Engine::set_group(GroupPtr group) {
   group_ = std::move(group);
+  paused_.reset();
   if (!distributed()) return;
   std::vector<at::Tensor> state;
   for (const auto& p : network_->parameters()) state.push_back(p.data());
@@ -292,20 +322,37 @@ EpochResult Engine::train_epoch(DatasetPtr data, int64_t batch_size, int64_t max
       throw Error(kErrInvalidArgument, "the training data holds " + std::to_string(data->size()) + " sample (" + data->describe() +
                                            "); the localization head's BatchNorm layers need at least 2 per batch: use more samples");
   }
-  LoaderOptions lo;
-  lo.batch_size = batch_size;
-  lo.shuffle = true;
-  lo.augment = true;
-  lo.seed = options_.seed;
-  lo.epoch = epoch_;
-  lo.drop_singleton = network_->options().head.kind == HeadKind::Localization;  // BatchNorm in the heads
-  lo.pin_memory = device_.is_cuda();
-  lo.background = background_loading(*data);
-  if (distributed()) {
-    lo.rank = group_->rank();
-    lo.world_size = group_->size();
+  // An epoch paused by pause_after goes on with its loader (its order, prefetched batches) and its metrics, when
+  // this call is for the same data and batch size and nothing (a checkpoint load) moved the engine since.
+  std::unique_ptr<PausedEpoch> paused = std::move(paused_);
+  if (paused && (paused->data != data || paused->batch_size != batch_size || paused->epoch != epoch_ || paused->batch != batch_in_epoch_ ||
+                 paused->max_batches != limits.max_batches))
+    paused.reset();
+  std::unique_ptr<Loader> loader_ptr;
+  if (paused) {
+    loader_ptr = std::move(paused->loader);
+  } else {
+    if (pending_ > 0) {  // gradients of a paused epoch that is not continued: dropped, as at any partial end
+      optimizer_->zero_grad();
+      batch_in_epoch_ -= pending_;
+      pending_ = 0;
+    }
+    LoaderOptions lo;
+    lo.batch_size = batch_size;
+    lo.shuffle = true;
+    lo.augment = true;
+    lo.seed = options_.seed;
+    lo.epoch = epoch_;
+    lo.drop_singleton = network_->options().head.kind == HeadKind::Localization;  // BatchNorm in the heads
+    lo.pin_memory = device_.is_cuda();
+    lo.background = background_loading(*data);
+    if (distributed()) {
+      lo.rank = group_->rank();
+      lo.world_size = group_->size();
+    }
+    loader_ptr = std::make_unique<Loader>(data, lo);
   }
-  Loader loader(data, lo);
+  Loader& loader = *loader_ptr;
   const int64_t nb = limits.max_batches >= 0 ? std::min(loader.num_batches(), limits.max_batches) : loader.num_batches();
   if (options_.schedule.total_steps <= 0 && max_epochs > 0) {
     // As Lightning's estimated_stepping_batches: steps per epoch × epochs, bounded by max_steps.
@@ -314,29 +361,32 @@ EpochResult Engine::train_epoch(DatasetPtr data, int64_t batch_size, int64_t max
   }
 
   network_->train();
-  MetricAccumulator acc(network_->options().head.kind, options_.position_scale, false);
+  MetricAccumulator acc = paused ? paused->acc : MetricAccumulator(network_->options().head.kind, options_.position_scale, false);
+  const double prior_seconds = paused ? paused->seconds : 0.0;
   EpochResult result;
   result.epoch = epoch_;
   const auto t_epoch = Clock::now();
-  sync_seconds_ = 0;
-  // A checkpoint written at another world size counts its batches per rank of that world: rank-strided shards
-  // make the first k batches of all W ranks the first k·b·W positions of the epoch's order, so here they are
-  // k·W/W' batches (per-rank batch size b unchanged).
-  const int64_t world = distributed() ? group_->size() : 1;
-  if (batches_world_ != world && batch_in_epoch_ > 0) {
-    if ((batch_in_epoch_ * batches_world_) % world != 0) {
-      throw Error(kErrState, "the checkpoint stopped after batch " + std::to_string(batch_in_epoch_) + " of " + std::to_string(batches_world_) +
-                                 " rank(s), which does not split evenly into " + std::to_string(world) + " rank(s): resume it with " +
-                                 std::to_string(batches_world_) + " rank(s) (or 1)");
+  sync_seconds_ = paused ? paused->sync_seconds : 0.0;
+  if (!paused) {
+    // A checkpoint written at another world size counts its batches per rank of that world: rank-strided shards
+    // make the first k batches of all W ranks the first k·b·W positions of the epoch's order, so here they are
+    // k·W/W' batches (per-rank batch size b unchanged).
+    const int64_t world = distributed() ? group_->size() : 1;
+    if (batches_world_ != world && batch_in_epoch_ > 0) {
+      if ((batch_in_epoch_ * batches_world_) % world != 0) {
+        throw Error(kErrState, "the checkpoint stopped after batch " + std::to_string(batch_in_epoch_) + " of " + std::to_string(batches_world_) +
+                                   " rank(s), which does not split evenly into " + std::to_string(world) + " rank(s): resume it with " +
+                                   std::to_string(batches_world_) + " rank(s) (or 1)");
+      }
+      batch_in_epoch_ = batch_in_epoch_ * batches_world_ / world;
     }
-    batch_in_epoch_ = batch_in_epoch_ * batches_world_ / world;
+    batches_world_ = world;
+    if (batch_in_epoch_ < 0 || batch_in_epoch_ > nb) {  // a checkpoint's word, checked against this data
+      throw Error(kErrState, "the checkpoint resumes at batch " + std::to_string(batch_in_epoch_) + " of an epoch that has " +
+                                 std::to_string(nb) + " batches here: resume with the data and batch size it was written with");
+    }
+    for (int64_t skipped = 0; skipped < batch_in_epoch_; ++skipped) loader.next();  // resumed mid-epoch
   }
-  batches_world_ = world;
-  if (batch_in_epoch_ < 0 || batch_in_epoch_ > nb) {  // a checkpoint's word, checked against this data
-    throw Error(kErrState, "the checkpoint resumes at batch " + std::to_string(batch_in_epoch_) + " of an epoch that has " +
-                               std::to_string(nb) + " batches here: resume with the data and batch size it was written with");
-  }
-  for (int64_t skipped = 0; skipped < batch_in_epoch_; ++skipped) loader.next();  // resumed mid-epoch
 
   while (batch_in_epoch_ < nb) {
     if (!distributed() && stop.load()) {
@@ -345,6 +395,10 @@ EpochResult Engine::train_epoch(DatasetPtr data, int64_t batch_size, int64_t max
     }
     if (limits.max_steps >= 0 && step_ >= limits.max_steps && pending_ == 0) {
       result.max_steps_reached = true;
+      break;
+    }
+    if (limits.pause_after > 0 && batch_in_epoch_ >= limits.pause_after) {
+      result.paused = true;
       break;
     }
     auto batch = loader.next();
@@ -418,17 +472,27 @@ EpochResult Engine::train_epoch(DatasetPtr data, int64_t batch_size, int64_t max
     batch_in_epoch_ -= pending_;
     pending_ = 0;
   }
-  if (!partial)
+  if (!partial && !result.paused)
     recalibrate_batchnorm(network_, data, batch_size, device_.is_cuda(), background_loading(*data),
                           [&](const at::Tensor& input) { forward(to_device(input, true)); });
-  result.batches = partial ? batch_in_epoch_ : nb;
-  if (distributed()) acc.reduce(*group_);  // all ranks' samples (padding included, as DistributedSampler's)
-  result.samples = acc.samples();
-  result.metrics = acc.summary();
-  result.seconds = seconds_since(t_epoch);
+  result.batches = partial || result.paused ? batch_in_epoch_ : nb;
+  result.seconds = prior_seconds + seconds_since(t_epoch);
   result.sync_seconds = sync_seconds_;
+  if (result.paused) {
+    // The metrics so far (all ranks'), from a copy: the epoch's own accumulator goes on counting this rank's.
+    MetricAccumulator so_far = acc;
+    if (distributed()) so_far.reduce(*group_);
+    result.samples = so_far.samples();
+    result.metrics = so_far.summary();
+    paused_ = std::make_unique<PausedEpoch>(PausedEpoch{data, batch_size, limits.max_batches, epoch_, batch_in_epoch_,
+                                                        std::move(loader_ptr), std::move(acc), result.seconds, sync_seconds_});
+  } else {
+    if (distributed()) acc.reduce(*group_);  // all ranks' samples (padding included, as DistributedSampler's)
+    result.samples = acc.samples();
+    result.metrics = acc.summary();
+  }
   result.samples_per_sec = result.seconds > 0 ? result.samples / result.seconds : 0;
-  if (!partial) {
+  if (!partial && !result.paused) {
     ++epoch_;
     batch_in_epoch_ = 0;
   }
@@ -531,7 +595,8 @@ void Engine::save_checkpoint(const std::string& path, const std::string& user_js
   state["format"] = 1;
   state["epoch"] = epoch_;
   state["step"] = step_;
-  state["batch_in_epoch"] = batch_in_epoch_;
+  // Gradients accumulated before a pause (valCheckInterval) are not saved: the resumed run redoes those batches.
+  state["batch_in_epoch"] = batch_in_epoch_ - pending_;
   state["world_size"] = distributed() ? static_cast<int64_t>(group_->size()) : int64_t{1};  // batch_in_epoch counts per rank
   state["total_steps"] = options_.schedule.total_steps;
   state["optimizer"] = options_.optimizer.name;
@@ -616,6 +681,7 @@ std::string Engine::load_checkpoint(const std::string& path) {
   batches_world_ = world;
   options_.schedule.total_steps = total_steps;
   pending_ = 0;
+  paused_.reset();
   optimizer_->zero_grad();
   auto user = file.metadata.find("heimdall.user");
   return user == file.metadata.end() ? "{}" : user->second;

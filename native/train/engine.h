@@ -38,6 +38,10 @@ struct EngineOptions {
   int64_t accumulate = 1;          // batches per optimizer step
   std::string precision = "32";
   bool channels_last = false;      // NHWC memory format (fast on CUDA tensor cores)
+  // Process-wide libtorch flags, set when the engine is made: "keep" leaves them; deterministic "on" | "off" | "warn"
+  // (at::Context's deterministic algorithms and cuDNN determinism); benchmark "on" | "off" (cuDNN autotuning).
+  std::string deterministic = "keep";
+  std::string benchmark = "keep";
   uint64_t seed = 42;
   PositionScale position_scale;
   // Intra-op (OpenMP) threads of the engine's thread; 0: default_intraop_threads() (common/threads.h) — libtorch's
@@ -56,6 +60,7 @@ struct EpochResult {
   double seconds = 0, samples_per_sec = 0;
   bool stopped = false;                                      // a stop request ended it early
   bool max_steps_reached = false;                            // TrainLimits::max_steps ended it inside the epoch
+  bool paused = false;                                       // TrainLimits::pause_after: the epoch goes on at the next call
   double sync_seconds = 0;                                   // data-parallel: time in collectives (gradients, flags)
   std::map<std::string, double> metrics;
 };
@@ -66,11 +71,18 @@ using BatchCallback = std::function<void(const BatchEvent&)>;
 struct TrainLimits {
   int64_t max_batches = -1;  // an epoch is its first max_batches batches (of this epoch's shuffled order)
   int64_t max_steps = -1;    // no optimizer step beyond this count; the epoch ends early, resumable mid-epoch
+  // Lightning's val_check_interval: return once the epoch's first pause_after batches are trained (counted from
+  // the epoch's start) with `paused` set; the next train_epoch call goes on from there with the same loader, the
+  // gradients accumulated so far and the epoch's metrics, so that an epoch in pieces equals one in a single call.
+  int64_t pause_after = -1;
 };
+
+class Loader;
 
 class Engine {
  public:
   Engine(Network network, const EngineOptions& options);
+  ~Engine();
 
   // One epoch of training. max_epochs (and limits.max_steps) set the schedule length on first use when total_steps is 0.
   EpochResult train_epoch(DatasetPtr data, int64_t batch_size, int64_t max_epochs, const BatchCallback& on_batch,
@@ -95,6 +107,7 @@ class Engine {
   Network network() const { return network_; }
   c10::Device device() const { return device_; }
   int64_t epoch() const { return epoch_; }
+  int64_t batch_in_epoch() const { return batch_in_epoch_; }  // batches of the current epoch trained (0 between epochs)
   int64_t step() const { return step_; }
   double current_lr() const;
   int intraop_threads() const;
@@ -123,6 +136,8 @@ class Engine {
   GroupPtr group_;                     // data-parallel process group, or none
   double sync_seconds_ = 0;            // time in collectives since the epoch started
   int64_t batches_world_ = 1;          // the world size batch_in_epoch_ counts in (a checkpoint's may differ)
+  struct PausedEpoch;                  // an epoch left at TrainLimits::pause_after: its loader, metrics, time
+  std::unique_ptr<PausedEpoch> paused_;
 };
 
 std::string torch_version();

@@ -334,3 +334,120 @@ print(int(torch.argmin(torch.gradient(losses[10:-1], spacing=[lrs[10:-1]])[0])) 
     expect(existsSync(trainer.rootDir)).toBe(false); // no checkpoints, no run
   }, 600_000);
 });
+
+describe('valCheckInterval', () => {
+  it('the engine: an epoch trained in pieces (pauseAfter, with accumulation) equals the epoch in one call', async () => {
+    const { native } = await import('../../lib/native.js');
+    const { blobDataset } = await import('../native/fixtures.js');
+    const addon = native();
+    const mk = () => new addon.Engine(new addon.Model({ variant: 'atto', head: 'regression', outputs: 2, seed: 4 }),
+      { device: 'cpu', seed: 4, threads: 2, accumulate: 2, optimizer: { name: 'adamw', lr: 1e-3 }, schedule: { name: 'cosine', minLr: 1e-5 } });
+    const data = blobDataset(80, 4); // 10 batches of 8: optimizer steps after batches 2, 4, … 10
+    const whole = mk();
+    const one = await whole.trainEpoch(data, { batchSize: 8, maxEpochs: 2 });
+    const pieces = mk();
+    const seen: number[] = [];
+    const p1 = await pieces.trainEpoch(data, { batchSize: 8, maxEpochs: 2, pauseAfter: 3 }, (ev) => seen.push(ev.batch));
+    // paused mid-accumulation (3 batches: one step, one batch of gradients pending)
+    expect(p1).toMatchObject({ paused: true, batches: 3, samples: 24, step: 1, stopped: false });
+    expect(pieces.batchInEpoch).toBe(3);
+    expect(pieces.epoch).toBe(0);
+    const v = await pieces.evaluate(data, { batchSize: 8 }); // validation between the pieces changes nothing
+    expect(v.batches).toBe(10);
+    const p2 = await pieces.trainEpoch(data, { batchSize: 8, maxEpochs: 2, pauseAfter: 7 }, (ev) => seen.push(ev.batch));
+    expect(p2).toMatchObject({ paused: true, batches: 7, samples: 56, step: 3 });
+    const p3 = await pieces.trainEpoch(data, { batchSize: 8, maxEpochs: 2, pauseAfter: 12 }, (ev) => seen.push(ev.batch));
+    expect(seen).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    expect(p3).toMatchObject({ paused: false, batches: 10, samples: 80, step: one.step, epoch: 0 });
+    expect(pieces.epoch).toBe(1);
+    expect(pieces.batchInEpoch).toBe(0);
+    expect(p3.metrics.loss).toBeCloseTo(one.metrics.loss!, 6);
+    const probe = blobDataset(8, 99);
+    const a = Object.values(await whole.predict(probe))[0]!.data;
+    const b = Object.values(await pieces.predict(probe))[0]!.data;
+    let maxDiff = 0;
+    for (let i = 0; i < a.length; i++) maxDiff = Math.max(maxDiff, Math.abs(a[i]! - b[i]!));
+    expect(maxDiff).toBeLessThanOrEqual(1e-6);
+    expect(() => pieces.trainEpoch(data, { batchSize: 8, maxEpochs: 2, pauseAfter: 0 })).toThrow(/pauseAfter must be ≥ 1/);
+  });
+
+  it('a fraction validates that often in each epoch: EarlyStopping, ModelCheckpoint and MLflow see every score; a mid-epoch checkpoint resumes there', async () => {
+    const dir = tempDir();
+    const data = () => blobData(120, 21, 8); // 86 training samples → 11 batches: validations after 2, 4, 6, 8 batches and at 11
+    class Vals extends Callback {
+      readonly seen: { epoch: number; batch: number; loss: number }[] = [];
+      override onValidationEpochEnd(t: { currentEpoch: number; batchInEpoch: number }, m: Record<string, number>) { this.seen.push({ epoch: t.currentEpoch, batch: t.batchInEpoch, loss: m['val/loss']! }); }
+    }
+    const vals = new Vals();
+    const ckpt = new ModelCheckpoint({ dirpath: join(dir, 'checkpoints'), filename: '{epoch}-{step}', saveTopK: -1 });
+    const uri = `sqlite:///${join(dir, 'mlflow.db')}`;
+    const logger = new MLflowLogger({ trackerOptions: { trackingUri: uri, artifactUri: join(dir, 'artifacts'), dotenvPath: false, env: {} }, logCheckpoints: false });
+    const early = new EarlyStopping({ monitor: 'val/loss', patience: 100 });
+    const trainer = new Trainer({ ...base, maxEpochs: 2, valCheckInterval: 0.2, defaultRootDir: dir, callbacks: [vals, ckpt, early], logger, logFigures: false, logSystemMetrics: false });
+    const h = await trainer.fit(ConvNeXt.localization('atto', { seed: 21 }), data());
+    expect(trainer.trainBatches).toBe(11);
+    // Lightning: val_check_batch = int(11 × 0.2) = 2 → after batches 2, 4, 6, 8, 10 and at the epoch's end (where the
+    // engine's epoch is complete: batchInEpoch 0)
+    expect(vals.seen.map((v) => `${v.epoch}.${v.batch}`)).toEqual(['0.2', '0.4', '0.6', '0.8', '0.10', '0.0', '1.2', '1.4', '1.6', '1.8', '1.10', '1.0']);
+    expect(h.epochs.length).toBe(2);
+    expect(h.epochs[1]!.val!['val/loss']).toBe(vals.seen.at(-1)!.loss);
+    // ModelCheckpoint scored every validation: 12 files, one per step validated
+    const steps = [2, 4, 6, 8, 10, 11, 13, 15, 17, 19, 21, 22];
+    expect(ckpt.bestK.length).toBe(12);
+    expect(ckpt.bestK.map((k) => Number(/step=(\d+)/.exec(k.path)![1])).sort((p, q) => p - q)).toEqual(steps);
+    // EarlyStopping's best is the best of all twelve
+    expect((early.stateDict() as { best: number }).best).toBe(Math.min(...vals.seen.map((v) => v.loss)));
+    const { MLflowTracker } = await import('../../lib/tracking/index.js');
+    const check = new MLflowTracker({ trackingUri: uri, dotenvPath: false, env: {}, handleSignals: false, spoolDir: join(dir, 'spool') });
+    const hist = await check.getMetricHistory('val/loss', logger.runId!);
+    expect(hist.map((m) => m.step).sort((p, q) => p - q)).toEqual(steps);
+    await check.close();
+
+    // Resuming from the checkpoint of the validation after batch 6 of epoch 1 (step 17) goes on at batch 6 of that epoch
+    const mid = ckpt.bestK.find((k) => k.path.includes('step=17'))!.path;
+    const clock = new BatchClock();
+    const vals2 = new Vals();
+    const resumed = new Trainer({ ...base, maxEpochs: 2, valCheckInterval: 0.2, defaultRootDir: tempDir(), callbacks: [clock, vals2] });
+    const h2 = await resumed.fit(ConvNeXt.localization('atto', { seed: 21 }), data(), { ckptPath: mid });
+    expect(clock.batches.map((b) => `${b.epoch}.${b.batch}`)).toEqual(['1.6', '1.7', '1.8', '1.9', '1.10']);
+    expect(vals2.seen.map((v) => `${v.epoch}.${v.batch}`)).toEqual(['1.8', '1.10', '1.0']);
+    expect(h2.globalStep).toBe(22);
+    expect(h2.epochs[0]!.val!['val/loss']).toBeCloseTo(vals.seen.at(-1)!.loss, 5); // the same last validation as without the stop
+  });
+
+  it('EarlyStopping at a validation inside an epoch ends fit there; bad values are refused', async () => {
+    const vals: number[] = [];
+    class Count extends Callback { override onValidationEpochEnd(t: { batchInEpoch: number }) { vals.push(t.batchInEpoch); } }
+    const trainer = new Trainer({ ...base, maxEpochs: 5, valCheckInterval: 3, defaultRootDir: tempDir(), callbacks: [new Count(), new EarlyStopping({ monitor: 'val/loss', patience: 1, minDelta: 1e9 })] });
+    const h = await trainer.fit(ConvNeXt.localization('atto', { seed: 22 }), blobData(120, 22, 8)); // 11 batches
+    expect(vals).toEqual([3, 6]); // the first sets the best, the second fails to beat it by 1e9: stop
+    expect(h.reason).toBe('stopped');
+    expect(h.globalStep).toBe(6);
+    expect(h.epochs.length).toBe(1);
+    expect(() => new Trainer({ ...base, valCheckInterval: 1.5 })).toThrow(/valCheckInterval: a fraction of an epoch in \(0, 1\), or a whole number/);
+    expect(() => new Trainer({ ...base, valCheckInterval: 0 })).toThrow(/valCheckInterval/);
+    const tooMany = new Trainer({ ...base, maxEpochs: 1, valCheckInterval: 50, defaultRootDir: tempDir() });
+    await expect(tooMany.fit(ConvNeXt.localization('atto', { seed: 22 }), blobData(120, 22, 8))).rejects.toThrow(/valCheckInterval: 50 batches is more than the 11 training batches of an epoch/);
+  });
+});
+
+describe('deterministic and benchmark', () => {
+  it('set libtorch\'s process-wide flags as Lightning does, and deterministic fits repeat exactly', async () => {
+    const { torchInfo } = await import('../../lib/native.js');
+    const fit = async (options: Record<string, unknown>) => {
+      const model = ConvNeXt.localization('atto', { seed: 31 });
+      const trainer = new Trainer({ ...base, maxEpochs: 1, defaultRootDir: tempDir(), ...options });
+      const h = await trainer.fit(model, blobData(64, 31, 8));
+      return { loss: h.epochs[0]!.train['train/loss']!, info: torchInfo(), trainer };
+    };
+    const a = await fit({ deterministic: true });
+    expect(a.info).toMatchObject({ deterministicAlgorithms: 'on', deterministicCudnn: true, cudnnBenchmark: false });
+    const b = await fit({ deterministic: true });
+    expect(b.loss).toBe(a.loss);
+    expect((await fit({ deterministic: 'warn', benchmark: true })).info).toMatchObject({ deterministicAlgorithms: 'warn', cudnnBenchmark: true });
+    // unset: left as they are (Lightning's None)
+    expect((await fit({})).info).toMatchObject({ deterministicAlgorithms: 'warn', cudnnBenchmark: true });
+    expect((await fit({ deterministic: false, benchmark: false })).info).toMatchObject({ deterministicAlgorithms: 'off', deterministicCudnn: false, cudnnBenchmark: false });
+    expect(() => new Trainer({ ...base, deterministic: 'yes' as never })).toThrow(/deterministic/);
+  });
+});

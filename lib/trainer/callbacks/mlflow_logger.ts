@@ -118,6 +118,12 @@ export class MLflowLogger extends Callback {
     this.logMetrics(batch.metrics, batch.step);
   }
 
+  /** A validation inside the epoch (valCheckInterval): its val/* metrics at the current step. */
+  override onValidationEnd(trainer: TrainerView, metrics: Metrics): void {
+    const val = Object.fromEntries(Object.entries(metrics).filter(([k]) => k.startsWith('val/')));
+    this.logMetrics(val, trainer.globalStep);
+  }
+
   override onTrainEpochEnd(trainer: TrainerView, metrics: Metrics): void {
     const epochMetrics: Metrics = { epoch: trainer.currentEpoch - 1 };
     for (const [k, v] of Object.entries(metrics)) epochMetrics[k.startsWith('train/') ? `${k}_epoch` : k] = v;

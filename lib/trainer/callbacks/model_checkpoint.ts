@@ -19,9 +19,10 @@ export function pathSafe(key: string): string {
   return key.replace(/[^A-Za-z0-9_.-]+/g, '_');
 }
 
-export function formatFilename(template: string, epoch: number, metrics: Metrics): string {
+export function formatFilename(template: string, epoch: number, metrics: Metrics, step?: number): string {
   return template.replace(/\{([^}:]+)(?::\.(\d+)f)?\}/g, (_, key: string, digits?: string) => {
     if (key === 'epoch') return `epoch=${epoch}`;
+    if (key === 'step' && step !== undefined) return `step=${step}`;
     const v = metrics[key];
     const text = v === undefined ? 'nan' : digits !== undefined ? v.toFixed(Number(digits)) : String(v);
     return `${pathSafe(key)}=${text}`;
@@ -93,15 +94,23 @@ export class ModelCheckpoint extends Callback implements CheckpointCallback {
   }
 
   override async onTrainEpochEnd(trainer: TrainerView, metrics: Metrics): Promise<void> {
+    await this.save(trainer, trainer.currentEpoch - 1, metrics); // the epoch that just ended
+  }
+
+  /** A validation inside the epoch (valCheckInterval): scored and saved as at an epoch's end, `last` included. */
+  override async onValidationEnd(trainer: TrainerView, metrics: Metrics): Promise<void> {
+    await this.save(trainer, trainer.currentEpoch, metrics);
+  }
+
+  private async save(trainer: TrainerView, epoch: number, metrics: Metrics): Promise<void> {
     const dir = this.dirpath(trainer);
     mkdirSync(dir, { recursive: true });
-    const epoch = trainer.currentEpoch - 1; // the epoch that just ended
     const score = metrics[this.monitor];
     if (this.saveTopK !== 0 && score !== undefined && Number.isFinite(score)) {
       const worst = this.sorted().at(-1);
       const full = this.saveTopK > 0 && this.kept.length >= this.saveTopK;
       if (!full || (worst && this.better(score, worst.score))) {
-        const path = join(dir, `${formatFilename(this.filename, epoch, metrics)}.safetensors`);
+        const path = join(dir, `${formatFilename(this.filename, epoch, metrics, trainer.globalStep)}.safetensors`);
         await trainer.saveCheckpoint(path);
         this.kept = this.kept.filter((k) => k.path !== path);
         this.kept.push({ path, score, epoch });
