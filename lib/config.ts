@@ -316,6 +316,10 @@ export const engineOptionsSchema = z
     /** libtorch's process-wide algorithm flags; 'keep': leave them as they are (another engine may have set them). */
     deterministic: z.enum(['keep', 'on', 'off', 'warn']).default('keep'),
     benchmark: z.enum(['keep', 'on', 'off']).default('keep'),
+    /** EMA of the weights (EMAWeightAveraging): decay in [0, 1), 0 off; update every N optimizer steps from step emaStart. */
+    emaDecay: z.number().min(0).lt(1).default(0),
+    emaEvery: z.number().int().min(1).default(1),
+    emaStart: z.number().int().min(1).default(1),
     seed: z.number().int().min(0).default(42).describe('seed for data, initialisation and shuffling'),
     /** Intra-op threads; 0: the engine's default (the CPUs this process may use). */
     threads: z.number().int().min(0).default(0),

@@ -129,6 +129,10 @@ export interface NativeEngine {
   readonly step: number;
   /** Batches of the current epoch already trained (0 between epochs). */
   readonly batchInEpoch: number;
+  /** EMA updates of the weight average so far (0: none, or EMA off). */
+  readonly emaUpdates: number;
+  /** EMA: the weights become the average (Lightning's WeightAveraging at the end of fit); the average restarts. */
+  applyAverage(): Promise<void>;
   readonly lr: number;
   readonly device: string;
   /**

@@ -11,6 +11,8 @@ export { ProgressBar } from './callbacks/progress_bar.js';
 export { Timer, formatDuration } from './callbacks/timer.js';
 export type { TimerOptions } from './callbacks/timer.js';
 export { OnExceptionCheckpoint } from './callbacks/on_exception_checkpoint.js';
+export { EMAWeightAveraging } from './callbacks/weight_averaging.js';
+export type { EMAWeightAveragingOptions } from './callbacks/weight_averaging.js';
 export type { OnExceptionCheckpointOptions } from './callbacks/on_exception_checkpoint.js';
 export { ModelSummary, summarize, formatSummary } from './callbacks/model_summary.js';
 export type { ModelSummaryOptions, Summary, SummaryRow } from './callbacks/model_summary.js';

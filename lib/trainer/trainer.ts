@@ -15,6 +15,7 @@ import { Callback, prefixed, toTrainBatch, type Metrics, type TrainerView } from
 import { loggerCallback, withDefaultCallbacks, type LoggerOption } from './callbacks/defaults.js';
 import type { MLflowLogger } from './callbacks/mlflow_logger.js';
 import { ModelCheckpoint } from './callbacks/model_checkpoint.js';
+import { EMAWeightAveraging } from './callbacks/weight_averaging.js';
 import type { DataModule, DataSplits } from './data.js';
 import { LrSweep, parseLrFindOptions, type LrFindOptions, type LrFindResult } from './lr_find.js';
 import { freePort, groupOptions, LocalLauncher, planDistributed, type DistributedPlan } from './distributed.js';
@@ -242,6 +243,7 @@ export class Trainer implements TrainerView {
       }
       if (this.limit && !this.interrupted) {
         history.reason = this.limit;
+        await this.applyWeightAverage();
         if (this.stoppedMidEpoch && !dev) {
           const path = join(this.rootDir, 'checkpoints', `${this.limit}.safetensors`);
           if (this.isGlobalZero) {
@@ -266,6 +268,7 @@ export class Trainer implements TrainerView {
         await this.call('onInterrupt', path);
       } else {
         if (this.shouldStop && this.minimaReached()) history.reason = 'stopped';
+        await this.applyWeightAverage();
         await this.call('onTrainEnd');
         await this.call('onFitEnd');
       }
@@ -454,6 +457,7 @@ export class Trainer implements TrainerView {
       // As Lightning: benchmark unset follows deterministic (off when it is on), else stays as it is.
       benchmark: c.benchmark === undefined ? (c.deterministic === true || c.deterministic === 'warn' ? 'off' : 'keep') : c.benchmark ? 'on' : 'off',
       seed: c.seed,
+      ...(this.weightAveraging ? this.weightAveraging.engineOptions() : {}),
       ...(this.threads !== undefined ? { threads: this.threads } : {}),
       ...(data.positionScale ? { positionScale: data.positionScale } : {}),
     };
@@ -704,6 +708,18 @@ export class Trainer implements TrainerView {
       process.off('SIGINT', handler);
       process.off('SIGTERM', handler);
     };
+  }
+
+  /** EMAWeightAveraging: at the end of fit the model's weights become the average, as Lightning's WeightAveraging. */
+  private async applyWeightAverage(): Promise<void> {
+    if (this.engine && this.engine.emaUpdates > 0) await this.engine.applyAverage();
+  }
+
+  /** The EMAWeightAveraging callback among this Trainer's, if any (it sets the engine's average). */
+  private get weightAveraging(): EMAWeightAveraging | undefined {
+    const found = this.callbacks.filter((c): c is EMAWeightAveraging => c instanceof EMAWeightAveraging);
+    if (found.length > 1) throw new ConfigError(['callbacks: more than one EMAWeightAveraging; give one']);
+    return found[0];
   }
 
   /** Batches of the current epoch trained so far (0 between epochs). */

@@ -38,6 +38,12 @@ at::ScalarType dtype_of(const std::string& name, const std::string& path) {
 
 }  // namespace
 
+bool is_weight_key(const std::string& name) {
+  for (const char* prefix : {"optimizer.", "rng.", "amp.", "current."})
+    if (name.rfind(prefix, 0) == 0) return false;
+  return true;
+}
+
 const at::Tensor* TensorFile::find(const std::string& name) const {
   for (const auto& [k, t] : tensors)
     if (k == name) return &t;

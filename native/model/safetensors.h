@@ -27,4 +27,9 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors,
 // Throws heimdall::Error(kErrFile) naming the file and the problem for missing, truncated or malformed files.
 TensorFile load_safetensors(const std::string& path);
 
+// True for a checkpoint's model weights (timm names); false for its training state: optimizer slots (optimizer.),
+// random generator states (rng.), fp16 loss scaling (amp.) and — when the weights are an average (EMA) — the
+// trained model's own weights (current.). What loadWeights, the ONNX export and the engine read as the weights.
+bool is_weight_key(const std::string& name);
+
 }  // namespace heimdall

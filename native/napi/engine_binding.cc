@@ -185,6 +185,11 @@ EngineOptions ParseEngineOptions(const Napi::Object& object) {
   e.precision = o.String("precision");
   e.channels_last = o.Bool("channelsLast");
   e.deterministic = o.String("deterministic");
+  e.ema_decay = o.Number("emaDecay");
+  e.ema_every = o.Int("emaEvery");
+  e.ema_start = o.Int("emaStart");
+  if (e.ema_decay < 0 || e.ema_decay >= 1) throw heimdall::Error(kErrInvalidArgument, "emaDecay must be in [0, 1) (0: off)");
+  if (e.ema_every < 1 || e.ema_start < 1) throw heimdall::Error(kErrInvalidArgument, "emaEvery and emaStart must be ≥ 1");
   e.benchmark = o.String("benchmark");
   e.seed = static_cast<uint64_t>(o.Int("seed"));
   e.threads = static_cast<int>(o.Int("threads"));
@@ -237,6 +242,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
                                          InstanceMethod<&EngineWrap::SaveCheckpoint>("saveCheckpoint"),
                                          InstanceMethod<&EngineWrap::LoadCheckpoint>("loadCheckpoint"),
                                          InstanceMethod<&EngineWrap::SetProcessGroup>("setProcessGroup"),
+                                         InstanceMethod<&EngineWrap::ApplyAverage>("applyAverage"),
+                                         InstanceAccessor<&EngineWrap::EmaUpdates>("emaUpdates"),
                                      });
     exports.Set("Engine", cls);
   }
@@ -390,6 +397,24 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
           },
           [user](Napi::Env env) -> Napi::Value { return Napi::String::New(env, *user); }, "heimdall.loadCheckpoint");
     });
+  }
+
+  // applyAverage() → Promise<void>: the weights become the EMA average (end of fit).
+  Napi::Value ApplyAverage(const Napi::CallbackInfo& info) {
+    return Guard(info.Env(), [&]() -> Napi::Value {
+      BusyScope::Acquire(*state_);
+      auto s = state_;
+      return Task::Run(
+          info.Env(),
+          [s] {
+            BusyScope busy(s);
+            s->Run([&] { s->engine->apply_average(); });
+          },
+          nullptr, "heimdall.applyAverage");
+    });
+  }
+  Napi::Value EmaUpdates(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), static_cast<double>(state_->engine->ema_updates()));
   }
 
   // setProcessGroup(group | null) → Promise<void>: collective (rank 0's weights are broadcast).

@@ -188,7 +188,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
             TensorFile file = load_safetensors(path);
             NamedTensors weights;  // a training checkpoint also holds optimizer/RNG state: take the weights
             for (auto& [k, t] : file.tensors)
-              if (k.rfind("optimizer.", 0) != 0 && k.rfind("rng.", 0) != 0 && k.rfind("amp.", 0) != 0)
+              if (heimdall::is_weight_key(k))
                 weights.emplace_back(k, t);
             std::lock_guard<std::mutex> lock(h->mutex);
             try {

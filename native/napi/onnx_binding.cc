@@ -43,7 +43,7 @@ struct ExportJob {
 NamedTensors weights_only(NamedTensors tensors) {
   NamedTensors out;  // a training checkpoint also holds optimizer/RNG/AMP state
   for (auto& [k, t] : tensors)
-    if (k.rfind("optimizer.", 0) != 0 && k.rfind("rng.", 0) != 0 && k.rfind("amp.", 0) != 0) out.emplace_back(k, t);
+    if (heimdall::is_weight_key(k)) out.emplace_back(k, t);
   return out;
 }
 

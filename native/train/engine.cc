@@ -255,7 +255,64 @@ void Engine::optimizer_step() {
   ++step_;  // the schedule advances on skipped fp16 steps too, as Lightning's per-batch scheduler does
   optimizer_->zero_grad();
   pending_ = 0;
+  update_ema();
 }
+
+void Engine::update_ema() {
+  if (options_.ema_decay <= 0 || step_ < options_.ema_start || (step_ - options_.ema_start) % options_.ema_every != 0) return;
+  c10::NoGradGuard g;
+  auto live = network_->state_dict();
+  if (ema_updates_ == 0 || ema_.size() != live.size()) {
+    ema_.clear();
+    for (const auto& [k, t] : live) ema_.emplace_back(k, t.detach().clone());
+  } else {
+    const double w = 1.0 - options_.ema_decay;
+    for (size_t i = 0; i < live.size(); ++i) {
+      at::Tensor& e = ema_[i].second;
+      if (e.is_floating_point()) e.lerp_(live[i].second, w);  // e + w·(x − e) = decay·e + (1 − decay)·x
+      else e.copy_(live[i].second);
+    }
+  }
+  ++ema_updates_;
+}
+
+void Engine::swap_ema() {
+  c10::NoGradGuard g;
+  auto live = network_->state_dict();  // the module's own tensors: set_data changes what the module holds
+  for (size_t i = 0; i < live.size(); ++i) {
+    at::Tensor held = live[i].second.data();
+    live[i].second.set_data(ema_[i].second);
+    ema_[i].second = held;
+  }
+}
+
+void Engine::apply_average() {
+  if (ema_updates_ == 0) return;
+  c10::NoGradGuard g;
+  auto live = network_->state_dict();
+  for (size_t i = 0; i < live.size(); ++i) live[i].second.copy_(ema_[i].second);
+  ema_.clear();
+  ema_updates_ = 0;
+}
+
+namespace {
+// Evaluation and prediction see the average while there is one; the trained weights come back at scope exit.
+class AverageInScope {
+ public:
+  AverageInScope(bool active, std::function<void()> swap) : active_(active), swap_(std::move(swap)) {
+    if (active_) swap_();
+  }
+  ~AverageInScope() {
+    if (active_) swap_();
+  }
+  AverageInScope(const AverageInScope&) = delete;
+  AverageInScope& operator=(const AverageInScope&) = delete;
+
+ private:
+  bool active_;
+  std::function<void()> swap_;
+};
+}  // namespace
 
 namespace {
 // "Precise BatchNorm": after a training epoch, the heads' BatchNorm running statistics are recomputed from the
@@ -503,6 +560,7 @@ EpochResult Engine::train_epoch(DatasetPtr data, int64_t batch_size, int64_t max
 EpochResult Engine::evaluate(DatasetPtr data, int64_t batch_size, const std::atomic<bool>* stop, int64_t max_batches) {
   check_input(*data);
   set_intraop_threads_here(intraop_threads());
+  AverageInScope average(ema_updates_ > 0, [this] { swap_ema(); });
   LoaderOptions lo;
   lo.batch_size = batch_size;
   lo.pin_memory = device_.is_cuda();
@@ -544,6 +602,7 @@ EpochResult Engine::evaluate(DatasetPtr data, int64_t batch_size, const std::ato
 
 std::vector<at::Tensor> Engine::predict(DatasetPtr data, int64_t batch_size) {
   set_intraop_threads_here(intraop_threads());
+  AverageInScope average(ema_updates_ > 0, [this] { swap_ema(); });
   const auto in = data->input_shape();
   const int64_t c = network_->options().backbone.in_chans;
   if (in.size() != 3 || in[0] != c)
@@ -575,7 +634,11 @@ std::vector<at::Tensor> Engine::predict(const at::Tensor& inputs, int64_t batch_
 }
 
 void Engine::save_checkpoint(const std::string& path, const std::string& user_json) const {
-  NamedTensors tensors = network_->state_dict();
+  // With an average (EMA), the file's weights are the average — what exports, loadWeights and test() from a
+  // checkpoint see, as Lightning's — and the trained weights go along as current.<name> for resuming.
+  NamedTensors tensors = ema_updates_ > 0 ? ema_ : network_->state_dict();
+  if (ema_updates_ > 0)
+    for (auto& [k, t] : network_->state_dict()) tensors.emplace_back("current." + k, t);
   for (auto& t : optimizer_->state()) tensors.push_back(std::move(t));
   {
     auto gen = at::detail::getDefaultCPUGenerator();
@@ -601,6 +664,7 @@ void Engine::save_checkpoint(const std::string& path, const std::string& user_js
   state["total_steps"] = options_.schedule.total_steps;
   state["optimizer"] = options_.optimizer.name;
   state["seed"] = static_cast<int64_t>(options_.seed);
+  state["ema_updates"] = ema_updates_;
   state["torch"] = torch_version();
   auto meta = network_metadata(network_->options());
   meta["heimdall.checkpoint"] = state.dump();
@@ -626,7 +690,7 @@ std::string Engine::load_checkpoint(const std::string& path) {
   }
   // Everything is read and checked first; the engine changes only once the whole file is known to fit, so a
   // damaged checkpoint leaves the engine as it was (no half-resumed weights, optimizer or RNG).
-  int64_t epoch = 0, step = 0, batch_in_epoch = 0, world = 1, total_steps = 0;
+  int64_t epoch = 0, step = 0, batch_in_epoch = 0, world = 1, total_steps = 0, ema_updates = 0;
   try {
     json::Value state = json::parse(it->second);
     epoch = state.at("epoch").as_int("epoch");
@@ -634,11 +698,12 @@ std::string Engine::load_checkpoint(const std::string& path) {
     batch_in_epoch = state.at("batch_in_epoch").as_int("batch_in_epoch");
     world = state.has("world_size") ? state.at("world_size").as_int("world_size") : 1;
     total_steps = state.at("total_steps").as_int("total_steps");
+    ema_updates = state.has("ema_updates") ? state.at("ema_updates").as_int("ema_updates") : 0;
   } catch (const std::exception& e) {
     throw Error(kErrFile, path + ": the checkpoint's training state (heimdall.checkpoint) cannot be read (" + e.what() +
                               "): the file is damaged or not a heimdall-torch checkpoint");
   }
-  if (epoch < 0 || step < 0 || batch_in_epoch < 0 || world < 1 || total_steps < 0)
+  if (epoch < 0 || step < 0 || batch_in_epoch < 0 || world < 1 || total_steps < 0 || ema_updates < 0)
     throw Error(kErrFile, path + ": the checkpoint's training state holds negative counters (epoch " + std::to_string(epoch) + ", step " +
                               std::to_string(step) + ", batch " + std::to_string(batch_in_epoch) + "): the file is damaged");
   auto check_rng = [&](const char* key, const at::Tensor& current) {
@@ -652,11 +717,41 @@ std::string Engine::load_checkpoint(const std::string& path) {
   const at::Tensor* rng_cpu = check_rng("rng.cpu", at::detail::getDefaultCPUGenerator().get_state());
   const at::Tensor* rng_cuda = device_.is_cuda() ? check_rng("rng.cuda", at::globalContext().defaultGenerator(device_).get_state()) : nullptr;
   auto install_optimizer = optimizer_->stage_state(file);  // checks; changes nothing yet
-  NamedTensors weights;
-  for (const auto& [k, t] : file.tensors)
-    if (k.rfind("optimizer.", 0) != 0 && k.rfind("rng.", 0) != 0 && k.rfind("amp.", 0) != 0) weights.emplace_back(k, t);
-  network_->load_state_dict(weights, /*strict=*/true);  // checks every name and shape before it copies
+  NamedTensors weights, current;
+  for (const auto& [k, t] : file.tensors) {
+    if (is_weight_key(k)) weights.emplace_back(k, t);
+    else if (k.rfind("current.", 0) == 0) current.emplace_back(k.substr(8), t);
+  }
+  // A file with an average holds it as its weights and the trained weights as current.*: training resumes from
+  // current.*, and the average goes on from the file's weights (an engine without EMA drops it).
+  const bool averaged = !current.empty();
+  NamedTensors average;
+  if (averaged) {
+    const auto live = network_->state_dict();
+    std::map<std::string, const at::Tensor*> by_name;
+    for (const auto& [k, t] : weights) by_name[k] = &t;
+    for (const auto& [k, t] : live) {
+      auto a = by_name.find(k);
+      if (a == by_name.end() || a->second->sizes() != t.sizes())
+        throw Error(kErrFile, path + ": the checkpoint's averaged weights lack " + k + " or have another shape than the model's: the file is damaged");
+      average.emplace_back(k, *a->second);
+    }
+    if (ema_updates < 1)
+      throw Error(kErrFile, path + ": the checkpoint holds averaged weights but counts no average update: the file is damaged");
+  }
+  network_->load_state_dict(averaged ? current : weights, /*strict=*/true);  // checks every name and shape before it copies
   install_optimizer();
+  ema_.clear();
+  ema_updates_ = 0;
+  if (averaged && options_.ema_decay > 0) {
+    c10::NoGradGuard g;
+    const auto live = network_->state_dict();
+    for (size_t i = 0; i < live.size(); ++i) {
+      const at::Tensor& t = live[i].second;
+      ema_.emplace_back(live[i].first, average[i].second.to(t.device(), t.scalar_type()).contiguous(t.suggest_memory_format()).clone());
+    }
+    ema_updates_ = ema_updates;
+  }
   try {
     if (rng_cpu) {
       auto gen = at::detail::getDefaultCPUGenerator();

@@ -42,6 +42,13 @@ struct EngineOptions {
   // (at::Context's deterministic algorithms and cuDNN determinism); benchmark "on" | "off" (cuDNN autotuning).
   std::string deterministic = "keep";
   std::string benchmark = "keep";
+  // Exponential moving average of the weights (Lightning's EMAWeightAveraging); decay 0: off. After optimizer step
+  // s with s ≥ ema_start and (s − ema_start) % ema_every == 0: average = decay·average + (1 − decay)·weights (the
+  // first update copies), for parameters and floating buffers alike (integer buffers are copied). evaluate and
+  // predict use the average; checkpoints hold it as the weights and the trained ones as current.<name>.
+  double ema_decay = 0.0;
+  int64_t ema_every = 1;
+  int64_t ema_start = 1;
   uint64_t seed = 42;
   PositionScale position_scale;
   // Intra-op (OpenMP) threads of the engine's thread; 0: default_intraop_threads() (common/threads.h) — libtorch's
@@ -104,6 +111,10 @@ class Engine {
   void set_group(GroupPtr group);
   GroupPtr group() const { return group_; }
 
+  // EMA: the weights become the average (Lightning's WeightAveraging at the end of fit); the average restarts.
+  void apply_average();
+  int64_t ema_updates() const { return ema_updates_; }
+
   Network network() const { return network_; }
   c10::Device device() const { return device_; }
   int64_t epoch() const { return epoch_; }
@@ -121,6 +132,8 @@ class Engine {
   bool background_loading(const Dataset& data) const;
   bool distributed() const { return group_ && group_->size() > 1; }
   void sync_gradients();
+  void update_ema();
+  void swap_ema();  // exchanges the model's weights with the average (evaluate / predict, and back)
 
   Network network_;
   EngineOptions options_;
@@ -138,6 +151,8 @@ class Engine {
   int64_t batches_world_ = 1;          // the world size batch_in_epoch_ counts in (a checkpoint's may differ)
   struct PausedEpoch;                  // an epoch left at TrainLimits::pause_after: its loader, metrics, time
   std::unique_ptr<PausedEpoch> paused_;
+  NamedTensors ema_;          // the average, in state_dict() order, on the model's device
+  int64_t ema_updates_ = 0;   // updates so far (0: no average yet)
 };
 
 std::string torch_version();

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../lib/config.js';
 import { ConvNeXt } from '../../lib/model.js';
 import { HeimdallDataModule } from '../../lib/data/heimdall.js';
-import { Callback, EarlyStopping, MLflowLogger, ModelCheckpoint, ModelSummary, OnExceptionCheckpoint, TensorDataModule, Timer, Trainer, formatDuration, suggestIndex, summarize, type TrainBatch } from '../../lib/trainer/index.js';
+import { Callback, EarlyStopping, EMAWeightAveraging, MLflowLogger, ModelCheckpoint, ModelSummary, OnExceptionCheckpoint, TensorDataModule, Timer, Trainer, formatDuration, suggestIndex, summarize, type TrainBatch } from '../../lib/trainer/index.js';
 import { resolveTrainFlags, trainCommand } from '../../lib/cli/train.js';
 import { python } from '../helpers/python.js';
 import { tempDir } from '../helpers/tmp.js';
@@ -449,5 +449,124 @@ describe('deterministic and benchmark', () => {
     expect((await fit({})).info).toMatchObject({ deterministicAlgorithms: 'warn', cudnnBenchmark: true });
     expect((await fit({ deterministic: false, benchmark: false })).info).toMatchObject({ deterministicAlgorithms: 'off', deterministicCudnn: false, cudnnBenchmark: false });
     expect(() => new Trainer({ ...base, deterministic: 'yes' as never })).toThrow(/deterministic/);
+  });
+});
+
+describe('EMAWeightAveraging', () => {
+  // Python (safetensors + torch) computes the reference average from the trained weights saved after each step.
+  const REF = `
+import json, sys, torch
+from safetensors.torch import load_file
+steps, ema_path, decay = json.loads(sys.argv[1]), sys.argv[2], float(sys.argv[3])
+ws = [load_file(p) for p in steps]
+def weights(d): return {k: v for k, v in d.items() if not k.startswith(('optimizer.', 'rng.', 'amp.', 'current.'))}
+ref = {k: v.double().clone() for k, v in weights(ws[0]).items()}
+for w in ws[1:]:
+    for k, v in weights(w).items():
+        ref[k] = decay * ref[k] + (1 - decay) * v.double() if v.is_floating_point() else v.double()
+got = load_file(ema_path)
+avg = weights(got)
+assert set(avg) == set(ref), (sorted(set(avg) ^ set(ref)))[:5]
+cur = {k[len('current.'):]: v for k, v in got.items() if k.startswith('current.')}
+last = weights(ws[-1])
+print(json.dumps({
+  'avg_vs_ref': max((avg[k].double() - ref[k]).abs().max().item() for k in ref),
+  'avg_vs_last': max((avg[k].double() - last[k].double()).abs().max().item() for k in ref if last[k].is_floating_point()),
+  'current_vs_last': max((cur[k].double() - last[k].double()).abs().max().item() for k in last),
+  'tensors': len(ref)}))
+`;
+
+  it('the engine\'s average equals a reference computed from the weights after each step (1e-6); eval sees it; checkpoints resume it', async () => {
+    const { native } = await import('../../lib/native.js');
+    const { blobDataset } = await import('../native/fixtures.js');
+    const addon = native();
+    const dir = tempDir();
+    const mk = (ema: Record<string, number> = {}) => new addon.Engine(new addon.Model({ variant: 'atto', head: 'localization', seed: 5 }),
+      { device: 'cpu', seed: 5, threads: 2, optimizer: { name: 'adamw', lr: 3e-3 }, schedule: { name: 'cosine', minLr: 1e-5 }, ...ema });
+    const data = blobDataset(64, 5); // 8 batches of 8 = 8 steps per epoch
+    // plain training, paused after steps 2 … 5 (the schedule is the epoch's either way), weights saved at each
+    const plain = mk();
+    const steps: string[] = [];
+    for (const k of [2, 3, 4, 5]) {
+      await plain.trainEpoch(data, { batchSize: 8, maxEpochs: 1, pauseAfter: k });
+      steps.push(join(dir, `step${k}.safetensors`));
+      await plain.saveCheckpoint(steps.at(-1)!);
+    }
+    // EMA from step 2 (the first update copies), every step
+    const ema = mk({ emaDecay: 0.6, emaEvery: 1, emaStart: 2 });
+    await ema.trainEpoch(data, { batchSize: 8, maxEpochs: 1, pauseAfter: 5 });
+    expect(ema.emaUpdates).toBe(4);
+    await ema.saveCheckpoint(join(dir, 'ema.safetensors'));
+    const r = JSON.parse(await python(REF, [JSON.stringify(steps), join(dir, 'ema.safetensors'), '0.6']));
+    expect(r.tensors).toBeGreaterThan(100);
+    expect(r.avg_vs_ref).toBeLessThanOrEqual(1e-6);
+    expect(r.avg_vs_last).toBeGreaterThan(1e-4); // the average is not the weights
+    expect(r.current_vs_last).toBe(0); // the trained weights ride along, exactly
+
+    // predict and evaluate see the average; the trained weights come back after
+    const probe = blobDataset(8, 77);
+    const out = async (e: typeof ema) => Object.values(await e.predict(probe)).map((o) => Array.from(o.data));
+    const seenAvg = await out(ema);
+    const seenPlain = await out(plain);
+    expect(seenAvg).not.toEqual(seenPlain);
+    // resuming: a new engine with EMA takes the trained weights from current.* and the average from the weights.
+    // (Engines share libtorch's global generator, which the checkpoint holds: the straight run goes on first.)
+    await ema.trainEpoch(data, { batchSize: 8, maxEpochs: 1, pauseAfter: 6 });
+    const straight = await out(ema);
+    const resumed = mk({ emaDecay: 0.6, emaEvery: 1, emaStart: 2 });
+    await resumed.loadCheckpoint(join(dir, 'ema.safetensors'));
+    expect(resumed.emaUpdates).toBe(4);
+    expect(await out(resumed)).toEqual(seenAvg);
+    await resumed.trainEpoch(data, { batchSize: 8, maxEpochs: 1, pauseAfter: 6 });
+    expect(resumed.emaUpdates).toBe(5);
+    expect(await out(resumed)).toEqual(straight);
+    // without EMA, the same file resumes the trained weights (equal to plain's after step 5)
+    const noEma = mk();
+    await noEma.loadCheckpoint(join(dir, 'ema.safetensors'));
+    expect(noEma.emaUpdates).toBe(0);
+    expect(await out(noEma)).toEqual(seenPlain);
+    // applyAverage: the weights become the average, which restarts
+    const before = await out(ema);
+    await ema.applyAverage();
+    expect(ema.emaUpdates).toBe(0);
+    expect(await out(ema)).toEqual(before);
+    expect(() => mk({ emaDecay: 1 })).toThrow(/emaDecay/);
+  });
+
+  it('Trainer: validation sees the average; checkpoints, loadWeights and the model after fit hold it', async () => {
+    const dir = tempDir();
+    const ema = new EMAWeightAveraging({ decay: 0.9 });
+    const ckpt = new ModelCheckpoint({ dirpath: join(dir, 'checkpoints') });
+    const model = ConvNeXt.localization('atto', { seed: 41 });
+    const trainer = new Trainer({ ...base, maxEpochs: 2, defaultRootDir: dir, callbacks: [ema, ckpt] });
+    const h = await trainer.fit(model, blobData(120, 41, 8));
+    // after fit the model's weights are the average: last.safetensors (the average as its weights) equals the model
+    await model.saveWeights(join(dir, 'model.safetensors'));
+    const cmp = JSON.parse(await python(`
+import json, sys
+from safetensors.torch import load_file
+a, b = load_file(sys.argv[1]), load_file(sys.argv[2])
+w = {k: v for k, v in a.items() if not k.startswith(('optimizer.', 'rng.', 'amp.', 'current.'))}
+cur = {k[8:]: v for k, v in a.items() if k.startswith('current.')}
+print(json.dumps({'avg_vs_model': max((w[k].double() - b[k].double()).abs().max().item() for k in b if b[k].is_floating_point()),
+                  'current_vs_model': max((cur[k].double() - b[k].double()).abs().max().item() for k in b if b[k].is_floating_point()),
+                  'has_current': len(cur)}))`, [ckpt.lastModelPath!, join(dir, 'model.safetensors')]));
+    expect(cmp.has_current).toBeGreaterThan(100);
+    expect(cmp.avg_vs_model).toBe(0);
+    expect(cmp.current_vs_model).toBeGreaterThan(1e-5);
+    // what loadWeights (and the ONNX export, same reader) takes from the checkpoint is the average
+    const loaded = ConvNeXt.localization('atto', { seed: 99 });
+    await loaded.loadWeights(ckpt.lastModelPath!);
+    await loaded.saveWeights(join(dir, 'loaded.safetensors'));
+    const same = await python(`
+import sys
+from safetensors.torch import load_file
+a, b = load_file(sys.argv[1]), load_file(sys.argv[2])
+print(max((a[k].double() - b[k].double()).abs().max().item() for k in b))`, [join(dir, 'loaded.safetensors'), join(dir, 'model.safetensors')]);
+    expect(Number(same)).toBe(0);
+    // the last validation ran on the average: test() now (the model is the average) gives the same val loss
+    const again = await trainer.validate();
+    expect(again['val/loss']).toBeCloseTo(h.epochs.at(-1)!.val!['val/loss']!, 5);
+    expect(() => new EMAWeightAveraging({ decay: 1 })).toThrow(/decay/);
   });
 });
