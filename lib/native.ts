@@ -129,6 +129,10 @@ export interface NativeEngine {
   readonly step: number;
   /** Batches of the current epoch already trained (0 between epochs). */
   readonly batchInEpoch: number;
+  /** Batches per optimizer step. */
+  readonly accumulate: number;
+  /** Batches per optimizer step from the next batch on; refused while gradients are pending (mid-accumulation). */
+  setAccumulate(batches: number): Promise<void>;
   /** EMA updates of the weight average so far (0: none, or EMA off). */
   readonly emaUpdates: number;
   /** EMA: the weights become the average (Lightning's WeightAveraging at the end of fit); the average restarts. */

@@ -12,6 +12,8 @@ export { Timer, formatDuration } from './callbacks/timer.js';
 export type { TimerOptions } from './callbacks/timer.js';
 export { OnExceptionCheckpoint } from './callbacks/on_exception_checkpoint.js';
 export { EMAWeightAveraging } from './callbacks/weight_averaging.js';
+export { GradientAccumulationScheduler } from './callbacks/gradient_accumulation.js';
+export type { GradientAccumulationSchedulerOptions } from './callbacks/gradient_accumulation.js';
 export type { EMAWeightAveragingOptions } from './callbacks/weight_averaging.js';
 export type { OnExceptionCheckpointOptions } from './callbacks/on_exception_checkpoint.js';
 export { ModelSummary, summarize, formatSummary } from './callbacks/model_summary.js';

@@ -16,6 +16,7 @@ import { loggerCallback, withDefaultCallbacks, type LoggerOption } from './callb
 import type { MLflowLogger } from './callbacks/mlflow_logger.js';
 import { ModelCheckpoint } from './callbacks/model_checkpoint.js';
 import { EMAWeightAveraging } from './callbacks/weight_averaging.js';
+import { GradientAccumulationScheduler } from './callbacks/gradient_accumulation.js';
 import type { DataModule, DataSplits } from './data.js';
 import { LrSweep, parseLrFindOptions, type LrFindOptions, type LrFindResult } from './lr_find.js';
 import { freePort, groupOptions, LocalLauncher, planDistributed, type DistributedPlan } from './distributed.js';
@@ -449,7 +450,7 @@ export class Trainer implements TrainerView {
       device,
       precision: c.precision,
       optimizer: c.optimizer,
-      schedule: c.schedule,
+      schedule: this.scheduleFor(data, c),
       gradClipNorm: c.gradClipNorm,
       accumulate: c.accumulateGradBatches,
       channelsLast: c.channelsLast ?? c.device.startsWith('cuda'),
@@ -522,6 +523,8 @@ export class Trainer implements TrainerView {
     const splits = this.splits!;
     const epoch = engine.epoch;
     this.currentEpoch = epoch;
+    const scheduler = this.accumulationScheduler;
+    if (scheduler && engine.accumulate !== scheduler.factor(epoch)) await engine.setAccumulate(scheduler.factor(epoch));
     await this.call('onTrainEpochStart', epoch);
     // Batch hooks are chained so they run in order, without holding up the native loop.
     let chain: Promise<void> = Promise.resolve();
@@ -710,9 +713,32 @@ export class Trainer implements TrainerView {
     };
   }
 
+  /**
+   * The learning-rate schedule's length: the engine's own count (batches ÷ accumulation × epochs) unless a
+   * GradientAccumulationScheduler changes the accumulation, whose optimizer steps are counted epoch by epoch here.
+   */
+  private scheduleFor(data: DataModule, c: TrainerConfig): NativeEngineOptions['schedule'] {
+    const scheduler = this.accumulationScheduler;
+    if (!scheduler || !this.splits) return c.schedule;
+    const all = Math.ceil(Math.ceil(this.splits.train.size / this.worldSize) / data.batchSize);
+    const batches = this.fastDevRunBatches ? Math.min(all, this.fastDevRunBatches) : limitBatches(c.limitTrainBatches, all);
+    const steps = scheduler.steps(batches, this.fastDevRunBatches ? 1 : c.maxEpochs);
+    return { ...c.schedule, totalSteps: c.maxSteps !== undefined ? Math.min(steps, c.maxSteps) : steps };
+  }
+
   /** EMAWeightAveraging: at the end of fit the model's weights become the average, as Lightning's WeightAveraging. */
   private async applyWeightAverage(): Promise<void> {
     if (this.engine && this.engine.emaUpdates > 0) await this.engine.applyAverage();
+  }
+
+  /** The GradientAccumulationScheduler among this Trainer's callbacks, if any (checked against accumulateGradBatches). */
+  private get accumulationScheduler(): GradientAccumulationScheduler | undefined {
+    const found = this.callbacks.filter((c): c is GradientAccumulationScheduler => c instanceof GradientAccumulationScheduler);
+    if (found.length > 1) throw new ConfigError(['callbacks: more than one GradientAccumulationScheduler; give one']);
+    if (found.length && this.config.accumulateGradBatches !== 1) {
+      throw new ConfigError([`accumulateGradBatches: ${this.config.accumulateGradBatches} and a GradientAccumulationScheduler both set the accumulation; give one of them (as Lightning)`]);
+    }
+    return found[0];
   }
 
   /** The EMAWeightAveraging callback among this Trainer's, if any (it sets the engine's average). */

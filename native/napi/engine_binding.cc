@@ -243,6 +243,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
                                          InstanceMethod<&EngineWrap::LoadCheckpoint>("loadCheckpoint"),
                                          InstanceMethod<&EngineWrap::SetProcessGroup>("setProcessGroup"),
                                          InstanceMethod<&EngineWrap::ApplyAverage>("applyAverage"),
+                                         InstanceMethod<&EngineWrap::SetAccumulate>("setAccumulate"),
+                                         InstanceAccessor<&EngineWrap::Accumulate>("accumulate"),
                                          InstanceAccessor<&EngineWrap::EmaUpdates>("emaUpdates"),
                                      });
     exports.Set("Engine", cls);
@@ -412,6 +414,28 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
           },
           nullptr, "heimdall.applyAverage");
     });
+  }
+  // setAccumulate(n) → Promise<void>: batches per optimizer step from the next batch on (between epochs).
+  Napi::Value SetAccumulate(const Napi::CallbackInfo& info) {
+    return Guard(info.Env(), [&]() -> Napi::Value {
+      if (info.Length() < 1 || !info[0].IsNumber()) throw heimdall::Error(kErrInvalidArgument, "setAccumulate(n): n must be a number ≥ 1");
+      const double v = info[0].As<Napi::Number>().DoubleValue();
+      if (!(v >= 1) || v != static_cast<double>(static_cast<int64_t>(v)))
+        throw heimdall::Error(kErrInvalidArgument, "setAccumulate(n): n must be an integer ≥ 1");
+      const int64_t n = static_cast<int64_t>(v);
+      BusyScope::Acquire(*state_);
+      auto s = state_;
+      return Task::Run(
+          info.Env(),
+          [s, n] {
+            BusyScope busy(s);
+            s->Run([&] { s->engine->set_accumulate(n); });
+          },
+          nullptr, "heimdall.setAccumulate");
+    });
+  }
+  Napi::Value Accumulate(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), static_cast<double>(state_->engine->accumulate()));
   }
   Napi::Value EmaUpdates(const Napi::CallbackInfo& info) {
     return Napi::Number::New(info.Env(), static_cast<double>(state_->engine->ema_updates()));

@@ -286,6 +286,14 @@ void Engine::swap_ema() {
   }
 }
 
+void Engine::set_accumulate(int64_t batches) {
+  if (batches < 1) throw Error(kErrInvalidArgument, "accumulate must be ≥ 1 (got " + std::to_string(batches) + ")");
+  if (pending_ > 0)
+    throw Error(kErrState, "accumulate cannot change while " + std::to_string(pending_) +
+                               " batch(es) of gradients wait for their optimizer step; change it between epochs");
+  options_.accumulate = batches;
+}
+
 void Engine::apply_average() {
   if (ema_updates_ == 0) return;
   c10::NoGradGuard g;

@@ -111,6 +111,11 @@ class Engine {
   void set_group(GroupPtr group);
   GroupPtr group() const { return group_; }
 
+  // Lightning's GradientAccumulationScheduler: batches per optimizer step from the next batch on; refused (kErrState)
+  // while gradients are pending (between two optimizer steps).
+  void set_accumulate(int64_t batches);
+  int64_t accumulate() const { return options_.accumulate; }
+
   // EMA: the weights become the average (Lightning's WeightAveraging at the end of fit); the average restarts.
   void apply_average();
   int64_t ema_updates() const { return ema_updates_; }

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../lib/config.js';
 import { ConvNeXt } from '../../lib/model.js';
 import { HeimdallDataModule } from '../../lib/data/heimdall.js';
-import { Callback, EarlyStopping, EMAWeightAveraging, MLflowLogger, ModelCheckpoint, ModelSummary, OnExceptionCheckpoint, TensorDataModule, Timer, Trainer, formatDuration, suggestIndex, summarize, type TrainBatch } from '../../lib/trainer/index.js';
+import { Callback, EarlyStopping, EMAWeightAveraging, GradientAccumulationScheduler, MLflowLogger, ModelCheckpoint, ModelSummary, OnExceptionCheckpoint, TensorDataModule, Timer, Trainer, formatDuration, suggestIndex, summarize, type TrainBatch } from '../../lib/trainer/index.js';
 import { resolveTrainFlags, trainCommand } from '../../lib/cli/train.js';
 import { python } from '../helpers/python.js';
 import { tempDir } from '../helpers/tmp.js';
@@ -568,5 +568,29 @@ print(max((a[k].double() - b[k].double()).abs().max().item() for k in b))`, [joi
     const again = await trainer.validate();
     expect(again['val/loss']).toBeCloseTo(h.epochs.at(-1)!.val!['val/loss']!, 5);
     expect(() => new EMAWeightAveraging({ decay: 1 })).toThrow(/decay/);
+  });
+});
+
+describe('GradientAccumulationScheduler', () => {
+  it('changes the batches per optimizer step by epoch, and the schedule spans the steps it makes', async () => {
+    const clock = new BatchClock();
+    const lrs: number[] = [];
+    class Lr extends Callback { override onTrainBatchEnd(_t: unknown, b: TrainBatch) { lrs.push(b.lr); } }
+    const scheduler = new GradientAccumulationScheduler({ scheduling: { 1: 2, 2: 4 } }); // epoch 0: 1 (implied), 1: 2, 2+: 4
+    const trainer = new Trainer({ ...base, maxEpochs: 3, defaultRootDir: tempDir(), schedule: { name: 'cosine', warmupSteps: 0, minLr: 1e-5 }, callbacks: [clock, new Lr(), scheduler] });
+    const h = await trainer.fit(ConvNeXt.localization('atto', { seed: 51 }), blobData(120, 51, 8)); // 11 batches per epoch
+    const stepsAt = (epoch: number) => clock.batches.filter((b) => b.epoch === epoch).map((b) => b.step);
+    expect(stepsAt(0)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+    expect(stepsAt(1)).toEqual([11, 12, 12, 13, 13, 14, 14, 15, 15, 16, 17]); // pairs; the epoch's last batch steps alone
+    expect(stepsAt(2)).toEqual([17, 17, 17, 18, 18, 18, 18, 19, 19, 19, 20]);
+    expect(h.globalStep).toBe(20);
+    expect(scheduler.steps(11, 3)).toBe(20);
+    // cosine over exactly those 20 steps: the last step's rate is the schedule's last value before minLr
+    const cosine = (t: number) => 1e-5 + (2e-3 - 1e-5) * 0.5 * (1 + Math.cos(Math.PI * t / 20));
+    expect(lrs.at(-1)).toBeCloseTo(cosine(19), 9);
+    const both = new Trainer({ ...base, accumulateGradBatches: 2, defaultRootDir: tempDir(), callbacks: [new GradientAccumulationScheduler({ scheduling: { 0: 2 } })] });
+    await expect(both.fit(ConvNeXt.localization('atto'), blobData())).rejects.toThrow(/accumulateGradBatches: 2 and a GradientAccumulationScheduler/);
+    expect(() => new GradientAccumulationScheduler({ scheduling: { 0: 0 } })).toThrow(/GradientAccumulationScheduler options/);
+    expect(() => new GradientAccumulationScheduler({ scheduling: {} })).toThrow(/scheduling is empty/);
   });
 });
