@@ -316,6 +316,8 @@ export const engineOptionsSchema = z
     /** libtorch's process-wide algorithm flags; 'keep': leave them as they are (another engine may have set them). */
     deterministic: z.enum(['keep', 'on', 'off', 'warn']).default('keep'),
     benchmark: z.enum(['keep', 'on', 'off']).default('keep'),
+    /** Data-parallel: the heads' BatchNorm statistics over all ranks' batches (SyncBatchNorm). */
+    syncBatchNorm: z.boolean().default(false),
     /** EMA of the weights (EMAWeightAveraging): decay in [0, 1), 0 off; update every N optimizer steps from step emaStart. */
     emaDecay: z.number().min(0).lt(1).default(0),
     emaEvery: z.number().int().min(1).default(1),
@@ -457,8 +459,12 @@ export const trainerOptionsSchema = z
       .describe('data-parallel processes per node: a number, or auto (one per CUDA device, else 1)'),
     numNodes: z.number().int().min(1).default(1).describe('nodes (each runs the same command with NODE_RANK, or under torchrun)'),
     strategy: z.enum(['auto', 'ddp']).default('auto').describe('auto: ddp when more than one process, else one process'),
-    /** Synchronise the localization head's BatchNorm statistics across ranks (not in this version: off, as Lightning's default). */
-    syncBatchNorm: z.boolean().default(false).describe('synchronise BatchNorm statistics across ranks'),
+    /**
+     * Lightning's `sync_batchnorm`: the localization head's BatchNorm layers normalise each training batch with the
+     * statistics of all ranks' batches, so N ranks with batch b train as one process with batch N·b. Off by default
+     * (as Lightning): each rank's own batch statistics. ConvNeXt itself has LayerNorm only.
+     */
+    syncBatchNorm: z.boolean().default(false).describe('synchronise the BatchNorm statistics of the localization head across ranks'),
   })
   .strict();
 export type TrainerConfigInput = z.input<typeof trainerOptionsSchema>;

@@ -129,10 +129,6 @@ export class Trainer implements TrainerView {
     }
     this.callbacks = all;
     const c = this.config;
-    if (c.syncBatchNorm) {
-      throw new HeimdallError('HEIMDALL_INVALID_CONFIG',
-        'syncBatchNorm is not supported yet: BatchNorm statistics stay per rank (Lightning\'s default, sync_batchnorm=False); drop the option', { option: 'syncBatchNorm' });
-    }
     const devices = c.devices === 'auto' ? (c.device !== 'cpu' && torchInfo().cudaAvailable ? Math.max(1, torchInfo().cudaDeviceCount) : 1) : c.devices;
     this.plan = planDistributed(process.env, devices, c.numNodes);
     this.active = this.plan.rank === 0 ? all : all.filter((cb) => !cb.rankZeroOnly);
@@ -454,6 +450,7 @@ export class Trainer implements TrainerView {
       gradClipNorm: c.gradClipNorm,
       accumulate: c.accumulateGradBatches,
       channelsLast: c.channelsLast ?? c.device.startsWith('cuda'),
+      syncBatchNorm: c.syncBatchNorm,
       deterministic: c.deterministic === undefined ? 'keep' : c.deterministic === 'warn' ? 'warn' : c.deterministic ? 'on' : 'off',
       // As Lightning: benchmark unset follows deterministic (off when it is on), else stays as it is.
       benchmark: c.benchmark === undefined ? (c.deterministic === true || c.deterministic === 'warn' ? 'off' : 'keep') : c.benchmark ? 'on' : 'off',

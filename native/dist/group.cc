@@ -230,6 +230,17 @@ std::vector<double> Group::allreduce_sum(const std::vector<double>& values) {
   });
 }
 
+at::Tensor Group::allreduce_sum(const at::Tensor& t) {
+  return guarded(rank(), "an all-reduce of BatchNorm statistics (syncBatchNorm)", [&] {
+    c10::NoGradGuard no_grad;
+    std::vector<at::Tensor> v{t.detach().to(impl_->device).contiguous().clone()};
+    c10d::AllreduceOptions opts;
+    opts.reduceOp = c10d::ReduceOp::SUM;
+    impl_->wait(impl_->backend->allreduce(v, opts));
+    return v[0].to(t.device());
+  });
+}
+
 double Group::allreduce_max(double value) {
   return guarded(rank(), "an all-reduce", [&] {
     std::vector<at::Tensor> t{at::tensor({value}, at::kDouble).to(impl_->device)};

@@ -48,6 +48,8 @@ class Group {
   // up to bucket_bytes per dtype and device.
   void allreduce_mean(const std::vector<at::Tensor>& tensors, int64_t bucket_bytes = 25 << 20);
   std::vector<double> allreduce_sum(const std::vector<double>& values);
+  // The sum over ranks of a tensor (a new tensor on t's device; t is not changed): syncBatchNorm's statistics.
+  at::Tensor allreduce_sum(const at::Tensor& t);
   double allreduce_max(double value);
   // Every rank's values, concatenated in rank order (lengths may differ).
   std::vector<float> allgather(const std::vector<float>& values);

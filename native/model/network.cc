@@ -78,11 +78,46 @@ NetworkImpl::NetworkImpl(const NetworkOptions& options) : options_(options) {
 std::vector<torch::Tensor> NetworkImpl::forward(const torch::Tensor& x) {
   auto features = backbone_->forward(x);
   if (options_.head.kind == HeadKind::Localization) {
-    auto positions = position_head_->forward(features);
-    auto sigma = torch::softplus(uncertainty_head_->forward(features)).clamp(options_.head.sigma_min, options_.head.sigma_max);
+    auto positions = run_head(position_head_, features);
+    auto sigma = torch::softplus(run_head(uncertainty_head_, features)).clamp(options_.head.sigma_min, options_.head.sigma_max);
     return {positions, sigma};
   }
   return {fc_->forward(features)};
+}
+
+namespace {
+// BatchNorm1d over [B, C] with the batch statistics of every rank (SyncBatchNorm): sums, sums of squares and counts
+// in float64 go through `reduce` (a differentiable all-reduce: its backward sums the gradients of all ranks, so the
+// parameter gradients equal those of one process on the union of the batches).
+torch::Tensor sync_batch_norm(const torch::Tensor& x, torch::nn::BatchNorm1dImpl& bn, const NetworkImpl::BatchStatsReducer& reduce) {
+  const int64_t c = x.size(1);
+  auto xd = x.to(torch::kDouble);
+  auto stats = reduce(torch::cat({xd.sum(0), (xd * xd).sum(0), torch::full({1}, static_cast<double>(x.size(0)), xd.options())}));
+  auto n = stats.narrow(0, 2 * c, 1);
+  auto mean = stats.narrow(0, 0, c) / n;
+  auto var = stats.narrow(0, c, c) / n - mean * mean;  // biased, as BatchNorm normalises
+  const auto& o = bn.options;
+  auto y = (xd - mean) / torch::sqrt(var + o.eps());
+  if (o.affine()) y = y * bn.weight.to(torch::kDouble) + bn.bias.to(torch::kDouble);
+  if (o.track_running_stats()) {
+    torch::NoGradGuard g;
+    const double count = n.item<double>();
+    bn.num_batches_tracked.add_(1);
+    const double m = o.momentum().has_value() ? *o.momentum() : 1.0 / bn.num_batches_tracked.item<double>();
+    bn.running_mean.mul_(1 - m).add_(mean.to(bn.running_mean.scalar_type()), m);
+    bn.running_var.mul_(1 - m).add_((var * (count / std::max(1.0, count - 1))).to(bn.running_var.scalar_type()), m);
+  }
+  return y.to(x.scalar_type());
+}
+}  // namespace
+
+torch::Tensor NetworkImpl::run_head(torch::nn::Sequential& head, torch::Tensor x) {
+  if (!reducer_ || !is_training()) return head->forward(x);
+  for (auto& layer : *head) {
+    auto* bn = layer.ptr()->as<torch::nn::BatchNorm1dImpl>();
+    x = bn && bn->is_training() ? sync_batch_norm(x, *bn, reducer_) : layer.forward(x);
+  }
+  return x;
 }
 
 std::vector<std::string> NetworkImpl::output_names() const {

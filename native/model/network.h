@@ -4,6 +4,7 @@
 //   regression     → outputs [B, n]        (also `head.fc`)
 #pragma once
 
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -63,6 +64,12 @@ class NetworkImpl : public torch::nn::Module {
   // load; head tensors that are missing or of another shape are reported and left as initialised.
   WeightsReport load_state_dict(const NamedTensors& tensors, bool strict);
   void set_backbone_frozen(bool frozen);
+  // syncBatchNorm: a differentiable sum over the data-parallel ranks; while set, the heads' BatchNorm layers
+  // normalise training batches with the statistics of all ranks' batches (as torch.nn.SyncBatchNorm). Empty: per
+  // process (eval mode never syncs).
+  using BatchStatsReducer = std::function<torch::Tensor(const torch::Tensor&)>;
+  void set_batch_stats_reducer(BatchStatsReducer reducer) { reducer_ = std::move(reducer); }
+  const BatchStatsReducer& batch_stats_reducer() const { return reducer_; }
   // Parameters the optimizer updates (frozen ones excluded), with names.
   std::vector<std::pair<std::string, torch::Tensor>> trainable_parameters() const;
 
@@ -71,6 +78,8 @@ class NetworkImpl : public torch::nn::Module {
   std::shared_ptr<Backbone> backbone_;
   Linear fc_{nullptr};                                             // classification / regression
   torch::nn::Sequential position_head_{nullptr}, uncertainty_head_{nullptr};  // localization
+  BatchStatsReducer reducer_;
+  torch::Tensor run_head(torch::nn::Sequential& head, torch::Tensor x);
 };
 TORCH_MODULE(Network);
 

@@ -185,6 +185,7 @@ EngineOptions ParseEngineOptions(const Napi::Object& object) {
   e.precision = o.String("precision");
   e.channels_last = o.Bool("channelsLast");
   e.deterministic = o.String("deterministic");
+  e.sync_batchnorm = o.Bool("syncBatchNorm");
   e.ema_decay = o.Number("emaDecay");
   e.ema_every = o.Int("emaEvery");
   e.ema_start = o.Int("emaStart");

@@ -9,6 +9,7 @@
 #include <c10/core/GradMode.h>
 #include <ATen/autocast_mode.h>
 #include <ATen/detail/CUDAHooksInterface.h>
+#include <torch/autograd.h>
 #include <torch/nn/modules/batchnorm.h>
 #include <torch/version.h>
 
@@ -209,9 +210,30 @@ std::vector<at::Tensor> Engine::forward(const at::Tensor& input) {
   return network_->forward(input);
 }
 
+namespace {
+// A sum over the ranks that autograd can go through: its backward sums the incoming gradients over the ranks too
+// (every rank's loss depends on every rank's contribution). Collective in forward and in backward.
+struct AllReduceSum : public torch::autograd::Function<AllReduceSum> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, Group* group) {
+    ctx->saved_data["group"] = static_cast<int64_t>(reinterpret_cast<intptr_t>(group));
+    return group->allreduce_sum(x);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::variable_list grads) {
+    auto* group = reinterpret_cast<Group*>(static_cast<intptr_t>(ctx->saved_data["group"].toInt()));
+    return {group->allreduce_sum(grads[0]), at::Tensor()};
+  }
+};
+}  // namespace
+
 void Engine::set_group(GroupPtr group) {
   group_ = std::move(group);
   paused_.reset();
+  if (options_.sync_batchnorm && distributed()) {
+    Group* g = group_.get();  // the engine holds the group as long as the network may call this
+    network_->set_batch_stats_reducer([g](const at::Tensor& x) { return AllReduceSum::apply(x, g); });
+  } else {
+    network_->set_batch_stats_reducer(nullptr);
+  }
   if (!distributed()) return;
   std::vector<at::Tensor> state;
   for (const auto& p : network_->parameters()) state.push_back(p.data());
@@ -537,9 +559,19 @@ EpochResult Engine::train_epoch(DatasetPtr data, int64_t batch_size, int64_t max
     batch_in_epoch_ -= pending_;
     pending_ = 0;
   }
-  if (!partial && !result.paused)
-    recalibrate_batchnorm(network_, data, batch_size, device_.is_cuda(), background_loading(*data),
-                          [&](const at::Tensor& input) { forward(to_device(input, true)); });
+  if (!partial && !result.paused) {
+    // Every rank recalibrates on the whole data set, in the same order: no statistics to exchange.
+    auto reducer = network_->batch_stats_reducer();
+    network_->set_batch_stats_reducer(nullptr);
+    try {
+      recalibrate_batchnorm(network_, data, batch_size, device_.is_cuda(), background_loading(*data),
+                            [&](const at::Tensor& input) { forward(to_device(input, true)); });
+    } catch (...) {
+      network_->set_batch_stats_reducer(reducer);
+      throw;
+    }
+    network_->set_batch_stats_reducer(reducer);
+  }
   result.batches = partial || result.paused ? batch_in_epoch_ : nb;
   result.seconds = prior_seconds + seconds_since(t_epoch);
   result.sync_seconds = sync_seconds_;

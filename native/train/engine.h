@@ -46,6 +46,9 @@ struct EngineOptions {
   // s with s ≥ ema_start and (s − ema_start) % ema_every == 0: average = decay·average + (1 − decay)·weights (the
   // first update copies), for parameters and floating buffers alike (integer buffers are copied). evaluate and
   // predict use the average; checkpoints hold it as the weights and the trained ones as current.<name>.
+  // Data-parallel: normalise the heads' BatchNorm layers with the statistics of all ranks' batches (Lightning's
+  // sync_batchnorm); no effect in one process.
+  bool sync_batchnorm = false;
   double ema_decay = 0.0;
   int64_t ema_every = 1;
   int64_t ema_start = 1;

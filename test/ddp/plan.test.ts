@@ -35,10 +35,11 @@ describe('planDistributed', () => {
     expect(() => planDistributed({}, 2, 2)).toThrow(/NODE_RANK .* MASTER_ADDR and MASTER_PORT/);
   });
 
-  it('the Trainer: devices/numNodes/strategy options, syncBatchNorm refused with what to do', () => {
+  it('the Trainer: devices/numNodes/strategy/syncBatchNorm options', () => {
     expect(new Trainer({ devices: 1, enableProgressBar: false }).worldSize).toBe(1);
     expect(new Trainer({ devices: 'auto', device: 'cpu', enableProgressBar: false }).worldSize).toBe(1);
-    expect(() => new Trainer({ syncBatchNorm: true })).toThrow(/syncBatchNorm is not supported yet/);
+    expect(new Trainer({ syncBatchNorm: true }).config.syncBatchNorm).toBe(true);
+    expect(new Trainer({}).config.syncBatchNorm).toBe(false);
     expect(() => new Trainer({ devices: 0 })).toThrow(/devices/);
   });
 
