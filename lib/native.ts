@@ -98,7 +98,10 @@ export interface BatchEvent {
   step: number;
   batchSize: number;
   lr: number;
+  /** This batch's samples ÷ its compute time (forward, backward, step; data loading not counted). */
   samplesPerSec: number;
+  /** When the batch ended: seconds on a monotonic clock since the engine was made (wall-clock rates from two events). */
+  time: number;
   metrics: Record<string, number>;
 }
 

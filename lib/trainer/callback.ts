@@ -123,7 +123,7 @@ export function prefixed(split: string, metrics: Record<string, number>): Metric
 }
 
 export function toTrainBatch(e: BatchEvent): TrainBatch {
-  return { epoch: e.epoch, batch: e.batch, step: e.step, batchSize: e.batchSize, lr: e.lr, samplesPerSec: e.samplesPerSec, metrics: prefixed('train', e.metrics) };
+  return { epoch: e.epoch, batch: e.batch, step: e.step, batchSize: e.batchSize, lr: e.lr, samplesPerSec: e.samplesPerSec, time: e.time, metrics: prefixed('train', e.metrics) };
 }
 
 export type { EpochResult };

@@ -107,6 +107,7 @@ class EpochWorker : public Napi::AsyncProgressQueueWorker<BatchEvent> {
       o.Set("batchSize", Napi::Number::New(env, static_cast<double>(e.batch_size)));
       o.Set("lr", Napi::Number::New(env, e.lr));
       o.Set("samplesPerSec", Napi::Number::New(env, e.samples_per_sec));
+      o.Set("time", Napi::Number::New(env, e.time));
       o.Set("metrics", MetricsToJs(env, e.metrics));
       try {
         on_batch_.Call({o});

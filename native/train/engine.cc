@@ -551,6 +551,7 @@ EpochResult Engine::train_epoch(DatasetPtr data, int64_t batch_size, int64_t max
     ev.lr = lr;
     const double dt = seconds_since(t0);
     ev.samples_per_sec = dt > 0 ? ev.batch_size / dt : 0;
+    ev.time = seconds_since(created_);
     if (on_batch) on_batch(ev);
   }
   const bool partial = result.stopped || result.max_steps_reached;

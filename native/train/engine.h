@@ -5,6 +5,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
@@ -62,6 +63,7 @@ struct EngineOptions {
 struct BatchEvent {
   int64_t epoch = 0, batch = 0, step = 0, batch_size = 0;  // step: optimizer steps taken so far
   double lr = 0, samples_per_sec = 0;
+  double time = 0;  // when the batch ended: seconds on a monotonic clock since the engine was made
   std::map<std::string, double> metrics;                    // loss, mae, …
 };
 
@@ -161,6 +163,7 @@ class Engine {
   std::unique_ptr<PausedEpoch> paused_;
   NamedTensors ema_;          // the average, in state_dict() order, on the model's device
   int64_t ema_updates_ = 0;   // updates so far (0: no average yet)
+  const std::chrono::steady_clock::time_point created_ = std::chrono::steady_clock::now();
 };
 
 std::string torch_version();

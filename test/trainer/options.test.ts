@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../lib/config.js';
 import { ConvNeXt } from '../../lib/model.js';
 import { HeimdallDataModule } from '../../lib/data/heimdall.js';
-import { Callback, EarlyStopping, EMAWeightAveraging, GradientAccumulationScheduler, MLflowLogger, ModelCheckpoint, ModelSummary, OnExceptionCheckpoint, TensorDataModule, Timer, Trainer, formatDuration, suggestIndex, summarize, type TrainBatch } from '../../lib/trainer/index.js';
+import { Callback, EarlyStopping, EMAWeightAveraging, GradientAccumulationScheduler, MLflowLogger, ThroughputMonitor, flopsPerSample, peakFlops, ModelCheckpoint, ModelSummary, OnExceptionCheckpoint, TensorDataModule, Timer, Trainer, formatDuration, suggestIndex, summarize, type TrainBatch } from '../../lib/trainer/index.js';
 import { resolveTrainFlags, trainCommand } from '../../lib/cli/train.js';
 import { python } from '../helpers/python.js';
 import { tempDir } from '../helpers/tmp.js';
@@ -592,5 +592,71 @@ describe('GradientAccumulationScheduler', () => {
     await expect(both.fit(ConvNeXt.localization('atto'), blobData())).rejects.toThrow(/accumulateGradBatches: 2 and a GradientAccumulationScheduler/);
     expect(() => new GradientAccumulationScheduler({ scheduling: { 0: 0 } })).toThrow(/GradientAccumulationScheduler options/);
     expect(() => new GradientAccumulationScheduler({ scheduling: {} })).toThrow(/scheduling is empty/);
+  });
+});
+
+describe('ThroughputMonitor', () => {
+  it('FLOPs per sample equal PyTorch FlopCounterMode on the reference network (forward; forward + backward with depthwise convolutions counted right)', async () => {
+    const cases = [
+      { variant: 'convnext_atto', head: 'localization', outputs: 2, inChans: 3, h: 64, w: 96 },
+      { variant: 'convnext_atto', head: 'classification', outputs: 5, inChans: 7, h: 128, w: 32 },
+      { variant: 'convnextv2_nano', head: 'regression', outputs: 3, inChans: 3, h: 97, w: 70 },
+    ] as const;
+    const ref = JSON.parse(await python(`
+import json, sys, torch
+sys.path.insert(0, 'test/onnx')
+from reference import Reference
+from torch.utils.flop_counter import FlopCounterMode
+out = []
+for c in json.loads(sys.argv[1]):
+    m = Reference(c['variant'], c['head'], c['outputs'], c['inChans']).train()
+    x = torch.randn(2, c['inChans'], c['h'], c['w'])
+    with FlopCounterMode(display=False) as f:
+        m(x)
+    with FlopCounterMode(display=False) as g:
+        sum(o.sum() for o in m(x).values()).backward()
+    # FlopCounterMode counts a grouped convolution's weight gradient as if it were dense (groups ignored: C times
+    # too many for a depthwise conv); those modules' backward is counted here as 2 × forward, as for every other.
+    counts, fix = g.get_flop_counts(), 0
+    for name, mod in m.named_modules():
+        if isinstance(mod, torch.nn.Conv2d) and mod.groups > 1:
+            c = counts['Reference.' + name]
+            fix += c[torch.ops.aten.convolution_backward] - 2 * c[torch.ops.aten.convolution]
+    out.append({'forward': f.get_total_flops() / 2, 'training': (g.get_total_flops() - fix) / 2, 'raw': g.get_total_flops() / 2})
+print(json.dumps(out))`, [JSON.stringify(cases)]));
+    cases.forEach((c, i) => {
+      const model = c.head === 'localization'
+        ? ConvNeXt.localization(c.variant.replace('convnext_', '') as 'atto', { inChans: c.inChans })
+        : new ConvNeXt({ variant: c.variant, head: c.head, outputs: c.outputs, inChans: c.inChans });
+      const mine = flopsPerSample(model, [c.inChans, c.h, c.w]);
+      expect(mine, `${c.variant} ${c.head}`).toEqual({ forward: ref[i].forward, training: ref[i].training });
+      expect(ref[i].raw / mine.training).toBeGreaterThan(2); // what measure_flops reports for ConvNeXt, uncorrected
+    });
+  });
+
+  it('logs samples, batches and FLOPs per second over its window, from the batches\' own clock', async () => {
+    const clock: { time: number; samples: number; step: number }[] = [];
+    class Times extends Callback { override onTrainBatchEnd(_t: unknown, b: TrainBatch) { clock.push({ time: b.time, samples: b.batchSize, step: b.step }); } }
+    const monitor = new ThroughputMonitor({ windowSize: 4, logEveryNSteps: 5 });
+    const logged: { step: number; m: Record<string, number> }[] = [];
+    const trainer = new Trainer({ ...base, maxEpochs: 1, defaultRootDir: tempDir(), callbacks: [new Times(), monitor] });
+    const orig = trainer.logMetrics.bind(trainer);
+    trainer.logMetrics = (m: Record<string, number>, step?: number) => { if ('throughput/samples_per_sec' in m) logged.push({ step: step!, m }); return orig(m, step); };
+    const model = ConvNeXt.localization('atto', { seed: 61 });
+    await trainer.fit(model, blobData(120, 61, 8)); // 11 batches: logs at steps 5 and 10
+    expect(logged.map((l) => l.step)).toEqual([5, 10]);
+    const at10 = clock.findIndex((c) => c.step === 10);
+    const win = clock.slice(at10 - 3, at10 + 1); // the last 4 batches
+    const seconds = win.at(-1)!.time - win[0]!.time;
+    const samples = win.slice(1).reduce((a, b) => a + b.samples, 0);
+    const m = logged[1]!.m;
+    expect(m['throughput/device/samples_per_sec']).toBeCloseTo(samples / seconds, 6);
+    expect(m['throughput/device/batches_per_sec']).toBeCloseTo(3 / seconds, 6);
+    expect(m['throughput/samples_per_sec']).toBe(m['throughput/device/samples_per_sec']); // one rank
+    expect(m['throughput/device/flops_per_sec']).toBeCloseTo((samples / seconds) * flopsPerSample(model, [3, 32, 32]).training, 0);
+    expect(m['throughput/device/mfu']).toBeUndefined(); // CPU: no peak to compare with
+    expect(peakFlops('NVIDIA H200', 'bf16-mixed')).toBe(989.4e12);
+    expect(peakFlops('NVIDIA H100 PCIe', '32')).toBe(51.2e12);
+    expect(peakFlops('Some GPU', '32')).toBeNull();
   });
 });
