@@ -134,6 +134,8 @@ export interface NativeEngine {
   readonly batchInEpoch: number;
   /** Batches per optimizer step. */
   readonly accumulate: number;
+  /** BackboneFinetuning: (un)freezes the backbone, whose rate becomes lrScale × the schedule's (between epochs). */
+  setBackboneTrainable(trainable: boolean, lrScale: number): Promise<void>;
   /** Batches per optimizer step from the next batch on; refused while gradients are pending (mid-accumulation). */
   setAccumulate(batches: number): Promise<void>;
   /** EMA updates of the weight average so far (0: none, or EMA off). */

@@ -8,7 +8,7 @@ import { HeimdallDataModule, syntheticOptionsSchema } from '../data/heimdall.js'
 import { ConvNeXt } from '../model.js';
 import { formatOnnxReport } from '../onnx/index.js';
 import { requireOnnxRuntime } from '../onnx/runtime.js';
-import { EarlyStopping, EMAWeightAveraging, FigureLogger, LearningRateMonitor, MLflowLogger, ModelCheckpoint, Trainer } from '../trainer/index.js';
+import { BackboneFinetuning, EarlyStopping, EMAWeightAveraging, FigureLogger, LearningRateMonitor, MLflowLogger, ModelCheckpoint, Trainer } from '../trainer/index.js';
 import { flag, flagName, schemaOptions } from './flags.js';
 
 /** The registered variants, from the native registry (`ConvNeXt.variants()`), as the CLI spells them. */
@@ -51,6 +51,7 @@ export const trainFlagsSchema = z
     limitValBatches: flag(trainer.limitValBatches, 'validation batches: a count, a fraction in (0, 1), or 0 for none', { arg: 'n' }),
     fastDevRun: flag(z.number().int().min(0).default(0), 'check that everything runs: n batches of each loop, no checkpoints, MLflow run or export (0: off)', { arg: 'n' }),
     logEveryNSteps: flag(trainer.logEveryNSteps, 'log training-batch metrics every N optimizer steps', { arg: 'n' }),
+    unfreezeBackboneAt: flag(z.number().int().min(0).optional(), 'BackboneFinetuning: train the heads only until this epoch, then the backbone too at 0.1 × the rate, × 1.5 each epoch up to the heads\' (for --pretrained)', { arg: 'epoch' }),
     ema: flag(z.number().gt(0).lt(1).optional(), 'keep an exponential moving average of the weights with this decay (e.g. 0.999); validation, checkpoints and the export use it', { arg: 'decay' }),
     deterministic: flag(z.boolean().default(false), 'deterministic algorithms only: repeatable runs, slower on CUDA', { negate: 'libtorch\'s fastest algorithms' }),
     valCheckInterval: flag(trainer.valCheckInterval, 'validate every N training batches, or at this fraction of an epoch in (0, 1); 1: at epoch ends', { arg: 'x' }),
@@ -199,7 +200,8 @@ export async function train(flags: TrainFlags): Promise<number> {
     ...(flags.limitValBatches !== undefined ? { limitValBatches: flags.limitValBatches } : {}),
     enableModelSummary: flags.modelSummary,
     callbacks: [checkpoint, new EarlyStopping({ monitor: 'val/loss', patience: flags.patience }), new LearningRateMonitor(), ...(figures ? [figures] : []),
-      ...(flags.ema !== undefined ? [new EMAWeightAveraging({ decay: flags.ema })] : [])],
+      ...(flags.ema !== undefined ? [new EMAWeightAveraging({ decay: flags.ema })] : []),
+      ...(flags.unfreezeBackboneAt !== undefined ? [new BackboneFinetuning({ unfreezeBackboneAtEpoch: flags.unfreezeBackboneAt })] : [])],
     logFigures: flags.figures,
     logger,
   });

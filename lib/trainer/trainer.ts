@@ -17,6 +17,7 @@ import type { MLflowLogger } from './callbacks/mlflow_logger.js';
 import { ModelCheckpoint } from './callbacks/model_checkpoint.js';
 import { EMAWeightAveraging } from './callbacks/weight_averaging.js';
 import { GradientAccumulationScheduler } from './callbacks/gradient_accumulation.js';
+import { BackboneFinetuning } from './callbacks/backbone_finetuning.js';
 import type { DataModule, DataSplits } from './data.js';
 import { LrSweep, parseLrFindOptions, type LrFindOptions, type LrFindResult } from './lr_find.js';
 import { freePort, groupOptions, LocalLauncher, planDistributed, type DistributedPlan } from './distributed.js';
@@ -209,6 +210,7 @@ export class Trainer implements TrainerView {
       if (options.ckptPath) await this.restore(options.ckptPath);
       if (this.group) await this.engine.setProcessGroup(this.group);  // rank 0's weights on every rank
       this.syncCounters();
+      await this.applyFinetuning(this.engine.epoch); // before ModelSummary counts what trains
       const dev = this.fastDevRunBatches;
       if (dev) process.stdout.write(`heimdall-torch: fastDevRun: ${dev} batch(es) of each loop, one epoch; no checkpoints, early stopping or logger run\n`);
       await this.call('onFitStart');
@@ -522,6 +524,7 @@ export class Trainer implements TrainerView {
     this.currentEpoch = epoch;
     const scheduler = this.accumulationScheduler;
     if (scheduler && engine.accumulate !== scheduler.factor(epoch)) await engine.setAccumulate(scheduler.factor(epoch));
+    await this.applyFinetuning(epoch);
     await this.call('onTrainEpochStart', epoch);
     // Batch hooks are chained so they run in order, without holding up the native loop.
     let chain: Promise<void> = Promise.resolve();
@@ -736,6 +739,22 @@ export class Trainer implements TrainerView {
       throw new ConfigError([`accumulateGradBatches: ${this.config.accumulateGradBatches} and a GradientAccumulationScheduler both set the accumulation; give one of them (as Lightning)`]);
     }
     return found[0];
+  }
+
+  /** The BackboneFinetuning among this Trainer's callbacks, if any. */
+  private get backboneFinetuning(): BackboneFinetuning | undefined {
+    const found = this.callbacks.filter((c): c is BackboneFinetuning => c instanceof BackboneFinetuning);
+    if (found.length > 1) throw new ConfigError(['callbacks: more than one BackboneFinetuning; give one']);
+    return found[0];
+  }
+
+  /** BackboneFinetuning: the backbone frozen or training at its rate for `epoch`, before the epoch's first batch. */
+  private async applyFinetuning(epoch: number): Promise<void> {
+    const ft = this.backboneFinetuning;
+    if (!ft || !this.engine) return;
+    const { trainable, lrScale, note } = ft.stateAt(epoch);
+    await this.engine.setBackboneTrainable(trainable, lrScale);
+    if (note && this.isGlobalZero) process.stderr.write(`${note}\n`);
   }
 
   /** The EMAWeightAveraging callback among this Trainer's, if any (it sets the engine's average). */

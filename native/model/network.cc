@@ -243,6 +243,17 @@ void NetworkImpl::set_backbone_frozen(bool frozen) {
   if (fc_) for (auto& p : fc_->parameters()) p.set_requires_grad(true);
 }
 
+std::vector<std::string> NetworkImpl::backbone_parameter_names() const {
+  const std::string classifier = backbone_->classifier_path() + ".";
+  std::vector<std::string> out;
+  for (const auto& p : named_parameters()) {
+    const std::string& k = p.key();
+    if (k.rfind("position_head.", 0) == 0 || k.rfind("uncertainty_head.", 0) == 0 || (fc_ && k.rfind(classifier, 0) == 0)) continue;
+    out.push_back(k);
+  }
+  return out;
+}
+
 std::vector<std::pair<std::string, torch::Tensor>> NetworkImpl::trainable_parameters() const {
   std::vector<std::pair<std::string, torch::Tensor>> out;
   for (const auto& p : named_parameters())

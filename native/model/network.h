@@ -70,6 +70,10 @@ class NetworkImpl : public torch::nn::Module {
   using BatchStatsReducer = std::function<torch::Tensor(const torch::Tensor&)>;
   void set_batch_stats_reducer(BatchStatsReducer reducer) { reducer_ = std::move(reducer); }
   const BatchStatsReducer& batch_stats_reducer() const { return reducer_; }
+  // The backbone's parameter names (what BackboneFinetuning freezes): every parameter but the heads' (the
+  // localization MLPs, or the classifier head.fc).
+  std::vector<std::string> backbone_parameter_names() const;
+  bool backbone_frozen() const { return options_.freeze_backbone; }
   // Parameters the optimizer updates (frozen ones excluded), with names.
   std::vector<std::pair<std::string, torch::Tensor>> trainable_parameters() const;
 

@@ -246,6 +246,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
                                          InstanceMethod<&EngineWrap::SetProcessGroup>("setProcessGroup"),
                                          InstanceMethod<&EngineWrap::ApplyAverage>("applyAverage"),
                                          InstanceMethod<&EngineWrap::SetAccumulate>("setAccumulate"),
+                                         InstanceMethod<&EngineWrap::SetBackboneTrainable>("setBackboneTrainable"),
                                          InstanceAccessor<&EngineWrap::Accumulate>("accumulate"),
                                          InstanceAccessor<&EngineWrap::EmaUpdates>("emaUpdates"),
                                      });
@@ -434,6 +435,24 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
             s->Run([&] { s->engine->set_accumulate(n); });
           },
           nullptr, "heimdall.setAccumulate");
+    });
+  }
+  // setBackboneTrainable(trainable, lrScale) → Promise<void> (BackboneFinetuning, between epochs).
+  Napi::Value SetBackboneTrainable(const Napi::CallbackInfo& info) {
+    return Guard(info.Env(), [&]() -> Napi::Value {
+      if (info.Length() < 2 || !info[0].IsBoolean() || !info[1].IsNumber())
+        throw heimdall::Error(kErrInvalidArgument, "setBackboneTrainable(trainable: boolean, lrScale: number)");
+      const bool trainable = info[0].As<Napi::Boolean>().Value();
+      const double scale = info[1].As<Napi::Number>().DoubleValue();
+      BusyScope::Acquire(*state_);
+      auto s = state_;
+      return Task::Run(
+          info.Env(),
+          [s, trainable, scale] {
+            BusyScope busy(s);
+            s->Run([&] { s->engine->set_backbone_trainable(trainable, scale); });
+          },
+          nullptr, "heimdall.setBackboneTrainable");
     });
   }
   Napi::Value Accumulate(const Napi::CallbackInfo& info) {

@@ -153,7 +153,10 @@ Engine::Engine(Network network, const EngineOptions& options)
     for (auto& p : network_->parameters())
       if (p.dim() == 4) p.set_data(p.data().contiguous(at::MemoryFormat::ChannelsLast));
   }
-  optimizer_ = std::make_unique<Optimizer>(network_->trainable_parameters(), options_.optimizer);
+  // Every parameter has its slot; frozen ones (no gradient) are not stepped, and start stepping when unfrozen.
+  std::vector<std::pair<std::string, at::Tensor>> params;
+  for (const auto& p : network_->named_parameters()) params.emplace_back(p.key(), p.value());
+  optimizer_ = std::make_unique<Optimizer>(params, options_.optimizer);
   if (precision_ == Precision::Fp16Mixed) {
     amp_scale_ = at::full({1}, 65536.0f, at::TensorOptions().device(device_));
     amp_growth_ = at::zeros({1}, at::TensorOptions().device(device_).dtype(at::kInt));
@@ -306,6 +309,15 @@ void Engine::swap_ema() {
     live[i].second.set_data(ema_[i].second);
     ema_[i].second = held;
   }
+}
+
+void Engine::set_backbone_trainable(bool trainable, double lr_scale) {
+  if (pending_ > 0)
+    throw Error(kErrState, "the backbone cannot be frozen or unfrozen while " + std::to_string(pending_) +
+                               " batch(es) of gradients wait for their optimizer step; do it between epochs");
+  if (!(lr_scale > 0)) throw Error(kErrInvalidArgument, "the backbone's learning-rate factor must be > 0");
+  optimizer_->set_lr_scale(network_->backbone_parameter_names(), lr_scale);
+  network_->set_backbone_frozen(!trainable);
 }
 
 void Engine::set_accumulate(int64_t batches) {

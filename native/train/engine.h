@@ -116,6 +116,11 @@ class Engine {
   void set_group(GroupPtr group);
   GroupPtr group() const { return group_; }
 
+  // BackboneFinetuning: freezes or unfreezes the backbone; its learning rate is lr_scale × the schedule's (the
+  // heads keep 1). Between optimizer steps only (kErrState while gradients are pending). An unfrozen parameter
+  // starts its optimizer state fresh, as a parameter group added to a PyTorch optimizer does.
+  void set_backbone_trainable(bool trainable, double lr_scale);
+
   // Lightning's GradientAccumulationScheduler: batches per optimizer step from the next batch on; refused (kErrState)
   // while gradients are pending (between two optimizer steps).
   void set_accumulate(int64_t batches);

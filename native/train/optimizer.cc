@@ -1,5 +1,6 @@
 #include "train/optimizer.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include <ATen/ATen.h>
@@ -48,36 +49,51 @@ void Optimizer::ensure_state(Slot& s) {
 
 void Optimizer::step(double lr) {
   c10::NoGradGuard no_grad;
-  for (int decay = 0; decay < 2; ++decay) {
-    std::vector<at::Tensor> params, grads, m, v, steps, bufs;
-    bool first_sgd_step = false;
-    for (auto& s : slots_) {
-      if (s.decay != static_cast<bool>(decay) || !s.param.grad().defined()) continue;
-      ensure_state(s);
-      params.push_back(s.param);
-      grads.push_back(s.param.grad());
-      if (options_.name == "adamw") {
-        m.push_back(s.exp_avg);
-        v.push_back(s.exp_avg_sq);
-        steps.push_back(s.step);
-      } else if (options_.momentum > 0) {
-        if (!s.momentum.defined()) {
-          s.momentum = at::empty_like(s.param, at::MemoryFormat::Preserve);
-          first_sgd_step = true;
+  // One fused call per (weight decay, learning-rate factor) group.
+  std::vector<double> scales;
+  for (const auto& s : slots_)
+    if (std::find(scales.begin(), scales.end(), s.lr_scale) == scales.end()) scales.push_back(s.lr_scale);
+  for (double scale : scales) {
+    for (int decay = 0; decay < 2; ++decay) {
+      std::vector<at::Tensor> params, grads, m, v, steps, bufs;
+      bool first_sgd_step = false;
+      for (auto& s : slots_) {
+        if (s.lr_scale != scale || s.decay != static_cast<bool>(decay) || !s.param.grad().defined()) continue;
+        ensure_state(s);
+        params.push_back(s.param);
+        grads.push_back(s.param.grad());
+        if (options_.name == "adamw") {
+          m.push_back(s.exp_avg);
+          v.push_back(s.exp_avg_sq);
+          steps.push_back(s.step);
+        } else if (options_.momentum > 0) {
+          if (!s.momentum.defined()) {
+            s.momentum = at::empty_like(s.param, at::MemoryFormat::Preserve);
+            first_sgd_step = true;
+          }
+          bufs.push_back(s.momentum);
         }
-        bufs.push_back(s.momentum);
+      }
+      if (params.empty()) continue;
+      const double wd = decay ? options_.weight_decay : 0.0;
+      if (options_.name == "adamw") {
+        at::_foreach_add_(steps, 1);
+        at::_fused_adamw_(params, grads, m, v, {}, steps, lr * scale, options_.beta1, options_.beta2, wd, options_.eps,
+                          /*amsgrad=*/false, /*maximize=*/false);
+      } else {
+        at::_fused_sgd_(params, grads, bufs, wd, options_.momentum, lr * scale, options_.dampening, options_.nesterov,
+                        /*maximize=*/false, first_sgd_step);
       }
     }
-    if (params.empty()) continue;
-    const double wd = decay ? options_.weight_decay : 0.0;
-    if (options_.name == "adamw") {
-      at::_foreach_add_(steps, 1);
-      at::_fused_adamw_(params, grads, m, v, {}, steps, lr, options_.beta1, options_.beta2, wd, options_.eps,
-                        /*amsgrad=*/false, /*maximize=*/false);
-    } else {
-      at::_fused_sgd_(params, grads, bufs, wd, options_.momentum, lr, options_.dampening, options_.nesterov,
-                      /*maximize=*/false, first_sgd_step);
-    }
+  }
+}
+
+void Optimizer::set_lr_scale(const std::vector<std::string>& names, double scale) {
+  if (!(scale > 0)) throw Error(kErrInvalidArgument, "a learning-rate factor must be > 0");
+  for (const auto& n : names) {
+    auto it = std::find_if(slots_.begin(), slots_.end(), [&](const Slot& s) { return s.name == n; });
+    if (it == slots_.end()) throw Error(kErrInvalidArgument, "the optimizer has no parameter " + n);
+    it->lr_scale = scale;
   }
 }
 

@@ -50,12 +50,16 @@ class Optimizer {
   // runs (so that a checkpoint refused halfway leaves the optimizer as it was).
   std::function<void()> stage_state(const TensorFile& file) const;
   const OptimizerOptions& options() const { return options_; }
+  // A learning-rate factor for the named parameters (BackboneFinetuning: the backbone's rate is a fraction of the
+  // schedule's); 1 by default. Parameters without a gradient (frozen) are not stepped whatever their factor.
+  void set_lr_scale(const std::vector<std::string>& names, double scale);
 
  private:
   struct Slot {
     std::string name;
     at::Tensor param, exp_avg, exp_avg_sq, step, momentum;
     bool decay;
+    double lr_scale = 1.0;
   };
   void ensure_state(Slot& s);
 

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../lib/config.js';
 import { ConvNeXt } from '../../lib/model.js';
 import { HeimdallDataModule } from '../../lib/data/heimdall.js';
-import { Callback, EarlyStopping, EMAWeightAveraging, GradientAccumulationScheduler, MLflowLogger, ThroughputMonitor, flopsPerSample, peakFlops, ModelCheckpoint, ModelSummary, OnExceptionCheckpoint, TensorDataModule, Timer, Trainer, formatDuration, suggestIndex, summarize, type TrainBatch } from '../../lib/trainer/index.js';
+import { BackboneFinetuning, Callback, EarlyStopping, EMAWeightAveraging, GradientAccumulationScheduler, MLflowLogger, ThroughputMonitor, flopsPerSample, peakFlops, ModelCheckpoint, ModelSummary, OnExceptionCheckpoint, TensorDataModule, Timer, Trainer, formatDuration, suggestIndex, summarize, type TrainBatch } from '../../lib/trainer/index.js';
 import { resolveTrainFlags, trainCommand } from '../../lib/cli/train.js';
 import { python } from '../helpers/python.js';
 import { tempDir } from '../helpers/tmp.js';
@@ -658,5 +658,40 @@ print(json.dumps(out))`, [JSON.stringify(cases)]));
     expect(peakFlops('NVIDIA H200', 'bf16-mixed')).toBe(989.4e12);
     expect(peakFlops('NVIDIA H100 PCIe', '32')).toBe(51.2e12);
     expect(peakFlops('Some GPU', '32')).toBeNull();
+  });
+});
+
+describe('BackboneFinetuning', () => {
+  it('keeps the backbone frozen, then trains it at a fraction of the rate that grows each epoch up to the heads\'', async () => {
+    const ft = new BackboneFinetuning({ unfreezeBackboneAtEpoch: 1, backboneInitialRatioLr: 0.1 });
+    const scales = [0, 1, 2, 3, 4, 5, 6, 7].map((e) => ft.scaleAt(e));
+    expect(scales[0]).toBeNull();
+    [0.1, 0.15, 0.225, 0.3375, 0.50625, 0.759375, 1].forEach((v, i) => expect(scales[i + 1]).toBeCloseTo(v, 12));
+    expect(new BackboneFinetuning({ unfreezeBackboneAtEpoch: 0, lambdaFunc: () => 2, shouldAlign: false }).scaleAt(5)).toBeCloseTo(3.2, 12);
+
+    const dir = tempDir();
+    const model = ConvNeXt.localization('atto', { seed: 71 });
+    await model.ready();
+    await model.saveWeights(join(dir, 'init.safetensors'));
+    class Snap extends Callback {
+      override async onTrainEpochEnd(t: { currentEpoch: number }) { await model.saveWeights(join(dir, `epoch${t.currentEpoch - 1}.safetensors`)); }
+    }
+    // one AdamW step per epoch at a constant rate, no weight decay: AdamW's first step moves every weight whose
+    // gradient is well above eps by exactly its rate
+    const trainer = new Trainer({ ...base, maxEpochs: 2, limitTrainBatches: 1, limitValBatches: 0, optimizer: { name: 'adamw', lr: 1e-3, weightDecay: 0 },
+      schedule: { name: 'constant', warmupSteps: 0 }, defaultRootDir: dir, callbacks: [ft, new Snap()] });
+    await trainer.fit(model, blobData(120, 71, 8));
+    const moved = JSON.parse(await python(`
+import json, sys
+from safetensors.torch import load_file
+a, b, c = (load_file(p) for p in sys.argv[1:4])
+head = lambda k: k.startswith(('position_head.', 'uncertainty_head.'))
+def change(x, y, heads):
+    return max((y[k].double() - x[k].double()).abs().max().item() for k in x if head(k) == heads and 'running_' not in k and 'num_batches' not in k)
+print(json.dumps({'e0_backbone': change(a, b, False), 'e0_heads': change(a, b, True), 'e1_backbone': change(b, c, False)}))`,
+    [join(dir, 'init.safetensors'), join(dir, 'epoch0.safetensors'), join(dir, 'epoch1.safetensors')]));
+    expect(moved.e0_backbone).toBe(0); // frozen in epoch 0
+    expect(moved.e0_heads).toBeCloseTo(1e-3, 6); // the heads' first step: the full rate
+    expect(moved.e1_backbone).toBeCloseTo(1e-4, 6); // unfrozen in epoch 1: its first step at 0.1 × the rate (± float32 rounding)
   });
 });
