@@ -447,6 +447,12 @@ export const trainerOptionsSchema = z
      * check; no checkpoints, no early stopping and no logger run; a one-line report. For checking that everything runs.
      */
     fastDevRun: z.union([z.boolean(), z.number().int().min(1)]).default(false),
+    /**
+     * Lightning's `overfit_batches`: train on the same first n batches (a count, or a fraction in (0, 1)) every
+     * epoch, in the data's order (no shuffling), and validate on the first n validation batches — a quick check that
+     * the model can fit anything at all. Overrides limitTrainBatches / limitValBatches.
+     */
+    overfitBatches: batchLimitSchema.default(0).describe('train on the same first n batches every epoch (no shuffling)'),
     limitTrainBatches: batchLimitSchema.optional(),
     limitValBatches: batchLimitSchema.optional(),
     limitTestBatches: batchLimitSchema.optional(),

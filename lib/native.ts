@@ -148,7 +148,7 @@ export interface NativeEngine {
    * One epoch (or its first `maxBatches` batches), stopping before optimizer step `maxSteps + 1`; with `pauseAfter`,
    * returns (`paused`) once the epoch's first `pauseAfter` batches are trained, and the next call goes on from there.
    */
-  trainEpoch(data: NativeDataset, options: { batchSize: number; maxEpochs: number; maxBatches?: number; maxSteps?: number; pauseAfter?: number }, onBatch?: (e: BatchEvent) => void): Promise<EpochResult>;
+  trainEpoch(data: NativeDataset, options: { batchSize: number; maxEpochs: number; maxBatches?: number; maxSteps?: number; pauseAfter?: number; shuffle?: boolean }, onBatch?: (e: BatchEvent) => void): Promise<EpochResult>;
   /** The whole split, or its first `maxBatches` batches. */
   evaluate(data: NativeDataset, options?: { batchSize?: number; maxBatches?: number }): Promise<EpochResult>;
   predict(data: NativeDataset | Float32Array, options?: { batchSize?: number; shape?: number[] }): Promise<Record<string, PredictOutput>>;

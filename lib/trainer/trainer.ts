@@ -348,7 +348,7 @@ export class Trainer implements TrainerView {
     if (!splits?.val) throw new HeimdallError('HEIMDALL_INVALID_ARGUMENT', 'validate(): the data module has no validation split');
     engine.clearStop(); // a stop that ended fit() is not a stop of this call
     const batchSize = (data ?? this.datamodule)!.batchSize;
-    const r = await engine.evaluate(splits.val, { batchSize, ...this.evalLimit(this.config.limitValBatches, splits.val.size, batchSize) });
+    const r = await engine.evaluate(splits.val, { batchSize, ...this.evalLimit(this.valLimit, splits.val.size, batchSize) });
     return prefixed('val', r.metrics);
   }
 
@@ -540,6 +540,7 @@ export class Trainer implements TrainerView {
     enqueue(() => this.call('onTrainBatchStart', epoch, 0));
     const limits = {
       ...(batches < Math.ceil(splits.train.size / batchSize) ? { maxBatches: batches } : {}),
+      ...(this.config.overfitBatches > 0 ? { shuffle: false } : {}),
       ...(this.config.maxSteps !== undefined ? { maxSteps: this.config.maxSteps } : {}),
     };
     const onBatch = (ev: BatchEvent) => {
@@ -550,7 +551,7 @@ export class Trainer implements TrainerView {
         if (batch.batch + 1 < batches) await this.call('onTrainBatchStart', epoch, batch.batch + 1);
       });
     };
-    const valLimit = this.evalLimit(this.config.limitValBatches, splits.val?.size ?? 0, batchSize);
+    const valLimit = this.evalLimit(this.valLimit, splits.val?.size ?? 0, batchSize);
     const validates = Boolean(splits.val) && valLimit.maxBatches !== 0 && (epoch + 1) % this.config.checkValEveryNEpoch === 0;
     const every = validates ? this.valCheckBatches(batches) : null;
     let result: EpochResult;
@@ -655,7 +656,7 @@ export class Trainer implements TrainerView {
     const n = this.fastDevRunBatches ? 0 : this.config.numSanityValSteps;
     const val = this.splits?.val;
     const batchSize = this.datamodule!.batchSize;
-    if (!val || n === 0 || this.evalLimit(this.config.limitValBatches, val.size, batchSize).maxBatches === 0) return;
+    if (!val || n === 0 || this.evalLimit(this.valLimit, val.size, batchSize).maxBatches === 0) return;
     await this.engine!.evaluate(val, { batchSize, ...(n > 0 ? { maxBatches: n } : {}) });
   }
 
@@ -721,7 +722,7 @@ export class Trainer implements TrainerView {
     const scheduler = this.accumulationScheduler;
     if (!scheduler || !this.splits) return c.schedule;
     const all = Math.ceil(Math.ceil(this.splits.train.size / this.worldSize) / data.batchSize);
-    const batches = this.fastDevRunBatches ? Math.min(all, this.fastDevRunBatches) : limitBatches(c.limitTrainBatches, all);
+    const batches = this.fastDevRunBatches ? Math.min(all, this.fastDevRunBatches) : limitBatches(this.trainLimit, all);
     const steps = scheduler.steps(batches, this.fastDevRunBatches ? 1 : c.maxEpochs);
     return { ...c.schedule, totalSteps: c.maxSteps !== undefined ? Math.min(steps, c.maxSteps) : steps };
   }
@@ -764,6 +765,14 @@ export class Trainer implements TrainerView {
     return found[0];
   }
 
+  /** limitTrainBatches, or overfitBatches when set (Lightning: overfit_batches overrides the limits). */
+  private get trainLimit(): number | undefined {
+    return this.config.overfitBatches > 0 ? this.config.overfitBatches : this.config.limitTrainBatches;
+  }
+  private get valLimit(): number | undefined {
+    return this.config.overfitBatches > 0 ? this.config.overfitBatches : this.config.limitValBatches;
+  }
+
   /** Batches of the current epoch trained so far (0 between epochs). */
   get batchInEpoch(): number {
     return this.engine?.batchInEpoch ?? 0;
@@ -774,7 +783,7 @@ export class Trainer implements TrainerView {
     // Data-parallel: this rank's shard (padded to a multiple of the world size, as DistributedSampler's).
     if (!this.splits || !this.datamodule) return 0;
     const all = Math.ceil(Math.ceil(this.splits.train.size / this.worldSize) / this.datamodule.batchSize);
-    return this.fastDevRunBatches ? Math.min(all, this.fastDevRunBatches) : limitBatches(this.config.limitTrainBatches, all);
+    return this.fastDevRunBatches ? Math.min(all, this.fastDevRunBatches) : limitBatches(this.trainLimit, all);
   }
 
   /** The signal that interrupted the last fit, if any. */

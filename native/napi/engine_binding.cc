@@ -292,6 +292,10 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       limits.max_batches = GetInt(o, "maxBatches", -1);
       limits.max_steps = GetInt(o, "maxSteps", -1);
       limits.pause_after = GetInt(o, "pauseAfter", -1);
+      if (o.Has("shuffle")) {
+        if (!o.Get("shuffle").IsBoolean()) throw heimdall::Error(kErrInvalidArgument, "trainEpoch: shuffle must be a boolean");
+        limits.shuffle = o.Get("shuffle").As<Napi::Boolean>().Value();
+      }
       if (limits.max_batches == 0) throw heimdall::Error(kErrInvalidArgument, "trainEpoch: maxBatches must be ≥ 1 (or absent for the whole epoch)");
       if (limits.pause_after == 0) throw heimdall::Error(kErrInvalidArgument, "trainEpoch: pauseAfter must be ≥ 1 (or absent)");
       BusyScope::Acquire(*state_);

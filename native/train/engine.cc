@@ -116,6 +116,7 @@ static void apply_algorithm_flags(const std::string& deterministic, const std::s
 struct Engine::PausedEpoch {
   DatasetPtr data;
   int64_t batch_size = 0, max_batches = -1, epoch = 0, batch = 0;
+  bool shuffle = true;
   std::unique_ptr<Loader> loader;
   MetricAccumulator acc;
   double seconds = 0, sync_seconds = 0;
@@ -425,7 +426,7 @@ EpochResult Engine::train_epoch(DatasetPtr data, int64_t batch_size, int64_t max
   // this call is for the same data and batch size and nothing (a checkpoint load) moved the engine since.
   std::unique_ptr<PausedEpoch> paused = std::move(paused_);
   if (paused && (paused->data != data || paused->batch_size != batch_size || paused->epoch != epoch_ || paused->batch != batch_in_epoch_ ||
-                 paused->max_batches != limits.max_batches))
+                 paused->max_batches != limits.max_batches || paused->shuffle != limits.shuffle))
     paused.reset();
   std::unique_ptr<Loader> loader_ptr;
   if (paused) {
@@ -438,7 +439,7 @@ EpochResult Engine::train_epoch(DatasetPtr data, int64_t batch_size, int64_t max
     }
     LoaderOptions lo;
     lo.batch_size = batch_size;
-    lo.shuffle = true;
+    lo.shuffle = limits.shuffle;
     lo.augment = true;
     lo.seed = options_.seed;
     lo.epoch = epoch_;
@@ -594,7 +595,7 @@ EpochResult Engine::train_epoch(DatasetPtr data, int64_t batch_size, int64_t max
     if (distributed()) so_far.reduce(*group_);
     result.samples = so_far.samples();
     result.metrics = so_far.summary();
-    paused_ = std::make_unique<PausedEpoch>(PausedEpoch{data, batch_size, limits.max_batches, epoch_, batch_in_epoch_,
+    paused_ = std::make_unique<PausedEpoch>(PausedEpoch{data, batch_size, limits.max_batches, epoch_, batch_in_epoch_, limits.shuffle,
                                                         std::move(loader_ptr), std::move(acc), result.seconds, sync_seconds_});
   } else {
     if (distributed()) acc.reduce(*group_);  // all ranks' samples (padding included, as DistributedSampler's)

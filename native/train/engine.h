@@ -87,6 +87,8 @@ struct TrainLimits {
   // the epoch's start) with `paused` set; the next train_epoch call goes on from there with the same loader, the
   // gradients accumulated so far and the epoch's metrics, so that an epoch in pieces equals one in a single call.
   int64_t pause_after = -1;
+  // Lightning's overfit_batches: the epoch's batches in the data set's order (no shuffling), the same every epoch.
+  bool shuffle = true;
 };
 
 class Loader;

@@ -695,3 +695,32 @@ print(json.dumps({'e0_backbone': change(a, b, False), 'e0_heads': change(a, b, T
     expect(moved.e1_backbone).toBeCloseTo(1e-4, 6); // unfrozen in epoch 1: its first step at 0.1 × the rate (± float32 rounding)
   });
 });
+
+describe('overfitBatches', () => {
+  it('trains on the same first n batches every epoch, in the data\'s order', async () => {
+    // 64 samples; the first 16 (the first two batches of 8) have target (1, 1), the other 48 (−1, −1)
+    const n = 64;
+    const { inputs } = blobs(n, 81);
+    const targets = new Float32Array(2 * n).map((_, i) => (i < 32 ? 1 : -1));
+    const data = () => new TensorDataModule(inputs, [n, 3, 32, 32], targets, [n, 2], { batchSize: 8, split: false });
+    const fit = async (options: Record<string, unknown>) => {
+      const model = new ConvNeXt({ variant: 'atto', head: 'regression', outputs: 2, seed: 81 });
+      const trainer = new Trainer({ ...base, maxEpochs: 12, defaultRootDir: tempDir(), ...options });
+      const clock = new BatchClock();
+      (trainer.callbacks as Callback[]).push(clock);
+      await trainer.fit(model, data());
+      const out = await trainer.predict(inputs.subarray(32 * 3 * 32 * 32), [n - 32, 3, 32, 32]);
+      const mean = Array.from(Object.values(out)[0]!.data).reduce((a, b) => a + b, 0) / (2 * (n - 32));
+      return { mean, batches: clock.batches };
+    };
+    const overfit = await fit({ overfitBatches: 2 });
+    expect(overfit.batches.length).toBe(24); // 2 batches × 12 epochs
+    // it only ever saw the (1, 1) samples: it predicts about (1, 1) for the others too
+    expect(overfit.mean).toBeGreaterThan(0.5);
+    // the same limit with shuffling sees mostly (−1, −1) samples
+    const limited = await fit({ limitTrainBatches: 2 });
+    expect(limited.mean).toBeLessThan(0);
+    expect(new Trainer({ ...base, overfitBatches: 0.25 }).config.overfitBatches).toBe(0.25);
+    expect(() => new Trainer({ ...base, overfitBatches: 1.5 })).toThrow(/overfitBatches/);
+  });
+});
