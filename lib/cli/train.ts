@@ -53,6 +53,7 @@ export const trainFlagsSchema = z
     fastDevRun: flag(z.number().int().min(0).default(0), 'check that everything runs: n batches of each loop, no checkpoints, MLflow run or export (0: off)', { arg: 'n' }),
     logEveryNSteps: flag(trainer.logEveryNSteps, 'log training-batch metrics every N optimizer steps', { arg: 'n' }),
     unfreezeBackboneAt: flag(z.number().int().min(0).optional(), 'BackboneFinetuning: train the heads only until this epoch, then the backbone too at 0.1 × the rate, × 1.5 each epoch up to the heads\' (for --pretrained)', { arg: 'epoch' }),
+    autoLr: flag(z.boolean().default(false), "run the learning-rate range test first (trainer.lrFind, Lightning's auto_lr_find) and train at its suggestion instead of --learning-rate", { negate: 'train at --learning-rate' }),
     ema: flag(z.number().gt(0).lt(1).optional(), 'keep an exponential moving average of the weights with this decay (e.g. 0.999); validation, checkpoints and the export use it', { arg: 'decay' }),
     deterministic: flag(z.boolean().default(false), 'deterministic algorithms only: repeatable runs, slower on CUDA', { negate: 'libtorch\'s fastest algorithms' }),
     valCheckInterval: flag(trainer.valCheckInterval, 'validate every N training batches, or at this fraction of an epoch in (0, 1); 1: at epoch ends', { arg: 'x' }),
@@ -168,12 +169,31 @@ export async function train(flags: TrainFlags): Promise<number> {
   const model = ConvNeXt.localization(flags.backbone, { inChans, pretrained: flags.pretrained, freezeBackbone: flags.freezeBackbone,
     headDropout: flags.headDropout, seed: flags.seed });
   const runName = flags.runName ?? `rf-localization-${new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19)}`;
+  let learningRate = flags.learningRate;
+  let autoLr: Record<string, number | boolean> | null = null;
+  if (flags.autoLr) {
+    if (flags.devices !== 1 || flags.numNodes !== 1 || Number(process.env.WORLD_SIZE ?? 1) > 1) {
+      throw new ConfigError(['--auto-lr runs the range test in one process: find the rate with --devices 1, then pass it as --learning-rate']);
+    }
+    if (flags.resume) throw new ConfigError(['--auto-lr and --resume: a resumed training keeps its rate; drop --auto-lr']);
+    // The same optimizer, precision and data as the training; weights restored afterwards, nothing logged.
+    const probe = new Trainer({ device: flags.device, precision: flags.precision, seed: flags.seed, threads: flags.threads,
+      optimizer: { name: 'adamw', lr: flags.learningRate, weightDecay: flags.weightDecay }, enableProgressBar: false, enableModelSummary: false, handleSignals: false });
+    const found = await probe.lrFind(model, data);
+    if (found.suggestion === undefined) {
+      log(`heimdall-torch: --auto-lr: the range test gave no suggestion (${found.lrs.length} usable steps); training at --learning-rate ${flags.learningRate}`);
+    } else {
+      learningRate = found.suggestion;
+      log(`heimdall-torch: --auto-lr: learning rate ${learningRate.toExponential(2)} (the valley of the smoothed loss over ${found.lrs.length} steps from ${found.lrs[0]!.toExponential(1)} to ${found.lrs.at(-1)!.toExponential(1)}${found.diverged ? ', stopped where it diverged' : ''})`);
+    }
+    autoLr = { suggested: found.suggestion ?? NaN, steps: found.lrs.length, diverged: found.diverged, used: learningRate };
+  }
   const checkpoint = new ModelCheckpoint({ monitor: 'val/loss', mode: 'min', saveTopK: 3, saveLast: true });
   const figures = flags.figures ? new FigureLogger() : null;
   const logger = new MLflowLogger({
     runName,
     trackerOptions: flags.experimentName ? { experimentName: flags.experimentName } : {},
-    params: { cli: { backbone: flags.backbone, data_dir: flags.dataDir ?? 'synthetic', samples: data.size } },
+    params: { cli: { backbone: flags.backbone, data_dir: flags.dataDir ?? 'synthetic', samples: data.size }, ...(autoLr ? { auto_lr: autoLr } : {}) },
   });
   const trainer = new Trainer({
     maxEpochs: flags.epochs,
@@ -182,7 +202,7 @@ export async function train(flags: TrainFlags): Promise<number> {
     numNodes: flags.numNodes,
     syncBatchNorm: flags.syncBatchnorm,
     precision: flags.precision,
-    optimizer: { name: 'adamw', lr: flags.learningRate, weightDecay: flags.weightDecay },
+    optimizer: { name: 'adamw', lr: learningRate, weightDecay: flags.weightDecay },
     schedule: { name: 'cosine', warmupSteps: flags.warmupSteps },
     gradClipNorm: flags.gradClipNorm,
     seed: flags.seed,

@@ -29,7 +29,7 @@ export type { FigureLoggerOptions } from './callbacks/figures.js';
 export { MLflowLogger, modelTag } from './callbacks/mlflow_logger.js';
 export type { MLflowLoggerOptions } from './callbacks/mlflow_logger.js';
 export { TensorDataModule } from './data.js';
-export { suggestIndex } from './lr_find.js';
+export { suggestIndex, valleyIndex } from './lr_find.js';
 export type { LrFindOptions, LrFindResult } from './lr_find.js';
 export type { DataModule, DataSplits, TensorDataOptions } from './data.js';
 export { trainerOptionsSchema, parseTrainerOptions } from '../config.js';

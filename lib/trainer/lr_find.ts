@@ -21,6 +21,17 @@ export const lrFindOptionsSchema = z
     /** Points left out of the suggestion at the start and the end (Lightning's skip_begin / skip_end). */
     skipBegin: z.number().int().min(0).default(10),
     skipEnd: z.number().int().min(0).default(1),
+    /**
+     * How the rate is picked from the curve:
+     * - `'valley'` (default; fastai's default since 2.4): the middle of the longest stretch where the smoothed loss keeps
+     *   falling — at the start of its second third, plus half a third;
+     * - `'steepest'`: the steepest fall of the smoothed loss over log(rate) (Lightning 1.x, fastai's `steep`);
+     * - `'lightning'`: Lightning 2.x's `torch.gradient(losses, spacing=[lrs])` — the gradient over the rate itself.
+     * Both steepest rules take one step's noise as a slope (and `'lightning'` divides it by that step's tiny rate): on
+     * the Heimdall data they suggested 1e-7 to 2e-5, where nothing trains; `'valley'` suggested 1.1e-3 (the main
+     * job's hand-picked rate is 1e-3). skipBegin / skipEnd apply to the steepest rules.
+     */
+    method: z.enum(['valley', 'steepest', 'lightning']).default('valley'),
   })
   .strict()
   .refine((o) => o.maxLr > o.minLr, { message: 'maxLr must be larger than minLr', path: ['maxLr'] });
@@ -71,15 +82,16 @@ export class LrSweep {
   }
 
   result(): LrFindResult {
-    const idx = suggestIndex(this.lrs, this.losses, this.o.skipBegin, this.o.skipEnd);
+    const idx = this.o.method === 'valley' ? valleyIndex(this.losses)
+      : suggestIndex(this.o.method === 'steepest' ? this.lrs.map(Math.log) : this.lrs, this.losses, this.o.skipBegin, this.o.skipEnd);
     return { lrs: [...this.lrs], losses: [...this.losses], suggestion: idx === undefined ? undefined : this.lrs[idx], suggestionIndex: idx, diverged: this.diverged };
   }
 }
 
 /**
  * Lightning's suggestion: of the points between skipBegin and the last skipEnd, the finite ones; the gradient of
- * the loss with respect to the learning rate (second-order differences on the uneven grid, one-sided at the ends,
- * as `torch.gradient(losses, spacing=[lrs])`); the index of its minimum.
+ * the loss with respect to `lrs` (second-order differences on the uneven grid, one-sided at the ends, as
+ * `torch.gradient(losses, spacing=[lrs])`); the index of its minimum. Give log(rates) for the gradient over log(rate).
  */
 export function suggestIndex(lrs: readonly number[], losses: readonly number[], skipBegin = 10, skipEnd = 1): number | undefined {
   const idx: number[] = [];
@@ -97,4 +109,27 @@ export function suggestIndex(lrs: readonly number[], losses: readonly number[], 
   let best = 0;
   for (let i = 1; i < n; i++) if (g[i]! < g[best]!) best = i;
   return idx[best];
+}
+
+/**
+ * fastai's `valley`: the longest decreasing subsequence of the (smoothed) losses, from its start `s` to its end `e`;
+ * the point `s + ⌊(e − s)/3⌋ + ⌊(e − s)/6⌋`. Non-finite losses never extend a stretch. undefined for fewer than 2 points.
+ */
+export function valleyIndex(losses: readonly number[]): number | undefined {
+  const n = losses.length;
+  if (n < 2) return undefined;
+  const lds = new Array<number>(n).fill(1);
+  let maxStart = 0, maxEnd = 0;
+  for (let i = 1; i < n; i++) {
+    for (let j = 0; j < i; j++) {
+      if (losses[i]! < losses[j]! && lds[i]! < lds[j]! + 1) lds[i] = lds[j]! + 1;
+      // inside the inner loop, as fastai has it (the start is taken when the stretch first becomes the longest)
+      if (lds[maxEnd]! < lds[i]!) {
+        maxEnd = i;
+        maxStart = maxEnd - lds[maxEnd]!;
+      }
+    }
+  }
+  const sections = (maxEnd - maxStart) / 3;
+  return maxStart + Math.trunc(sections) + Math.trunc(sections / 2);
 }

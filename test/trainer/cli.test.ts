@@ -232,6 +232,25 @@ print([list(o.shape) for o in out])`,
     expect(run.artifacts).toEqual(expect.arrayContaining(['model/MLmodel', 'model/model.onnx']));
   }, 300_000);
 
+  it('--auto-lr: the range test first, then training at its suggestion, logged as the rate used', async () => {
+    const dir = tempDir();
+    const r = await cli(['train', '--backbone', 'convnext_atto', '--epochs', '1', '--samples', '200', '--batch-size', '16', '--run-name', 'cli-auto-lr', '--auto-lr', '--no-export-onnx', '--no-figures'], dir);
+    expect(r.stderr).not.toMatch(/Error/);
+    expect(r.code).toBe(0);
+    const said = /--auto-lr: learning rate (\S+) \(/.exec(r.stdout);
+    expect(said, r.stdout).not.toBeNull();
+    const runs = JSON.parse(await python(READ_RUN, [`sqlite:///${join(dir, 'mlflow.db')}`])) as Array<Record<string, any>>;
+    const run = runs[0]!;
+    const used = Number(run.params['auto_lr/used']);
+    expect(Number(run.params['optimizer/lr'])).toBe(used);
+    expect(used).toBeCloseTo(Number(said![1]), 2 - Math.floor(Math.log10(used)));
+    expect(Number(run.params['auto_lr/steps'])).toBeGreaterThan(10);
+    expect(used).not.toBe(0.001); // not the --learning-rate default
+    const refused = await cli(['train', '--auto-lr', '--devices', '2'], tempDir());
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/--auto-lr runs the range test in one process/);
+  }, 300_000);
+
   it('Ctrl-C mid-fit: stops at a batch boundary, writes a checkpoint, ends the run KILLED, exits 130', async () => {
     const dir = tempDir();
     let sent = false;

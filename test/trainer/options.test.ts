@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../lib/config.js';
 import { ConvNeXt } from '../../lib/model.js';
 import { HeimdallDataModule } from '../../lib/data/heimdall.js';
-import { BackboneFinetuning, Callback, EarlyStopping, EMAWeightAveraging, GradientAccumulationScheduler, MLflowLogger, ThroughputMonitor, flopsPerSample, peakFlops, ModelCheckpoint, ModelSummary, OnExceptionCheckpoint, TensorDataModule, Timer, Trainer, formatDuration, suggestIndex, summarize, type TrainBatch } from '../../lib/trainer/index.js';
+import { BackboneFinetuning, Callback, EarlyStopping, EMAWeightAveraging, GradientAccumulationScheduler, MLflowLogger, ThroughputMonitor, flopsPerSample, peakFlops, ModelCheckpoint, ModelSummary, OnExceptionCheckpoint, TensorDataModule, Timer, Trainer, formatDuration, suggestIndex, valleyIndex, summarize, type TrainBatch } from '../../lib/trainer/index.js';
 import { resolveTrainFlags, trainCommand } from '../../lib/cli/train.js';
 import { python } from '../helpers/python.js';
 import { tempDir } from '../helpers/tmp.js';
@@ -313,6 +313,27 @@ print(int(torch.argmin(torch.gradient(losses[10:-1], spacing=[lrs[10:-1]])[0])) 
     expect(suggestIndex(lrs.slice(0, 12), losses.slice(0, 12))).toBeUndefined(); // one usable point
   });
 
+  it("valleyIndex is fastai's valley (the default): the middle of the longest falling stretch", async () => {
+    const curves = [0, 1, 2, 3].map((seed) => Array.from({ length: 80 }, (_, i) => 2 - Math.tanh((i - 40) / 8) + 0.05 * Math.sin(i * (1.3 + seed)) + (i > 65 ? 0.2 * (i - 65) : 0)));
+    const ref = JSON.parse(await python(`
+import sys, json
+def valley(losses):  # fastai.callback.schedule.valley (fastai 2.7), the index it returns
+    n = len(losses); max_start, max_end = 0, 0
+    lds = [1] * n
+    for i in range(1, n):
+        for j in range(0, i):
+            if (losses[i] < losses[j]) and (lds[i] < lds[j] + 1):
+                lds[i] = lds[j] + 1
+            if lds[max_end] < lds[i]:
+                max_end = i
+                max_start = max_end - lds[max_end]
+    sections = (max_end - max_start) / 3
+    return max_start + int(sections) + int(sections / 2)
+print(json.dumps([valley(c) for c in json.loads(sys.argv[1])]))`, [JSON.stringify(curves)]));
+    expect(curves.map((c) => valleyIndex(c))).toEqual(ref);
+    expect(valleyIndex([1])).toBeUndefined();
+  });
+
   it('sweeps the rate exponentially, restores the weights, and suggests a rate on the descending part of the loss curve', async () => {
     const data = HeimdallDataModule.synthetic({ samples: 300, seed: 3, batchSize: 16 });
     const model = ConvNeXt.localization('atto', { seed: 3, inChans: data.inputShape[0] });
@@ -327,10 +348,14 @@ print(int(torch.argmin(torch.gradient(losses[10:-1], spacing=[lrs[10:-1]])[0])) 
     const i = r.suggestionIndex!;
     expect(r.suggestion).toBe(r.lrs[i]);
     process.stderr.write(`lrFind: suggestion ${r.suggestion} after ${r.lrs.length} steps (diverged: ${r.diverged})\n`);
-    // Lightning's rule picks the steepest fall of the smoothed loss: the loss falls there, well before it diverges.
-    expect(i).toBeGreaterThanOrEqual(10);
-    expect(r.losses[Math.min(i + 3, r.losses.length - 1)]!).toBeLessThan(r.losses[i - 1]!);
+    // The valley: inside the longest stretch where the loss keeps falling — lower than where the sweep began, and
+    // falling further after it — well before the loss diverges.
+    expect(r.losses[i]!).toBeLessThan(r.losses[0]!);
+    expect(Math.min(...r.losses.slice(i + 1))).toBeLessThan(r.losses[i]!);
     expect(r.suggestion!).toBeLessThan(r.lrs.at(-1)! / 10);
+    // Lightning 2.x's rule on the same sweep, for the record (it takes noise at the smallest rates for the steepest fall)
+    const lightning = r.lrs[suggestIndex(r.lrs, r.losses)!]!;
+    process.stderr.write(`lrFind: valley ${r.suggestion}, Lightning 2.x's rule ${lightning}\n`);
     expect(existsSync(trainer.rootDir)).toBe(false); // no checkpoints, no run
   }, 600_000);
 });
