@@ -107,6 +107,11 @@ export abstract class Callback {
   onFitEnd?(trainer: TrainerView): Awaitable<void>;
   /** After test(): its metrics, and the data module it tested (the fit's, or the one given to test()). */
   onTestEnd?(trainer: TrainerView, metrics: Metrics, data: DataModule): Awaitable<void>;
+  /** predict(): before the first batch, after each batch (its outputs and sample indices), after the last, at the end. */
+  onPredictStart?(trainer: TrainerView): Awaitable<void>;
+  onPredictBatchEnd?(trainer: TrainerView, prediction: Record<string, PredictOutput>, batchIndices: number[], batchIdx: number): Awaitable<void>;
+  onPredictEpochEnd?(trainer: TrainerView, predictions: Record<string, PredictOutput>[], batchIndices: number[][]): Awaitable<void>;
+  onPredictEnd?(trainer: TrainerView): Awaitable<void>;
   /** Training was interrupted (Ctrl-C / SIGTERM / trainer.stop()); a checkpoint has been written. */
   onInterrupt?(trainer: TrainerView, checkpointPath: string | null): Awaitable<void>;
   onException?(trainer: TrainerView, error: Error): Awaitable<void>;

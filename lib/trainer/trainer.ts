@@ -18,6 +18,7 @@ import { ModelCheckpoint } from './callbacks/model_checkpoint.js';
 import { EMAWeightAveraging } from './callbacks/weight_averaging.js';
 import { GradientAccumulationScheduler } from './callbacks/gradient_accumulation.js';
 import { BackboneFinetuning } from './callbacks/backbone_finetuning.js';
+import { BasePredictionWriter } from './callbacks/prediction_writer.js';
 import type { DataModule, DataSplits } from './data.js';
 import { LrSweep, parseLrFindOptions, type LrFindOptions, type LrFindResult } from './lr_find.js';
 import { freePort, groupOptions, LocalLauncher, planDistributed, type DistributedPlan } from './distributed.js';
@@ -373,15 +374,41 @@ export class Trainer implements TrainerView {
     return metrics;
   }
 
-  /** Outputs for a data set or for a batch of inputs [B, C, H, W]. */
-  async predict(input: DataModule | Float32Array, shape?: number[]): Promise<Record<string, PredictOutput>> {
+  /**
+   * Outputs for a data set (its test split, else val, else train) or for a batch of inputs [B, C, H, W]. For a data
+   * set, batch by batch: prediction writers (BasePredictionWriter) get each batch as it is made, and with
+   * `returnPredictions: false` nothing is kept (the result is then empty), as Lightning's `return_predictions`.
+   */
+  async predict(input: DataModule | Float32Array, shape?: number[] | { returnPredictions?: boolean }): Promise<Record<string, PredictOutput>> {
     const engine = this.requireEngine();
     if (input instanceof Float32Array) {
-      if (!shape) throw new HeimdallError('HEIMDALL_INVALID_ARGUMENT', 'predict(Float32Array) needs the shape [batch, C, H, W]');
+      if (!Array.isArray(shape)) throw new HeimdallError('HEIMDALL_INVALID_ARGUMENT', 'predict(Float32Array) needs the shape [batch, C, H, W]');
       return engine.predict(input, { shape, batchSize: 64 });
     }
+    const returnPredictions = (Array.isArray(shape) ? undefined : shape?.returnPredictions) ?? true;
     const splits = await input.setup();
-    return engine.predict(splits.test ?? splits.val ?? splits.train, { batchSize: input.batchSize });
+    const data = splits.test ?? splits.val ?? splits.train;
+    const writers = this.active.filter((c): c is BasePredictionWriter => c instanceof BasePredictionWriter);
+    const keep = returnPredictions || writers.some((w) => w.keepsPredictions);
+    const batchSize = input.batchSize;
+    const batches: Record<string, PredictOutput>[] = [];
+    const indices: number[][] = [];
+    await this.call('onPredictStart');
+    try {
+      for (let b = 0; b * batchSize < data.size; b++) {
+        const idx = Array.from({ length: Math.min(batchSize, data.size - b * batchSize) }, (_, i) => b * batchSize + i);
+        const out = await engine.predict(native().subset(data, idx), { batchSize });
+        await this.call('onPredictBatchEnd', out, idx, b);
+        if (keep) {
+          batches.push(out);
+          indices.push(idx);
+        }
+      }
+      await this.call('onPredictEpochEnd', batches, indices);
+    } finally {
+      await this.call('onPredictEnd');
+    }
+    return returnPredictions ? concatOutputs(batches) : {};
   }
 
   /**
@@ -865,4 +892,21 @@ function fastDevRunReport(h: FitHistory): string {
   if (!e) return `heimdall-torch: fastDevRun ended early (${h.reason}) after ${h.seconds.toFixed(1)} s`;
   const val = e.val?.['val/loss'] !== undefined ? `, val/loss ${e.val['val/loss']!.toFixed(4)}` : '';
   return `heimdall-torch: fastDevRun passed: ${h.globalStep} training step(s), train/loss ${e.train['train/loss']?.toFixed(4)}${val} in ${h.seconds.toFixed(1)} s`;
+}
+
+/** Batches of outputs ([b, …] each) as one output per name ([Σb, …]). */
+function concatOutputs(batches: Record<string, PredictOutput>[]): Record<string, PredictOutput> {
+  const out: Record<string, PredictOutput> = {};
+  if (!batches.length) return out;
+  for (const name of Object.keys(batches[0]!)) {
+    const parts = batches.map((b) => b[name]!);
+    const data = new Float32Array(parts.reduce((a, p) => a + p.data.length, 0));
+    let at = 0;
+    for (const p of parts) {
+      data.set(p.data, at);
+      at += p.data.length;
+    }
+    out[name] = { data, shape: [parts.reduce((a, p) => a + p.shape[0]!, 0), ...parts[0]!.shape.slice(1)] };
+  }
+  return out;
 }

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../lib/config.js';
 import { ConvNeXt } from '../../lib/model.js';
 import { HeimdallDataModule } from '../../lib/data/heimdall.js';
-import { BackboneFinetuning, Callback, EarlyStopping, EMAWeightAveraging, GradientAccumulationScheduler, MLflowLogger, ThroughputMonitor, flopsPerSample, peakFlops, ModelCheckpoint, ModelSummary, OnExceptionCheckpoint, TensorDataModule, Timer, Trainer, formatDuration, suggestIndex, valleyIndex, summarize, type TrainBatch } from '../../lib/trainer/index.js';
+import { BackboneFinetuning, BasePredictionWriter, Callback, CsvPredictionWriter, EarlyStopping, EMAWeightAveraging, GradientAccumulationScheduler, MLflowLogger, ThroughputMonitor, flopsPerSample, peakFlops, ModelCheckpoint, ModelSummary, OnExceptionCheckpoint, TensorDataModule, Timer, Trainer, formatDuration, suggestIndex, valleyIndex, summarize, type TrainBatch } from '../../lib/trainer/index.js';
 import { resolveTrainFlags, trainCommand } from '../../lib/cli/train.js';
 import { python } from '../helpers/python.js';
 import { tempDir } from '../helpers/tmp.js';
@@ -747,5 +747,46 @@ describe('overfitBatches', () => {
     expect(limited.mean).toBeLessThan(0);
     expect(new Trainer({ ...base, overfitBatches: 0.25 }).config.overfitBatches).toBe(0.25);
     expect(() => new Trainer({ ...base, overfitBatches: 1.5 })).toThrow(/overfitBatches/);
+  });
+});
+
+describe('BasePredictionWriter', () => {
+  it('gets each batch of predict() as it is made, and at the end all of them; returnPredictions: false keeps nothing', async () => {
+    const dir = tempDir();
+    class Recorder extends BasePredictionWriter {
+      readonly batches: { idx: number[]; b: number; n: number }[] = [];
+      ends = 0;
+      constructor() { super('batch_and_epoch'); }
+      override writeOnBatchEnd(_t: unknown, p: Record<string, { data: Float32Array; shape: number[] }>, idx: number[], b: number) { this.batches.push({ idx, b, n: p.positions!.shape[0]! }); }
+      override writeOnEpochEnd(_t: unknown, all: unknown[], idx: number[][]) { this.ends++; expect(all.length).toBe(idx.length); }
+    }
+    const rec = new Recorder();
+    const csv = new CsvPredictionWriter(join(dir, 'preds', 'out.csv'));
+    const trainer = new Trainer({ ...base, maxEpochs: 1, defaultRootDir: dir, callbacks: [rec, csv] });
+    const data = blobData(120, 91, 8); // test split: 12 samples → batches of 8 and 4
+    await trainer.fit(ConvNeXt.localization('atto', { seed: 91 }), data);
+    const all = await trainer.predict(data);
+    const size = all.positions!.shape[0]!;
+    expect(rec.batches.map((x) => x.b)).toEqual(Array.from({ length: Math.ceil(size / 8) }, (_, i) => i));
+    expect(rec.batches.flatMap((x) => x.idx)).toEqual(Array.from({ length: size }, (_, i) => i));
+    expect(rec.batches.map((x) => x.n)).toEqual(rec.batches.map((x) => x.idx.length));
+    expect(rec.ends).toBe(1);
+    // the batches put together equal one pass over the whole split
+    const whole = await (trainer as unknown as { engine: { predict(d: unknown, o: unknown): Promise<Record<string, { data: Float32Array }>> } }).engine
+      .predict((await data.setup()).test!, { batchSize: 8 });
+    expect(Array.from(all.positions!.data)).toEqual(Array.from(whole.positions!.data));
+    // the CSV: a header, one row per sample, the same values
+    const lines = readFileSync(join(dir, 'preds', 'out.csv'), 'utf8').trim().split('\n');
+    expect(lines[0]).toBe('index,positions_0,positions_1,uncertainties_0,uncertainties_1');
+    expect(lines.length).toBe(size + 1);
+    const row3 = lines[4]!.split(',').map(Number);
+    expect(row3[0]).toBe(3);
+    expect(row3[1]).toBeCloseTo(all.positions!.data[6]!, 5);
+    expect(row3[4]).toBeCloseTo(all.uncertainties!.data[7]!, 5);
+    // streaming only: the writers still see everything
+    const before = rec.batches.length;
+    expect(await trainer.predict(data, { returnPredictions: false })).toEqual({});
+    expect(rec.batches.length - before).toBe(Math.ceil(size / 8));
+    expect(readFileSync(join(dir, 'preds', 'out.csv'), 'utf8').trim().split('\n').length).toBe(size + 1);
   });
 });
