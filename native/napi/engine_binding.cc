@@ -1,6 +1,7 @@
 // class Engine: trains a Model one epoch per call off the JavaScript thread — always on the engine's own
 // SerialThread (see serial_thread.h) — while batch events stream to a JS callback.
 #include <atomic>
+#include <functional>
 
 #include <ATen/ATen.h>
 
@@ -376,19 +377,24 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     return info.Env().Undefined();
   }
 
+  // Runs fn(engine) on a worker thread, the engine marked busy meanwhile; resolves with undefined.
+  Napi::Value RunOnEngine(Napi::Env env, const char* name, std::function<void(Engine&)> fn) {
+    BusyScope::Acquire(*state_);
+    auto s = state_;
+    return Task::Run(
+        env,
+        [s, fn = std::move(fn)] {
+          BusyScope busy(s);
+          s->Run([&] { fn(*s->engine); });
+        },
+        nullptr, name);
+  }
+
   Napi::Value SaveCheckpoint(const Napi::CallbackInfo& info) {
     return Guard(info.Env(), [&]() -> Napi::Value {
       std::string path = StringArg(info, 0, "path");
       std::string user = info.Length() > 1 && info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "{}";
-      BusyScope::Acquire(*state_);
-      auto s = state_;
-      return Task::Run(
-          info.Env(),
-          [s, path, user] {
-            BusyScope busy(s);
-            s->Run([&] { s->engine->save_checkpoint(path, user); });
-          },
-          nullptr, "heimdall.saveCheckpoint");
+      return RunOnEngine(info.Env(), "heimdall.saveCheckpoint", [path, user](Engine& e) { e.save_checkpoint(path, user); });
     });
   }
 
@@ -411,15 +417,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   // applyAverage() → Promise<void>: the weights become the EMA average (end of fit).
   Napi::Value ApplyAverage(const Napi::CallbackInfo& info) {
     return Guard(info.Env(), [&]() -> Napi::Value {
-      BusyScope::Acquire(*state_);
-      auto s = state_;
-      return Task::Run(
-          info.Env(),
-          [s] {
-            BusyScope busy(s);
-            s->Run([&] { s->engine->apply_average(); });
-          },
-          nullptr, "heimdall.applyAverage");
+      return RunOnEngine(info.Env(), "heimdall.applyAverage", [](Engine& e) { e.apply_average(); });
     });
   }
   // setAccumulate(n) → Promise<void>: batches per optimizer step from the next batch on (between epochs).
@@ -430,15 +428,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       if (!(v >= 1) || v != static_cast<double>(static_cast<int64_t>(v)))
         throw heimdall::Error(kErrInvalidArgument, "setAccumulate(n): n must be an integer ≥ 1");
       const int64_t n = static_cast<int64_t>(v);
-      BusyScope::Acquire(*state_);
-      auto s = state_;
-      return Task::Run(
-          info.Env(),
-          [s, n] {
-            BusyScope busy(s);
-            s->Run([&] { s->engine->set_accumulate(n); });
-          },
-          nullptr, "heimdall.setAccumulate");
+      return RunOnEngine(info.Env(), "heimdall.setAccumulate", [n](Engine& e) { e.set_accumulate(n); });
     });
   }
   // setBackboneTrainable(trainable, lrScale) → Promise<void> (BackboneFinetuning, between epochs).
@@ -448,15 +438,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
         throw heimdall::Error(kErrInvalidArgument, "setBackboneTrainable(trainable: boolean, lrScale: number)");
       const bool trainable = info[0].As<Napi::Boolean>().Value();
       const double scale = info[1].As<Napi::Number>().DoubleValue();
-      BusyScope::Acquire(*state_);
-      auto s = state_;
-      return Task::Run(
-          info.Env(),
-          [s, trainable, scale] {
-            BusyScope busy(s);
-            s->Run([&] { s->engine->set_backbone_trainable(trainable, scale); });
-          },
-          nullptr, "heimdall.setBackboneTrainable");
+      return RunOnEngine(info.Env(), "heimdall.setBackboneTrainable", [trainable, scale](Engine& e) { e.set_backbone_trainable(trainable, scale); });
     });
   }
   Napi::Value Accumulate(const Napi::CallbackInfo& info) {
@@ -470,15 +452,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   Napi::Value SetProcessGroup(const Napi::CallbackInfo& info) {
     return Guard(info.Env(), [&]() -> Napi::Value {
       GroupPtr group = info.Length() > 0 && !info[0].IsNull() && !info[0].IsUndefined() ? UnwrapGroup(info[0]) : nullptr;
-      BusyScope::Acquire(*state_);
-      auto s = state_;
-      return Task::Run(
-          info.Env(),
-          [s, group] {
-            BusyScope busy(s);
-            s->Run([&] { s->engine->set_group(group); });
-          },
-          nullptr, "heimdall.setProcessGroup");
+      return RunOnEngine(info.Env(), "heimdall.setProcessGroup", [group](Engine& e) { e.set_group(group); });
     });
   }
 
