@@ -322,6 +322,8 @@ export const engineOptionsSchema = z
     emaDecay: z.number().min(0).lt(1).default(0),
     emaEvery: z.number().int().min(1).default(1),
     emaStart: z.number().int().min(1).default(1),
+    /** StochasticWeightAveraging: an equal-weight average the Trainer updates at epoch ends. */
+    swa: z.boolean().default(false),
     seed: z.number().int().min(0).default(42).describe('seed for data, initialisation and shuffling'),
     /** Intra-op threads; 0: the engine's default (the CPUs this process may use). */
     threads: z.number().int().min(0).default(0),

@@ -142,6 +142,12 @@ export interface NativeEngine {
   readonly emaUpdates: number;
   /** EMA: the weights become the average (Lightning's WeightAveraging at the end of fit); the average restarts. */
   applyAverage(): Promise<void>;
+  /** SWA (engine made with swa): average += (weights − average) / (n + 1). */
+  updateSwa(): Promise<void>;
+  /** A learning rate instead of the schedule's (SWALR); ≤ 0: the schedule's again. Saved in checkpoints. */
+  setLrOverride(lr: number): Promise<void>;
+  /** The heads' BatchNorm running statistics recomputed from the current weights (Precise BatchNorm). */
+  recalibrate(data: NativeDataset, options: { batchSize: number }): Promise<void>;
   readonly lr: number;
   readonly device: string;
   /**

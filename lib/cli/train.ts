@@ -8,7 +8,7 @@ import { HeimdallDataModule, syntheticOptionsSchema } from '../data/heimdall.js'
 import { ConvNeXt } from '../model.js';
 import { formatOnnxReport } from '../onnx/index.js';
 import { requireOnnxRuntime } from '../onnx/runtime.js';
-import { BackboneFinetuning, EarlyStopping, EMAWeightAveraging, FigureLogger, LearningRateMonitor, MLflowLogger, ModelCheckpoint, Trainer } from '../trainer/index.js';
+import { BackboneFinetuning, EarlyStopping, EMAWeightAveraging, StochasticWeightAveraging, FigureLogger, LearningRateMonitor, MLflowLogger, ModelCheckpoint, Trainer } from '../trainer/index.js';
 import { flag, flagName, schemaOptions } from './flags.js';
 
 /** The registered variants, from the native registry (`ConvNeXt.variants()`), as the CLI spells them. */
@@ -54,6 +54,7 @@ export const trainFlagsSchema = z
     logEveryNSteps: flag(trainer.logEveryNSteps, 'log training-batch metrics every N optimizer steps', { arg: 'n' }),
     unfreezeBackboneAt: flag(z.number().int().min(0).optional(), 'BackboneFinetuning: train the heads only until this epoch, then the backbone too at 0.1 × the rate, × 1.5 each epoch up to the heads\' (for --pretrained)', { arg: 'epoch' }),
     autoLr: flag(z.boolean().default(false), "run the learning-rate range test first (trainer.lrFind, Lightning's auto_lr_find) and train at its suggestion instead of --learning-rate", { negate: 'train at --learning-rate' }),
+    swaLrs: flag(z.number().positive().optional(), 'stochastic weight averaging from 80% of the epochs, the rate annealed to this value; the model ends as the average', { arg: 'lr' }),
     ema: flag(z.number().gt(0).lt(1).optional(), 'keep an exponential moving average of the weights with this decay (e.g. 0.999); validation, checkpoints and the export use it', { arg: 'decay' }),
     deterministic: flag(z.boolean().default(false), 'deterministic algorithms only: repeatable runs, slower on CUDA', { negate: 'libtorch\'s fastest algorithms' }),
     valCheckInterval: flag(trainer.valCheckInterval, 'validate every N training batches, or at this fraction of an epoch in (0, 1); 1: at epoch ends', { arg: 'x' }),
@@ -223,6 +224,7 @@ export async function train(flags: TrainFlags): Promise<number> {
     enableModelSummary: flags.modelSummary,
     callbacks: [checkpoint, new EarlyStopping({ monitor: 'val/loss', patience: flags.patience }), new LearningRateMonitor(), ...(figures ? [figures] : []),
       ...(flags.ema !== undefined ? [new EMAWeightAveraging({ decay: flags.ema })] : []),
+      ...(flags.swaLrs !== undefined ? [new StochasticWeightAveraging({ swaLrs: flags.swaLrs })] : []),
       ...(flags.unfreezeBackboneAt !== undefined ? [new BackboneFinetuning({ unfreezeBackboneAtEpoch: flags.unfreezeBackboneAt })] : [])],
     logFigures: flags.figures,
     logger,

@@ -12,6 +12,8 @@ export { Timer, formatDuration } from './callbacks/timer.js';
 export type { TimerOptions } from './callbacks/timer.js';
 export { OnExceptionCheckpoint } from './callbacks/on_exception_checkpoint.js';
 export { EMAWeightAveraging } from './callbacks/weight_averaging.js';
+export { StochasticWeightAveraging } from './callbacks/swa.js';
+export type { StochasticWeightAveragingOptions } from './callbacks/swa.js';
 export { BasePredictionWriter, CsvPredictionWriter } from './callbacks/prediction_writer.js';
 export type { Prediction as PredictionBatch, WriteInterval } from './callbacks/prediction_writer.js';
 export { BackboneFinetuning } from './callbacks/backbone_finetuning.js';

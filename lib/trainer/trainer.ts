@@ -19,6 +19,7 @@ import { EMAWeightAveraging } from './callbacks/weight_averaging.js';
 import { GradientAccumulationScheduler } from './callbacks/gradient_accumulation.js';
 import { BackboneFinetuning } from './callbacks/backbone_finetuning.js';
 import { BasePredictionWriter } from './callbacks/prediction_writer.js';
+import { StochasticWeightAveraging } from './callbacks/swa.js';
 import type { DataModule, DataSplits } from './data.js';
 import { LrSweep, parseLrFindOptions, type LrFindOptions, type LrFindResult } from './lr_find.js';
 import { freePort, groupOptions, LocalLauncher, planDistributed, type DistributedPlan } from './distributed.js';
@@ -485,6 +486,7 @@ export class Trainer implements TrainerView {
       benchmark: c.benchmark === undefined ? (c.deterministic === true || c.deterministic === 'warn' ? 'off' : 'keep') : c.benchmark ? 'on' : 'off',
       seed: c.seed,
       ...(this.weightAveraging ? this.weightAveraging.engineOptions() : {}),
+      ...(this.swaCallback ? { swa: true } : {}),
       ...(this.threads !== undefined ? { threads: this.threads } : {}),
       ...(data.positionScale ? { positionScale: data.positionScale } : {}),
     };
@@ -552,6 +554,7 @@ export class Trainer implements TrainerView {
     const scheduler = this.accumulationScheduler;
     if (scheduler && engine.accumulate !== scheduler.factor(epoch)) await engine.setAccumulate(scheduler.factor(epoch));
     await this.applyFinetuning(epoch);
+    await this.applySwaRate(epoch);
     await this.call('onTrainEpochStart', epoch);
     // Batch hooks are chained so they run in order, without holding up the native loop.
     let chain: Promise<void> = Promise.resolve();
@@ -620,6 +623,8 @@ export class Trainer implements TrainerView {
     }
     // A limit reached on the epoch's last batch: the epoch is whole, so it is validated and checkpointed as any other.
     if (this.limit && !this.interrupted) engine.clearStop();
+    const swa = this.swaCallback;
+    if (swa && epoch >= swa.firstEpoch(this.config.maxEpochs)) await engine.updateSwa(); // the epoch's weights join the average
     const train = prefixed('train', result.metrics);
     let val: Metrics | undefined;
     if (validates && splits.val) {
@@ -754,9 +759,31 @@ export class Trainer implements TrainerView {
     return { ...c.schedule, totalSteps: c.maxSteps !== undefined ? Math.min(steps, c.maxSteps) : steps };
   }
 
-  /** EMAWeightAveraging: at the end of fit the model's weights become the average, as Lightning's WeightAveraging. */
+  /**
+   * EMAWeightAveraging / StochasticWeightAveraging: at the end of fit the model's weights become the average, as
+   * Lightning's; after SWA the heads' BatchNorm statistics are recomputed for the averaged weights.
+   */
   private async applyWeightAverage(): Promise<void> {
-    if (this.engine && this.engine.emaUpdates > 0) await this.engine.applyAverage();
+    if (!this.engine || this.engine.emaUpdates === 0) return;
+    await this.engine.applyAverage();
+    if (this.swaCallback && this.splits) await this.engine.recalibrate(this.splits.train, { batchSize: this.datamodule!.batchSize });
+  }
+
+  /** The StochasticWeightAveraging among this Trainer's callbacks, if any. */
+  private get swaCallback(): StochasticWeightAveraging | undefined {
+    const found = this.callbacks.filter((c): c is StochasticWeightAveraging => c instanceof StochasticWeightAveraging);
+    if (found.length > 1) throw new ConfigError(['callbacks: more than one StochasticWeightAveraging; give one']);
+    return found[0];
+  }
+
+  /** SWA: from its first epoch, the SWALR rate of this epoch replaces the schedule's. */
+  private async applySwaRate(epoch: number): Promise<void> {
+    const swa = this.swaCallback;
+    if (!swa || !this.engine) return;
+    const first = swa.firstEpoch(this.config.maxEpochs);
+    if (epoch < first) return;
+    if (swa.startLr === null) swa.startLr = this.engine.lr;  // the rate SWALR anneals from (checkpointed)
+    await this.engine.setLrOverride(swa.lrAt(epoch - first));
   }
 
   /** The GradientAccumulationScheduler among this Trainer's callbacks, if any (checked against accumulateGradBatches). */

@@ -189,6 +189,7 @@ EngineOptions ParseEngineOptions(const Napi::Object& object) {
   e.deterministic = o.String("deterministic");
   e.sync_batchnorm = o.Bool("syncBatchNorm");
   e.ema_decay = o.Number("emaDecay");
+  e.swa = o.Bool("swa");
   e.ema_every = o.Int("emaEvery");
   e.ema_start = o.Int("emaStart");
   if (e.ema_decay < 0 || e.ema_decay >= 1) throw heimdall::Error(kErrInvalidArgument, "emaDecay must be in [0, 1) (0: off)");
@@ -246,6 +247,9 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
                                          InstanceMethod<&EngineWrap::LoadCheckpoint>("loadCheckpoint"),
                                          InstanceMethod<&EngineWrap::SetProcessGroup>("setProcessGroup"),
                                          InstanceMethod<&EngineWrap::ApplyAverage>("applyAverage"),
+                                         InstanceMethod<&EngineWrap::UpdateSwa>("updateSwa"),
+                                         InstanceMethod<&EngineWrap::SetLrOverride>("setLrOverride"),
+                                         InstanceMethod<&EngineWrap::Recalibrate>("recalibrate"),
                                          InstanceMethod<&EngineWrap::SetAccumulate>("setAccumulate"),
                                          InstanceMethod<&EngineWrap::SetBackboneTrainable>("setBackboneTrainable"),
                                          InstanceAccessor<&EngineWrap::Accumulate>("accumulate"),
@@ -443,6 +447,28 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   }
   Napi::Value Accumulate(const Napi::CallbackInfo& info) {
     return Napi::Number::New(info.Env(), static_cast<double>(state_->engine->accumulate()));
+  }
+  Napi::Value UpdateSwa(const Napi::CallbackInfo& info) {
+    return Guard(info.Env(), [&]() -> Napi::Value {
+      return RunOnEngine(info.Env(), "heimdall.updateSwa", [](Engine& e) { e.update_swa(); });
+    });
+  }
+  // setLrOverride(lr) → Promise<void>: the rate instead of the schedule's (≤ 0: the schedule's again).
+  Napi::Value SetLrOverride(const Napi::CallbackInfo& info) {
+    return Guard(info.Env(), [&]() -> Napi::Value {
+      if (info.Length() < 1 || !info[0].IsNumber()) throw heimdall::Error(kErrInvalidArgument, "setLrOverride(lr): lr must be a number");
+      const double lr = info[0].As<Napi::Number>().DoubleValue();
+      return RunOnEngine(info.Env(), "heimdall.setLrOverride", [lr](Engine& e) { e.set_lr_override(lr); });
+    });
+  }
+  // recalibrate(dataset, { batchSize }) → Promise<void>: the heads' BatchNorm statistics from the current weights.
+  Napi::Value Recalibrate(const Napi::CallbackInfo& info) {
+    return Guard(info.Env(), [&]() -> Napi::Value {
+      DatasetPtr data = UnwrapDataset(info[0]);
+      Napi::Object o = OptionsArg(info, 1);
+      const int64_t batch_size = GetInt(o, "batchSize", 32);
+      return RunOnEngine(info.Env(), "heimdall.recalibrate", [data, batch_size](Engine& e) { e.recalibrate(data, batch_size); });
+    });
   }
   Napi::Value EmaUpdates(const Napi::CallbackInfo& info) {
     return Napi::Number::New(info.Env(), static_cast<double>(state_->engine->ema_updates()));

@@ -142,6 +142,8 @@ Engine::Engine(Network network, const EngineOptions& options)
   if (precision_ == Precision::Fp16Mixed && device_.type() != c10::kCUDA)
     throw Error(kErrInvalidArgument, "precision 16-mixed needs a CUDA device; use bf16-mixed or 32 on CPU");
   if (options_.accumulate < 1) throw Error(kErrInvalidArgument, "accumulate must be ≥ 1");
+  if (options_.swa && options_.ema_decay > 0)
+    throw Error(kErrInvalidArgument, "EMA and SWA both average the weights: use one of EMAWeightAveraging and StochasticWeightAveraging");
   if (options_.grad_clip_norm < 0) throw Error(kErrInvalidArgument, "gradClipNorm must be ≥ 0");
   if (options_.label_smoothing < 0 || options_.label_smoothing >= 1)
     throw Error(kErrInvalidArgument, "labelSmoothing must be in [0, 1)");
@@ -172,7 +174,9 @@ bool Engine::background_loading(const Dataset& data) const {
   return device_.is_cuda() || !data.in_memory();
 }
 
-double Engine::current_lr() const { return scheduled_lr(options_.optimizer, options_.schedule, step_); }
+double Engine::current_lr() const {
+  return lr_override_ > 0 ? lr_override_ : scheduled_lr(options_.optimizer, options_.schedule, step_);
+}
 
 void Engine::check_input(const Dataset& data) const {
   const auto in = data.input_shape();
@@ -329,6 +333,29 @@ void Engine::set_accumulate(int64_t batches) {
   options_.accumulate = batches;
 }
 
+void Engine::update_swa() {
+  if (!options_.swa) throw Error(kErrState, "update_swa: this engine was made without swa");
+  c10::NoGradGuard g;
+  auto live = network_->state_dict();
+  if (ema_updates_ == 0 || ema_.size() != live.size()) {
+    ema_.clear();
+    for (const auto& [k, t] : live) ema_.emplace_back(k, t.detach().clone());
+  } else {
+    const double w = 1.0 / static_cast<double>(ema_updates_ + 1);
+    for (size_t i = 0; i < live.size(); ++i) {
+      at::Tensor& e = ema_[i].second;
+      if (e.is_floating_point()) e.lerp_(live[i].second, w);  // the mean of n + 1 snapshots
+      else e.copy_(live[i].second);
+    }
+  }
+  ++ema_updates_;
+}
+
+void Engine::set_lr_override(double lr) {
+  if (!std::isfinite(lr)) throw Error(kErrInvalidArgument, "a learning rate must be finite");
+  lr_override_ = lr > 0 ? lr : 0;
+}
+
 void Engine::apply_average() {
   if (ema_updates_ == 0) return;
   c10::NoGradGuard g;
@@ -406,6 +433,21 @@ void recalibrate_batchnorm(Network& network, DatasetPtr data, int64_t batch_size
   network->train();
 }
 }  // namespace
+
+void Engine::recalibrate(DatasetPtr data, int64_t batch_size) {
+  set_intraop_threads_here(intraop_threads());
+  // Every rank recalibrates on the whole data set, in the same order: no statistics to exchange.
+  auto reducer = network_->batch_stats_reducer();
+  network_->set_batch_stats_reducer(nullptr);
+  try {
+    recalibrate_batchnorm(network_, data, batch_size, device_.is_cuda(), background_loading(*data),
+                          [&](const at::Tensor& input) { forward(to_device(input, true)); });
+  } catch (...) {
+    network_->set_batch_stats_reducer(reducer);
+    throw;
+  }
+  network_->set_batch_stats_reducer(reducer);
+}
 
 EpochResult Engine::train_epoch(DatasetPtr data, int64_t batch_size, int64_t max_epochs, const BatchCallback& on_batch,
                                 const std::atomic<bool>& stop, const TrainLimits& limits) {
@@ -573,19 +615,7 @@ EpochResult Engine::train_epoch(DatasetPtr data, int64_t batch_size, int64_t max
     batch_in_epoch_ -= pending_;
     pending_ = 0;
   }
-  if (!partial && !result.paused) {
-    // Every rank recalibrates on the whole data set, in the same order: no statistics to exchange.
-    auto reducer = network_->batch_stats_reducer();
-    network_->set_batch_stats_reducer(nullptr);
-    try {
-      recalibrate_batchnorm(network_, data, batch_size, device_.is_cuda(), background_loading(*data),
-                            [&](const at::Tensor& input) { forward(to_device(input, true)); });
-    } catch (...) {
-      network_->set_batch_stats_reducer(reducer);
-      throw;
-    }
-    network_->set_batch_stats_reducer(reducer);
-  }
+  if (!partial && !result.paused) recalibrate(data, batch_size);
   result.batches = partial || result.paused ? batch_in_epoch_ : nb;
   result.seconds = prior_seconds + seconds_since(t_epoch);
   result.sync_seconds = sync_seconds_;
@@ -614,7 +644,7 @@ EpochResult Engine::train_epoch(DatasetPtr data, int64_t batch_size, int64_t max
 EpochResult Engine::evaluate(DatasetPtr data, int64_t batch_size, const std::atomic<bool>* stop, int64_t max_batches) {
   check_input(*data);
   set_intraop_threads_here(intraop_threads());
-  AverageInScope average(ema_updates_ > 0, [this] { swap_ema(); });
+  AverageInScope average(options_.ema_decay > 0 && ema_updates_ > 0, [this] { swap_ema(); });
   LoaderOptions lo;
   lo.batch_size = batch_size;
   lo.pin_memory = device_.is_cuda();
@@ -656,7 +686,7 @@ EpochResult Engine::evaluate(DatasetPtr data, int64_t batch_size, const std::ato
 
 std::vector<at::Tensor> Engine::predict(DatasetPtr data, int64_t batch_size) {
   set_intraop_threads_here(intraop_threads());
-  AverageInScope average(ema_updates_ > 0, [this] { swap_ema(); });
+  AverageInScope average(options_.ema_decay > 0 && ema_updates_ > 0, [this] { swap_ema(); });
   const auto in = data->input_shape();
   const int64_t c = network_->options().backbone.in_chans;
   if (in.size() != 3 || in[0] != c)
@@ -719,6 +749,7 @@ void Engine::save_checkpoint(const std::string& path, const std::string& user_js
   state["optimizer"] = options_.optimizer.name;
   state["seed"] = static_cast<int64_t>(options_.seed);
   state["ema_updates"] = ema_updates_;
+  state["lr_override"] = lr_override_;
   state["torch"] = torch_version();
   auto meta = network_metadata(network_->options());
   meta["heimdall.checkpoint"] = state.dump();
@@ -745,6 +776,7 @@ std::string Engine::load_checkpoint(const std::string& path) {
   // Everything is read and checked first; the engine changes only once the whole file is known to fit, so a
   // damaged checkpoint leaves the engine as it was (no half-resumed weights, optimizer or RNG).
   int64_t epoch = 0, step = 0, batch_in_epoch = 0, world = 1, total_steps = 0, ema_updates = 0;
+  double lr_override = 0;
   try {
     json::Value state = json::parse(it->second);
     epoch = state.at("epoch").as_int("epoch");
@@ -753,6 +785,7 @@ std::string Engine::load_checkpoint(const std::string& path) {
     world = state.has("world_size") ? state.at("world_size").as_int("world_size") : 1;
     total_steps = state.at("total_steps").as_int("total_steps");
     ema_updates = state.has("ema_updates") ? state.at("ema_updates").as_int("ema_updates") : 0;
+    lr_override = state.has("lr_override") ? state.at("lr_override").as_number("lr_override") : 0.0;
   } catch (const std::exception& e) {
     throw Error(kErrFile, path + ": the checkpoint's training state (heimdall.checkpoint) cannot be read (" + e.what() +
                               "): the file is damaged or not a heimdall-torch checkpoint");
@@ -797,7 +830,8 @@ std::string Engine::load_checkpoint(const std::string& path) {
   install_optimizer();
   ema_.clear();
   ema_updates_ = 0;
-  if (averaged && options_.ema_decay > 0) {
+  lr_override_ = std::isfinite(lr_override) && lr_override > 0 ? lr_override : 0;
+  if (averaged && (options_.ema_decay > 0 || options_.swa)) {
     c10::NoGradGuard g;
     const auto live = network_->state_dict();
     for (size_t i = 0; i < live.size(); ++i) {

@@ -53,6 +53,9 @@ struct EngineOptions {
   double ema_decay = 0.0;
   int64_t ema_every = 1;
   int64_t ema_start = 1;
+  // Stochastic weight averaging: an equal-weight average updated by update_swa() (the Trainer: at epoch ends);
+  // evaluation keeps the trained weights; checkpoints hold the average as EMA's do. Exclusive with ema_decay.
+  bool swa = false;
   uint64_t seed = 42;
   PositionScale position_scale;
   // Intra-op (OpenMP) threads of the engine's thread; 0: default_intraop_threads() (common/threads.h) — libtorch's
@@ -128,6 +131,13 @@ class Engine {
   void set_accumulate(int64_t batches);
   int64_t accumulate() const { return options_.accumulate; }
 
+  // SWA: average += (weights − average) / (n + 1) (the first update copies).
+  void update_swa();
+  // A learning rate that replaces the schedule's (SWA's SWALR); ≤ 0: the schedule's again. Saved in checkpoints.
+  void set_lr_override(double lr);
+  // "Precise BatchNorm" on demand: the heads' running statistics recomputed from the weights as they are now.
+  void recalibrate(DatasetPtr data, int64_t batch_size);
+
   // EMA: the weights become the average (Lightning's WeightAveraging at the end of fit); the average restarts.
   void apply_average();
   int64_t ema_updates() const { return ema_updates_; }
@@ -170,6 +180,7 @@ class Engine {
   std::unique_ptr<PausedEpoch> paused_;
   NamedTensors ema_;          // the average, in state_dict() order, on the model's device
   int64_t ema_updates_ = 0;   // updates so far (0: no average yet)
+  double lr_override_ = 0;    // > 0: the learning rate instead of the schedule's
   const std::chrono::steady_clock::time_point created_ = std::chrono::steady_clock::now();
 };
 

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../lib/config.js';
 import { ConvNeXt } from '../../lib/model.js';
 import { HeimdallDataModule } from '../../lib/data/heimdall.js';
-import { BackboneFinetuning, BasePredictionWriter, Callback, CsvPredictionWriter, EarlyStopping, EMAWeightAveraging, GradientAccumulationScheduler, MLflowLogger, ThroughputMonitor, flopsPerSample, peakFlops, ModelCheckpoint, ModelSummary, OnExceptionCheckpoint, TensorDataModule, Timer, Trainer, formatDuration, suggestIndex, valleyIndex, summarize, type TrainBatch } from '../../lib/trainer/index.js';
+import { BackboneFinetuning, BasePredictionWriter, Callback, CsvPredictionWriter, StochasticWeightAveraging, EarlyStopping, EMAWeightAveraging, GradientAccumulationScheduler, MLflowLogger, ThroughputMonitor, flopsPerSample, peakFlops, ModelCheckpoint, ModelSummary, OnExceptionCheckpoint, TensorDataModule, Timer, Trainer, formatDuration, suggestIndex, valleyIndex, summarize, type TrainBatch } from '../../lib/trainer/index.js';
 import { resolveTrainFlags, trainCommand } from '../../lib/cli/train.js';
 import { python } from '../helpers/python.js';
 import { tempDir } from '../helpers/tmp.js';
@@ -788,5 +788,40 @@ describe('BasePredictionWriter', () => {
     expect(await trainer.predict(data, { returnPredictions: false })).toEqual({});
     expect(rec.batches.length - before).toBe(Math.ceil(size / 8));
     expect(readFileSync(join(dir, 'preds', 'out.csv'), 'utf8').trim().split('\n').length).toBe(size + 1);
+  });
+});
+
+describe('StochasticWeightAveraging', () => {
+  it('anneals the rate to swaLrs from swaEpochStart, averages the epochs\' weights equally, and ends with the average', async () => {
+    const dir = tempDir();
+    const model = ConvNeXt.localization('atto', { seed: 101 });
+    const lrs = new Map<number, number[]>();
+    class Rec extends Callback {
+      override onTrainBatchEnd(_t: unknown, b: TrainBatch) { lrs.set(b.epoch, [...(lrs.get(b.epoch) ?? []), b.lr]); }
+      override async onTrainEpochEnd(t: { currentEpoch: number }) { await model.saveWeights(join(dir, `epoch${t.currentEpoch - 1}.safetensors`)); }
+    }
+    const swa = new StochasticWeightAveraging({ swaLrs: 1e-4, swaEpochStart: 1, annealingEpochs: 2 });
+    const trainer = new Trainer({ ...base, maxEpochs: 4, limitTrainBatches: 3, optimizer: { name: 'adamw', lr: 2e-3, weightDecay: 0 },
+      schedule: { name: 'constant', warmupSteps: 0 }, defaultRootDir: dir, callbacks: [new Rec(), swa] });
+    await trainer.fit(model, blobData(120, 101, 8));
+    // SWALR (cos): the first SWA epoch at the rate it starts from, then halfway, then swaLrs
+    expect([0, 1, 2, 3].map((e) => lrs.get(e)![0])).toEqual([2e-3, 2e-3, expect.closeTo(1.05e-3, 12), expect.closeTo(1e-4, 12)]);
+    expect(swa.startLr).toBe(2e-3);
+    await model.saveWeights(join(dir, 'final.safetensors'));
+    const r = JSON.parse(await python(`
+import json, sys
+from safetensors.torch import load_file
+snaps = [load_file(p) for p in sys.argv[1:4]]
+final = load_file(sys.argv[4])
+keys = [k for k in final if final[k].is_floating_point() and 'running_' not in k]
+avg = {k: sum(s[k].double() for s in snaps) / 3 for k in keys}
+print(json.dumps({'avg': max((final[k].double() - avg[k]).abs().max().item() for k in keys),
+                  'last': max((final[k].double() - snaps[-1][k].double()).abs().max().item() for k in keys)}))`,
+    [1, 2, 3].map((e) => join(dir, `epoch${e}.safetensors`)).concat(join(dir, 'final.safetensors'))));
+    expect(r.avg).toBeLessThanOrEqual(1e-6); // the mean of epochs 1, 2 and 3
+    expect(r.last).toBeGreaterThan(1e-4);    // not the last weights
+    const both = new Trainer({ ...base, maxEpochs: 1, defaultRootDir: tempDir(), callbacks: [swa, new EMAWeightAveraging()] });
+    await expect(both.fit(ConvNeXt.localization('atto'), blobData())).rejects.toThrow(/EMA and SWA both average/);
+    expect(() => new StochasticWeightAveraging({ swaLrs: 1e-3, swaEpochStart: 2.5 })).toThrow(/swaEpochStart/);
   });
 });
