@@ -1,6 +1,6 @@
 // Trainer options Lightning users reach for daily (issue 17): maxTime / Timer, minEpochs, logEveryNSteps,
 // OnExceptionCheckpoint, ModelSummary — each against Lightning's documented semantics.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../lib/config.js';
@@ -792,7 +792,7 @@ describe('BasePredictionWriter', () => {
 });
 
 describe('StochasticWeightAveraging', () => {
-  it('anneals the rate to swaLrs from swaEpochStart, averages the epochs\' weights equally, and ends with the average', async () => {
+  it('anneals the rate to swaLrs from swaEpochStart, averages the epochs\' weights equally, ends with the average; a resumed fit ends the same', async () => {
     const dir = tempDir();
     const model = ConvNeXt.localization('atto', { seed: 101 });
     const lrs = new Map<number, number[]>();
@@ -820,6 +820,26 @@ print(json.dumps({'avg': max((final[k].double() - avg[k]).abs().max().item() for
     [1, 2, 3].map((e) => join(dir, `epoch${e}.safetensors`)).concat(join(dir, 'final.safetensors'))));
     expect(r.avg).toBeLessThanOrEqual(1e-6); // the mean of epochs 1, 2 and 3
     expect(r.last).toBeGreaterThan(1e-4);    // not the last weights
+    // Resuming from the checkpoint of epoch 2 (average of 2 epochs, the rate override, startLr) ends the same way
+    const straightRun = async (maxEpochs: number, ckptPath?: string) => {
+      const m = ConvNeXt.localization('atto', { seed: 101 });
+      const ck = new ModelCheckpoint({ dirpath: join(dir, 'resume-ckpt'), saveTopK: 0 });
+      const t = new Trainer({ ...base, maxEpochs, limitTrainBatches: 3, optimizer: { name: 'adamw', lr: 2e-3, weightDecay: 0 },
+        schedule: { name: 'constant', warmupSteps: 0 }, defaultRootDir: join(dir, 'resume'), callbacks: [ck, new StochasticWeightAveraging({ swaLrs: 1e-4, swaEpochStart: 1, annealingEpochs: 2 })] });
+      await t.fit(m, blobData(120, 101, 8), ckptPath ? { ckptPath } : {});
+      return { m, last: ck.lastModelPath! };
+    };
+    const first = await straightRun(3);
+    const copy = join(dir, 'epoch2-last.safetensors');
+    writeFileSync(copy, readFileSync(first.last));
+    const resumed = await straightRun(4, copy);
+    await resumed.m.saveWeights(join(dir, 'resumed.safetensors'));
+    const same = JSON.parse(await python(`
+import json, sys
+from safetensors.torch import load_file
+a, b = load_file(sys.argv[1]), load_file(sys.argv[2])
+print(json.dumps(max((a[k].double() - b[k].double()).abs().max().item() for k in a if a[k].is_floating_point())))`, [join(dir, 'final.safetensors'), join(dir, 'resumed.safetensors')]));
+    expect(same).toBeLessThanOrEqual(1e-6);
     const both = new Trainer({ ...base, maxEpochs: 1, defaultRootDir: tempDir(), callbacks: [swa, new EMAWeightAveraging()] });
     await expect(both.fit(ConvNeXt.localization('atto'), blobData())).rejects.toThrow(/EMA and SWA both average/);
     expect(() => new StochasticWeightAveraging({ swaLrs: 1e-3, swaEpochStart: 2.5 })).toThrow(/swaEpochStart/);
