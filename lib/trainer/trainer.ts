@@ -769,10 +769,16 @@ export class Trainer implements TrainerView {
     if (this.swaCallback && this.splits) await this.engine.recalibrate(this.splits.train, { batchSize: this.datamodule!.batchSize });
   }
 
+  /** This Trainer's callbacks of a class that may appear once (they configure the engine): none or one. */
+  private callbacksOf<T extends Callback>(cls: abstract new (...args: never[]) => T): T[] {
+    const found = this.callbacks.filter((c): c is T => c instanceof cls);
+    if (found.length > 1) throw new ConfigError([`callbacks: more than one ${cls.name}; give one`]);
+    return found;
+  }
+
   /** The StochasticWeightAveraging among this Trainer's callbacks, if any. */
   private get swaCallback(): StochasticWeightAveraging | undefined {
-    const found = this.callbacks.filter((c): c is StochasticWeightAveraging => c instanceof StochasticWeightAveraging);
-    if (found.length > 1) throw new ConfigError(['callbacks: more than one StochasticWeightAveraging; give one']);
+    const found = this.callbacksOf(StochasticWeightAveraging);
     return found[0];
   }
 
@@ -788,8 +794,7 @@ export class Trainer implements TrainerView {
 
   /** The GradientAccumulationScheduler among this Trainer's callbacks, if any (checked against accumulateGradBatches). */
   private get accumulationScheduler(): GradientAccumulationScheduler | undefined {
-    const found = this.callbacks.filter((c): c is GradientAccumulationScheduler => c instanceof GradientAccumulationScheduler);
-    if (found.length > 1) throw new ConfigError(['callbacks: more than one GradientAccumulationScheduler; give one']);
+    const found = this.callbacksOf(GradientAccumulationScheduler);
     if (found.length && this.config.accumulateGradBatches !== 1) {
       throw new ConfigError([`accumulateGradBatches: ${this.config.accumulateGradBatches} and a GradientAccumulationScheduler both set the accumulation; give one of them (as Lightning)`]);
     }
@@ -798,8 +803,7 @@ export class Trainer implements TrainerView {
 
   /** The BackboneFinetuning among this Trainer's callbacks, if any. */
   private get backboneFinetuning(): BackboneFinetuning | undefined {
-    const found = this.callbacks.filter((c): c is BackboneFinetuning => c instanceof BackboneFinetuning);
-    if (found.length > 1) throw new ConfigError(['callbacks: more than one BackboneFinetuning; give one']);
+    const found = this.callbacksOf(BackboneFinetuning);
     return found[0];
   }
 
@@ -814,8 +818,7 @@ export class Trainer implements TrainerView {
 
   /** The EMAWeightAveraging callback among this Trainer's, if any (it sets the engine's average). */
   private get weightAveraging(): EMAWeightAveraging | undefined {
-    const found = this.callbacks.filter((c): c is EMAWeightAveraging => c instanceof EMAWeightAveraging);
-    if (found.length > 1) throw new ConfigError(['callbacks: more than one EMAWeightAveraging; give one']);
+    const found = this.callbacksOf(EMAWeightAveraging);
     return found[0];
   }
 

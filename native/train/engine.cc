@@ -290,16 +290,21 @@ void Engine::optimizer_step() {
 
 void Engine::update_ema() {
   if (options_.ema_decay <= 0 || step_ < options_.ema_start || (step_ - options_.ema_start) % options_.ema_every != 0) return;
+  blend_average(1.0 - options_.ema_decay);
+}
+
+// One update of the average: the first copies the weights; later ones move it towards them by `weight` (EMA:
+// 1 − decay; SWA: 1 / (n + 1), the mean of n + 1 snapshots). Integer buffers are copied.
+void Engine::blend_average(double weight) {
   c10::NoGradGuard g;
   auto live = network_->state_dict();
   if (ema_updates_ == 0 || ema_.size() != live.size()) {
     ema_.clear();
     for (const auto& [k, t] : live) ema_.emplace_back(k, t.detach().clone());
   } else {
-    const double w = 1.0 - options_.ema_decay;
     for (size_t i = 0; i < live.size(); ++i) {
       at::Tensor& e = ema_[i].second;
-      if (e.is_floating_point()) e.lerp_(live[i].second, w);  // e + w·(x − e) = decay·e + (1 − decay)·x
+      if (e.is_floating_point()) e.lerp_(live[i].second, weight);  // e + w·(x − e)
       else e.copy_(live[i].second);
     }
   }
@@ -335,20 +340,7 @@ void Engine::set_accumulate(int64_t batches) {
 
 void Engine::update_swa() {
   if (!options_.swa) throw Error(kErrState, "update_swa: this engine was made without swa");
-  c10::NoGradGuard g;
-  auto live = network_->state_dict();
-  if (ema_updates_ == 0 || ema_.size() != live.size()) {
-    ema_.clear();
-    for (const auto& [k, t] : live) ema_.emplace_back(k, t.detach().clone());
-  } else {
-    const double w = 1.0 / static_cast<double>(ema_updates_ + 1);
-    for (size_t i = 0; i < live.size(); ++i) {
-      at::Tensor& e = ema_[i].second;
-      if (e.is_floating_point()) e.lerp_(live[i].second, w);  // the mean of n + 1 snapshots
-      else e.copy_(live[i].second);
-    }
-  }
-  ++ema_updates_;
+  blend_average(1.0 / static_cast<double>(ema_updates_ + 1));
 }
 
 void Engine::set_lr_override(double lr) {

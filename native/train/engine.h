@@ -160,6 +160,7 @@ class Engine {
   bool distributed() const { return group_ && group_->size() > 1; }
   void sync_gradients();
   void update_ema();
+  void blend_average(double weight);
   void swap_ema();  // exchanges the model's weights with the average (evaluate / predict, and back)
 
   Network network_;
