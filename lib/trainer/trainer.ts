@@ -315,6 +315,8 @@ export class Trainer implements TrainerView {
       const base = this.engineOptions(data);
       const engine = new (native().Engine)(model.native, {
         ...base,
+        emaDecay: 0, // the sweep's weights are thrown away: no average to keep
+        swa: false,
         optimizer: { ...base.optimizer, lr: o.maxLr },
         schedule: { name: 'exponential', warmupSteps: 0, minLr: o.minLr, totalSteps: o.numTraining },
       });
@@ -476,7 +478,7 @@ export class Trainer implements TrainerView {
       device,
       precision: c.precision,
       optimizer: c.optimizer,
-      schedule: this.scheduleFor(data, c),
+      schedule: this.scheduleFor(c),
       gradClipNorm: c.gradClipNorm,
       accumulate: c.accumulateGradBatches,
       channelsLast: c.channelsLast ?? c.device.startsWith('cuda'),
@@ -750,12 +752,10 @@ export class Trainer implements TrainerView {
    * The learning-rate schedule's length: the engine's own count (batches ÷ accumulation × epochs) unless a
    * GradientAccumulationScheduler changes the accumulation, whose optimizer steps are counted epoch by epoch here.
    */
-  private scheduleFor(data: DataModule, c: TrainerConfig): NativeEngineOptions['schedule'] {
+  private scheduleFor(c: TrainerConfig): NativeEngineOptions['schedule'] {
     const scheduler = this.accumulationScheduler;
     if (!scheduler || !this.splits) return c.schedule;
-    const all = Math.ceil(Math.ceil(this.splits.train.size / this.worldSize) / data.batchSize);
-    const batches = this.fastDevRunBatches ? Math.min(all, this.fastDevRunBatches) : limitBatches(this.trainLimit, all);
-    const steps = scheduler.steps(batches, this.fastDevRunBatches ? 1 : c.maxEpochs);
+    const steps = scheduler.steps(this.trainBatches, this.fastDevRunBatches ? 1 : c.maxEpochs);
     return { ...c.schedule, totalSteps: c.maxSteps !== undefined ? Math.min(steps, c.maxSteps) : steps };
   }
 
