@@ -78,18 +78,18 @@ async function main(): Promise<void> {
     `MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL=${interval} s; libtorch ${info.libtorch}, ${info.threads} threads, ${cpus().length} CPUs, load ${loadavg()[0]!.toFixed(1)}`);
   // What one sample costs the worker thread, measured directly (independent of the machine's load on training).
   const { SystemMetricsMonitor } = await import('../lib/tracking/system_metrics.js');
-  const probe = new SystemMetricsMonitor('probe', { samplingIntervalS: interval, samplesBeforeLogging: 1, startStep: 0 }, () => {}, () => {});
-  const gpu = probe.nvidiaSmi;
+  const probe = new SystemMetricsMonitor('probe', { samplingIntervalS: interval, samplesBeforeLogging: 1, startStep: 0, nvml: process.env.HEIMDALL_NVML_LIBRARY || 'libnvidia-ml.so.1' }, () => {}, () => {});
+  const gpu = probe.readsGpus;
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   const k = 200;
-  for (let i = 0; i < k; i++) await probe.tick();
+  for (let i = 0; i < k; i++) probe.tick();
   const wallMs = (performance.now() - t0) / k;
   const cpuUs = process.cpuUsage(cpu0);
   const cpuMs = (cpuUs.user + cpuUs.system) / 1000 / k;
   probe.stop();
-  console.log(`one sample (/proc, statfs${gpu ? ', nvidia-smi' : ''}): ${wallMs.toFixed(3)} ms wall, ${cpuMs.toFixed(3)} ms CPU (this process) → ` +
-    `${((cpuMs / (interval * 1000)) * 100).toFixed(4)} % of one core at one sample per ${interval} s${gpu ? ' (nvidia-smi\'s own process not included)' : '; no nvidia-smi on PATH'}`);
+  console.log(`one sample (/proc, statfs${gpu ? ', NVML' : ''}): ${wallMs.toFixed(3)} ms wall, ${cpuMs.toFixed(3)} ms CPU (this process) → ` +
+    `${((cpuMs / (interval * 1000)) * 100).toFixed(4)} % of one core at one sample per ${interval} s${gpu ? '' : '; no NVIDIA driver (no GPU rows)'}`);
   // Warm-up (and the epoch length that gives ~`seconds` per fit: the second epoch, past the first's set-up).
   const warm = await fit(false, args.has('epochs') ? 1 : 2);
   const epochs = args.has('epochs') ? Number(args.get('epochs')) : Math.max(2, Math.round(seconds / warm.lastEpochSeconds));

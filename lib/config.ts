@@ -152,6 +152,11 @@ export const trackerConfigSchema = z.object({
   systemMetricsSamplesBeforeLogging: numberish(1).pipe(z.number().int('must be a whole number of samples')).default(1),
   /** Node id inserted in system metric keys (`system/<node id>/cpu_utilization_percentage`), for multi-node runs. */
   systemMetricsNodeId: z.string().trim().min(1).regex(/^[A-Za-z0-9_\-. ]+$/, 'letters, digits, _ - . and space only (it becomes part of metric keys)').optional(),
+  /**
+   * The NVML library GPU system metrics are read through (default: the NVIDIA driver's libnvidia-ml.so.1, found
+   * as the dynamic linker finds it). Set it where the driver's library is elsewhere (some containers, WSL).
+   */
+  nvmlLibrary: z.string().trim().min(1).default('libnvidia-ml.so.1'),
 });
 export type TrackerConfig = z.output<typeof trackerConfigSchema>;
 export type TrackerConfigInput = z.input<typeof trackerConfigSchema>;
@@ -182,6 +187,7 @@ export const TRACKER_ENV: Record<keyof TrackerConfig, string[]> = {
   systemMetricsSamplingIntervalS: ['MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL'],
   systemMetricsSamplesBeforeLogging: ['MLFLOW_SYSTEM_METRICS_SAMPLES_BEFORE_LOGGING'],
   systemMetricsNodeId: ['MLFLOW_SYSTEM_METRICS_NODE_ID'],
+  nvmlLibrary: ['HEIMDALL_NVML_LIBRARY'],
 };
 
 const SECRET_FIELDS: (keyof TrackerConfig)[] = ['trackingPassword', 'trackingToken', 'awsSecretAccessKey', 'awsSessionToken'];

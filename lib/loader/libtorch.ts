@@ -262,9 +262,50 @@ export function findLibtorch(rec: BuildRecord | null, opts: { cwd?: string; pack
     anyFound ? 'heimdall-torch: no compatible libtorch found.' : 'heimdall-torch: libtorch was not found.');
 }
 
-interface LoaderShim {
+/** What NVML's nvmlOpen answers (native/loader/nvml.cc). */
+export interface NvmlStatus {
+  /** 'absent': no such library (no NVIDIA driver); 'failed': the library is there but unusable (see message). */
+  status: 'ok' | 'absent' | 'failed';
+  message: string;
+  devices: number;
+  driver: string;
+}
+
+/** One GPU as NVML reports it; NaN where NVML does not give that value for this GPU. */
+export interface NvmlGpu {
+  index: number;
+  /** Percent of the last sample period in which a kernel ran (nvmlDeviceGetUtilizationRates().gpu). */
+  utilization: number;
+  /** Bytes (nvmlDeviceGetMemoryInfo). */
+  memoryUsed: number;
+  memoryTotal: number;
+  /** Milliwatts (nvmlDeviceGetPowerUsage, nvmlDeviceGetEnforcedPowerLimit). */
+  power: number;
+  powerLimit: number;
+}
+
+/** The loader shim's exports (native/loader/loader.cc, nvml.cc). */
+export interface LoaderShim {
   preload(paths: string[]): void;
   loadedPath(soname: string): string | null;
+  /** Opens and initializes NVML once per library path (default libnvidia-ml.so.1). */
+  nvmlOpen(library?: string): NvmlStatus;
+  nvmlSample(library?: string): NvmlGpu[];
+}
+
+/** The file name of the loader shim, next to the addon. */
+export const LOADER_SHIM = 'libheimdall_torch_loader.so';
+
+/**
+ * Loads the loader shim next to the addon at `addonPath` (in this thread: Node-API modules load once per
+ * thread), or returns null when it is not there (an addon file from elsewhere) or older than `need`.
+ */
+export function loadShim(addonPath: string, need: keyof LoaderShim = 'preload'): LoaderShim | null {
+  const shimPath = join(dirname(addonPath), LOADER_SHIM);
+  if (!existsSync(shimPath)) return null;
+  const mod = { exports: {} as LoaderShim };
+  process.dlopen(mod, shimPath);
+  return typeof mod.exports[need] === 'function' ? mod.exports : null;
 }
 
 let loaded: { candidate: LibtorchCandidate | null; libtorch: string } | undefined;
@@ -281,11 +322,8 @@ export function loadedLibtorch(): { candidate: LibtorchCandidate | null; libtorc
  */
 export function loadLibtorch(addonPath: string, opts: { packageRoot?: string } = {}): void {
   if (loaded) return;
-  const shimPath = join(dirname(addonPath), 'libheimdall_torch_loader.so');
-  if (!existsSync(shimPath)) return;
-  const mod = { exports: {} as LoaderShim };
-  process.dlopen(mod, shimPath);
-  const shim = mod.exports;
+  const shim = loadShim(addonPath);
+  if (!shim) return;
   const already = shim.loadedPath('libtorch.so');
   if (already) {  // another addon of this process loaded one: it is the one the addon will bind to
     loaded = { candidate: describeLibtorch(dirname(already), 'already loaded'), libtorch: already };

@@ -14,12 +14,14 @@
 //   process_memory_rss_megabytes     this process's resident set (heimdall-torch's addition; not in MLflow)
 //   gpu_{i}_utilization_percentage, gpu_{i}_memory_usage_megabytes, gpu_{i}_memory_usage_percentage,
 //   gpu_{i}_power_usage_watts, gpu_{i}_power_usage_percentage
-//                                    NVIDIA GPUs through `nvidia-smi` (when it is on PATH; none → no GPU rows)
+//                                    NVIDIA GPUs through NVML (the driver's libnvidia-ml.so.1, opened at run time by
+//                                    the loader shim: native/loader/nvml.cc), every GPU NVML lists, as MLflow's
+//                                    GPUMonitor (CUDA_VISIBLE_DEVICES does not change the indices); no driver → no GPU rows
 // One difference in timing: MLflow takes a sample, then waits; here the first sample is taken one interval after
 // the start, so that the CPU share of every sample covers a whole interval (logging happens at the same times).
-import { execFile } from 'node:child_process';
-import { accessSync, constants, readFileSync, statfsSync } from 'node:fs';
-import { delimiter, join } from 'node:path';
+import { readFileSync, statfsSync } from 'node:fs';
+import { loadShim, type LoaderShim, type NvmlGpu } from '../loader/libtorch.js';
+import { addonPath } from '../native.js';
 import type { Metric } from './types.js';
 
 export interface SystemMetricsOptions {
@@ -33,8 +35,8 @@ export interface SystemMetricsOptions {
   startStep: number;
   /** The folder whose file system `disk_*` describes (default: the working folder). */
   diskPath?: string;
-  /** The `nvidia-smi` to run (default: found on PATH; null: no GPU metrics). */
-  nvidiaSmi?: string | null;
+  /** The NVML library to read GPUs from (the tracker's `nvmlLibrary`; null: no GPU metrics). */
+  nvml: string | null;
 }
 
 export const SYSTEM_METRICS_PREFIX = 'system/';
@@ -104,50 +106,50 @@ function readProc(path: string): string | null {
   try { return readFileSync(path, 'utf8'); } catch { return null; }
 }
 
-/** One GPU as `nvidia-smi --query-gpu=…` reports it. */
-export interface GpuSample { index: number; utilization: number; memoryUsedMiB: number; memoryTotalMiB: number; powerW: number; powerLimitW: number }
-
-export const NVIDIA_SMI_QUERY = ['--query-gpu=index,utilization.gpu,memory.used,memory.total,power.draw,power.limit', '--format=csv,noheader,nounits'];
-
-/** Parses `nvidia-smi` CSV lines; fields it cannot read (`[N/A]`) become NaN and are left out. */
-export function parseNvidiaSmi(csv: string): GpuSample[] {
-  return csv.split('\n').map((l) => l.trim()).filter(Boolean).map((l) => {
-    const [index, utilization, memoryUsedMiB, memoryTotalMiB, powerW, powerLimitW] = l.split(',').map((x) => Number(x.trim()));
-    return { index: index!, utilization: utilization!, memoryUsedMiB: memoryUsedMiB!, memoryTotalMiB: memoryTotalMiB!, powerW: powerW!, powerLimitW: powerLimitW! };
-  }).filter((g) => Number.isInteger(g.index));
+/** Reads GPUs for one monitor: NVML through the loader shim, opened once per process and library. */
+export interface GpuReader {
+  sample(): NvmlGpu[];
 }
 
-/** The GPU metrics of one sample, named as MLflow's GPUMonitor names them (pynvml's values, from nvidia-smi). */
-export function gpuMetrics(gpus: readonly GpuSample[]): Record<string, number> {
+/**
+ * Opens NVML (`library`) through the loader shim next to the addon. No library (no NVIDIA driver) or no shim →
+ * null, silently: no GPU rows. A library that is there but does not initialize → null and one warning.
+ */
+export function openNvml(library: string, warn: (message: string) => void): GpuReader | null {
+  let shim: LoaderShim | null;
+  try {
+    shim = loadShim(addonPath(), 'nvmlOpen');
+  } catch (e) {
+    warn(`system metrics: the loader shim did not load (${(e as Error).message.split('\n')[0]}); GPU metrics are not logged for this run`);
+    return null;
+  }
+  if (!shim) return null;
+  const status = shim.nvmlOpen(library);
+  if (status.status === 'absent') return null;
+  if (status.status !== 'ok') {
+    warn(`system metrics: NVML (${library}) is there but unusable: ${status.message}; GPU metrics are not logged for this run. ` +
+      'Check the NVIDIA driver (nvidia-smi), or set HEIMDALL_NVML_LIBRARY to the libnvidia-ml.so.1 that matches it.');
+    return null;
+  }
+  return { sample: () => shim.nvmlSample(library) };
+}
+
+/** The GPU metrics of one sample, named and computed as MLflow's GPUMonitor does from pynvml. */
+export function gpuMetrics(gpus: readonly NvmlGpu[]): Record<string, number> {
   const out: Record<string, number> = {};
   for (const g of gpus) {
     const i = g.index;
-    if (Number.isFinite(g.memoryUsedMiB) && g.memoryTotalMiB > 0) {
-      out[`gpu_${i}_memory_usage_percentage`] = round1((g.memoryUsedMiB / g.memoryTotalMiB) * 100);
-      out[`gpu_${i}_memory_usage_megabytes`] = (g.memoryUsedMiB * 1048576) / MB;
+    if (Number.isFinite(g.memoryUsed) && g.memoryTotal > 0) {
+      out[`gpu_${i}_memory_usage_percentage`] = round1((g.memoryUsed / g.memoryTotal) * 100);
+      out[`gpu_${i}_memory_usage_megabytes`] = g.memoryUsed / MB;
     }
     if (Number.isFinite(g.utilization)) out[`gpu_${i}_utilization_percentage`] = g.utilization;
-    if (Number.isFinite(g.powerW) && g.powerLimitW > 0) {
-      out[`gpu_${i}_power_usage_watts`] = g.powerW;
-      out[`gpu_${i}_power_usage_percentage`] = (g.powerW / g.powerLimitW) * 100;
+    if (Number.isFinite(g.power)) {
+      out[`gpu_${i}_power_usage_watts`] = g.power / 1000;
+      if (g.powerLimit > 0) out[`gpu_${i}_power_usage_percentage`] = (g.power / g.powerLimit) * 100;
     }
   }
   return out;
-}
-
-/** `nvidia-smi` on PATH, or null. */
-export function findNvidiaSmi(path = process.env.PATH ?? ''): string | null {
-  for (const dir of path.split(delimiter).filter(Boolean)) {
-    const p = join(dir, 'nvidia-smi');
-    try { accessSync(p, constants.X_OK); return p; } catch { /* next */ }
-  }
-  return null;
-}
-
-function runNvidiaSmi(exe: string): Promise<GpuSample[]> {
-  return new Promise((resolve, reject) => {
-    execFile(exe, NVIDIA_SMI_QUERY, { timeout: 5000, windowsHide: true }, (err, stdout) => (err ? reject(err) : resolve(parseNvidiaSmi(String(stdout)))));
-  });
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -163,8 +165,7 @@ export class SystemMetricsMonitor {
   private step: number;
   private prevCpu: CpuTimes | null;
   private readonly net0: { recv: number; sent: number } | null;
-  private gpuExe: string | null;
-  private sampling = false;
+  private readonly gpus: GpuReader | null;
   private stopped = false;
   readonly prefix: string;
 
@@ -178,17 +179,17 @@ export class SystemMetricsMonitor {
     this.prefix = SYSTEM_METRICS_PREFIX + (o.nodeId ? `${o.nodeId}/` : '');
     this.prevCpu = readCpuTimes();
     this.net0 = readNetwork();
-    this.gpuExe = o.nvidiaSmi === undefined ? findNvidiaSmi() : o.nvidiaSmi;
+    this.gpus = o.nvml === null ? null : openNvml(o.nvml, warn);
   }
 
-  /** The `nvidia-smi` this monitor runs for GPU metrics (null: none). */
-  get nvidiaSmi(): string | null {
-    return this.gpuExe;
+  /** Whether this monitor logs GPU metrics (NVML opened and initialized). */
+  get readsGpus(): boolean {
+    return this.gpus !== null;
   }
 
   start(): void {
     if (this.timer || this.stopped) return;
-    this.timer = setInterval(() => void this.tick(), Math.max(1, this.o.samplingIntervalS * 1000));
+    this.timer = setInterval(() => this.tick(), Math.max(1, this.o.samplingIntervalS * 1000));
     this.timer.unref();
   }
 
@@ -199,25 +200,12 @@ export class SystemMetricsMonitor {
   }
 
   /** Takes one sample (and logs when `samplesBeforeLogging` are gathered). */
-  async tick(): Promise<void> {
-    if (this.sampling || this.stopped) return; // a slow nvidia-smi: skip this tick rather than pile up
-    this.sampling = true;
-    try {
-      const sample = this.sampleHost();
-      if (this.gpuExe) {
-        try {
-          Object.assign(sample, gpuMetrics(await runNvidiaSmi(this.gpuExe)));
-        } catch (e) {
-          this.warn(`system metrics: '${this.gpuExe} ${NVIDIA_SMI_QUERY.join(' ')}' failed (${(e as Error).message.split('\n')[0]}); GPU metrics are not logged for this run`);
-          this.gpuExe = null;
-        }
-      }
-      if (this.stopped) return;
-      this.samples.push(sample);
-      if (this.samples.length >= this.o.samplesBeforeLogging) this.flushSamples();
-    } finally {
-      this.sampling = false;
-    }
+  tick(): void {
+    if (this.stopped) return;
+    const sample = this.sampleHost();
+    if (this.gpus) Object.assign(sample, gpuMetrics(this.gpus.sample()));
+    this.samples.push(sample);
+    if (this.samples.length >= this.o.samplesBeforeLogging) this.flushSamples();
   }
 
   /** CPU, memory, disk, network and process figures of this moment. */
@@ -277,7 +265,7 @@ export class SystemMetricsMonitor {
 // In the worker: one monitor at a time, for the tracker's active run
 // ---------------------------------------------------------------------------------------------------------
 /** What the switch needs of the worker: the tracker's settings, the store (resumed steps) and delivery. */
-interface SwitchConfig { systemMetricsSamplingIntervalS: number; systemMetricsSamplesBeforeLogging: number; systemMetricsNodeId?: string }
+interface SwitchConfig { systemMetricsSamplingIntervalS: number; systemMetricsSamplesBeforeLogging: number; systemMetricsNodeId?: string; nvmlLibrary: string }
 
 /** Starts and stops the monitor of the tracker's active run (the 'sysmetrics' message of protocol.ts). */
 export class SystemMetricsSwitch {
@@ -309,6 +297,7 @@ export class SystemMetricsSwitch {
       samplingIntervalS: this.cfg.systemMetricsSamplingIntervalS,
       samplesBeforeLogging: this.cfg.systemMetricsSamplesBeforeLogging,
       nodeId: this.cfg.systemMetricsNodeId,
+      nvml: this.cfg.nvmlLibrary,
       startStep,
     }, (id, metrics) => this.delivery.enqueueLocal({ k: 'log', runId: id, metrics, params: [], tags: [] }), this.warn);
     this.monitor.start();

@@ -6,12 +6,17 @@
 // RTLD_NOW | RTLD_GLOBAL. When the main addon is then loaded, glibc matches its DT_NEEDED sonames against the
 // libraries already in the process, so no LD_LIBRARY_PATH is needed. Libraries are never closed.
 //
+// It also reads NVIDIA GPUs through NVML for the tracker's system metrics (nvml.cc), for the same reason: the
+// tracker's worker thread loads the shim, never libtorch.
+//
 // Only plain C APIs here (dlfcn + Node-API): it must load on any glibc Linux, with or without libtorch.
 #include <dlfcn.h>
 #include <link.h>
 #include <node_api.h>
 
 #include <string>
+
+#include "nvml.h"
 
 namespace {
 
@@ -79,6 +84,7 @@ napi_value Init(napi_env env, napi_value exports) {
       {"loadedPath", nullptr, LoadedPath, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
+  heimdall_loader::DefineNvml(env, exports);
   return exports;
 }
 

@@ -1,13 +1,13 @@
 // Dataset inputs (`mlflow.log_input`) and system metrics (`mlflow.enable_system_metrics_logging()`) written by
 // the tracker into SQLite, PostgreSQL and the REST server, read back with the pinned Python MLflow:
 // `get_run(id).inputs.dataset_inputs` and `get_metric_history` of the `system/…` keys.
-import { chmodSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { datasetInputs, type DatasetDescription } from '../../lib/data/datasets.js';
 import { MLflowTracker, type MLflowTrackerOptions } from '../../lib/tracking/index.js';
-import { gpuMetrics, parseNvidiaSmi, readCpuTimes, readMemory, readNetwork, SystemMetricsMonitor } from '../../lib/tracking/system_metrics.js';
+import { gpuMetrics, readCpuTimes, readMemory, readNetwork, SystemMetricsMonitor } from '../../lib/tracking/system_metrics.js';
 import type { Metric } from '../../lib/tracking/types.js';
 import { pgRows } from './helpers/pg.js';
 import { mlflow29Python, mlflowPython, runInputsPython } from './helpers/python.js';
@@ -174,7 +174,7 @@ describe('system metrics monitor', () => {
 
   it('averages samples, rounds to 0.1 and takes the last network value, as MLflow aggregates', async () => {
     const published: Metric[][] = [];
-    const m = new SystemMetricsMonitor('r', { samplingIntervalS: 60, samplesBeforeLogging: 3, startStep: 5, nvidiaSmi: null }, (_id, ms) => published.push(ms), () => {});
+    const m = new SystemMetricsMonitor('r', { samplingIntervalS: 60, samplesBeforeLogging: 3, startStep: 5, nvml: null }, (_id, ms) => published.push(ms), () => {});
     const samples = [
       { cpu_utilization_percentage: 10, network_receive_megabytes: 1.23456 },
       { cpu_utilization_percentage: 20.04, network_receive_megabytes: 2.5 },
@@ -182,7 +182,7 @@ describe('system metrics monitor', () => {
     ];
     let i = 0;
     m.sampleHost = () => ({ ...samples[i++]! });
-    for (let k = 0; k < 3; k++) await m.tick();
+    for (let k = 0; k < 3; k++) m.tick();
     m.stop();
     expect(published.length).toBe(1);
     const byKey = Object.fromEntries(published[0]!.map((p) => [p.key, p]));
@@ -190,36 +190,97 @@ describe('system metrics monitor', () => {
     expect(byKey['system/network_receive_megabytes']!.value).toBe(3.75);
   });
 
-  it('reads /proc as psutil does, and reports NVIDIA GPUs from nvidia-smi (a stand-in script here: this machine has no GPU)', async () => {
+  it('reads /proc as psutil does, and computes the GPU rows as MLflow\'s GPUMonitor does from pynvml', () => {
     expect(readCpuTimes('cpu  100 5 50 800 20 3 2 1 0 0\ncpu0 1 2 3 4\n')).toEqual({ busy: 161, total: 981 });
     expect(readMemory('MemTotal: 1000 kB\nMemFree: 100 kB\nBuffers: 50 kB\nCached: 200 kB\nSReclaimable: 50 kB\n')).toEqual({ total: 1024000, used: 614400 });
     expect(readNetwork('Inter-|   Receive\n face |bytes packets\n    lo: 100 1 0 0 0 0 0 0 40 1 0 0 0 0 0 0\n  eth0: 900 9 0 0 0 0 0 0 60 2 0 0 0 0 0 0\n')).toEqual({ recv: 1000, sent: 100 });
-    const gpus = parseNvidiaSmi('0, 87, 40960, 143771, 612.50, 700.00\n1, [N/A], 1024, 143771, [N/A], [N/A]\n');
-    const g = gpuMetrics(gpus);
+    const MiB = 1048576;
+    const g = gpuMetrics([
+      { index: 0, utilization: 87, memoryUsed: 40960 * MiB, memoryTotal: 143771 * MiB, power: 612500, powerLimit: 700000 },
+      { index: 1, utilization: NaN, memoryUsed: 1024 * MiB, memoryTotal: 143771 * MiB, power: NaN, powerLimit: NaN },
+    ]);
     expect(g).toMatchObject({ gpu_0_utilization_percentage: 87, gpu_0_memory_usage_percentage: 28.5, gpu_0_power_usage_watts: 612.5, gpu_0_power_usage_percentage: 87.5 });
-    expect(g.gpu_0_memory_usage_megabytes).toBeCloseTo((40960 * 1048576) / 1e6, 6);
-    expect('gpu_1_utilization_percentage' in g).toBe(false); // [N/A]: no row, no error
-    expect('gpu_1_memory_usage_megabytes' in g).toBe(true);
-    // The monitor runs the tool it is given and names the rows as MLflow's GPUMonitor does.
-    const fake = join(tmp('nvsmi'), 'nvidia-smi');
-    writeFileSync(fake, '#!/bin/sh\necho "0, 50, 2048, 8192, 100.00, 200.00"\n');
-    chmodSync(fake, 0o755);
+    expect(g.gpu_0_memory_usage_megabytes).toBeCloseTo((40960 * MiB) / 1e6, 6);
+    expect(Object.keys(g).filter((k) => k.startsWith('gpu_1_')).sort()).toEqual(['gpu_1_memory_usage_megabytes', 'gpu_1_memory_usage_percentage']); // not reported: no row
+  });
+
+  it('reads NVIDIA GPUs through NVML, opened at run time by the loader shim (a stand-in libnvidia-ml here: this machine has no GPU)', () => {
+    const lib = fakeNvml('nvml-ok');
     const published: Metric[][] = [];
     const warnings: string[] = [];
-    const m = new SystemMetricsMonitor('r', { samplingIntervalS: 60, samplesBeforeLogging: 1, startStep: 0, nvidiaSmi: fake }, (_id, ms) => published.push(ms), (w) => warnings.push(w));
-    await m.tick();
-    const keys = published[0]!.map((p) => p.key);
-    expect(keys).toEqual(expect.arrayContaining(['system/gpu_0_utilization_percentage', 'system/gpu_0_memory_usage_megabytes', 'system/gpu_0_memory_usage_percentage', 'system/gpu_0_power_usage_watts', 'system/gpu_0_power_usage_percentage']));
-    // A tool that fails: one warning, no GPU rows from then on, the host rows go on.
-    const broken = new SystemMetricsMonitor('r', { samplingIntervalS: 60, samplesBeforeLogging: 1, startStep: 0, nvidiaSmi: join(tmp('nvsmi2'), 'missing') }, (_id, ms) => published.push(ms), (w) => warnings.push(w));
-    await broken.tick();
-    await broken.tick();
-    expect(warnings.length).toBe(1);
-    expect(published.slice(1).every((ms) => ms.some((p) => p.key === 'system/cpu_utilization_percentage') && !ms.some((p) => p.key.includes('gpu_')))).toBe(true);
+    const m = new SystemMetricsMonitor('r', { samplingIntervalS: 60, samplesBeforeLogging: 2, startStep: 0, nvml: lib }, (_id, ms) => published.push(ms), (w) => warnings.push(w));
+    expect(m.readsGpus).toBe(true);
+    m.tick();
+    m.tick();
     m.stop();
+    expect(warnings).toEqual([]);
+    const byKey = Object.fromEntries(published[0]!.map((p) => [p.key, p.value]));
+    // GPU 0 reports everything; its utilization was 80 then 90 (the stand-in alternates): averaged as MLflow does.
+    expect(byKey).toMatchObject({
+      'system/gpu_0_utilization_percentage': 85, 'system/gpu_0_memory_usage_percentage': 28.5,
+      'system/gpu_0_power_usage_watts': 612.5, 'system/gpu_0_power_usage_percentage': 87.5,
+      'system/gpu_1_memory_usage_percentage': 0.7,
+    });
+    expect(byKey['system/gpu_0_memory_usage_megabytes']).toBe(Math.round((40960 * 1048576) / 1e6 * 10) / 10);
+    // GPU 1's NVML says NVML_ERROR_NOT_SUPPORTED for utilization and power: no rows for them, no error.
+    expect(Object.keys(byKey).filter((k) => k.startsWith('system/gpu_1_')).sort()).toEqual(['system/gpu_1_memory_usage_megabytes', 'system/gpu_1_memory_usage_percentage']);
+    expect(byKey['system/cpu_utilization_percentage']).toBeTypeOf('number');
+  });
+
+  it('logs no GPU rows without an NVIDIA driver (silently), and warns once when NVML is there but does not initialize', () => {
+    const published: Metric[][] = [];
+    const warnings: string[] = [];
+    const none = new SystemMetricsMonitor('r', { samplingIntervalS: 60, samplesBeforeLogging: 1, startStep: 0, nvml: join(tmp('nvml-none'), 'libnvidia-ml.so.1') }, (_id, ms) => published.push(ms), (w) => warnings.push(w));
+    expect(none.readsGpus).toBe(false);
+    expect(warnings).toEqual([]);
+    const lib = fakeNvml('nvml-broken');
+    process.env.FAKE_NVML_INIT_RC = '9'; // NVML_ERROR_DRIVER_NOT_LOADED (the stand-in reads it in nvmlInit)
+    let broken: SystemMetricsMonitor;
+    try {
+      broken = new SystemMetricsMonitor('r', { samplingIntervalS: 60, samplesBeforeLogging: 1, startStep: 0, nvml: lib }, (_id, ms) => published.push(ms), (w) => warnings.push(w));
+    } finally {
+      delete process.env.FAKE_NVML_INIT_RC;
+    }
+    expect(broken.readsGpus).toBe(false);
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toContain('nvmlInit returned 9 (Driver Not Loaded)');
+    expect(warnings[0]).toContain('HEIMDALL_NVML_LIBRARY');
+    for (const m of [none, broken, none, broken]) m.tick();
+    expect(warnings).toHaveLength(1);
+    expect(published).toHaveLength(4);
+    expect(published.every((ms) => ms.some((p) => p.key === 'system/cpu_utilization_percentage') && !ms.some((p) => p.key.includes('gpu_')))).toBe(true);
+    none.stop();
     broken.stop();
   });
+
+  it('the tracker\'s worker thread reads GPUs through HEIMDALL_NVML_LIBRARY; Python MLflow reads the GPU histories', async () => {
+    const d = tmp('nvml-tracker');
+    const uri = `sqlite:///${join(d, 'mlflow.db')}`;
+    const t = new MLflowTracker(trackerOptions(uri, { artifactUri: join(d, 'a'), env: { ...FAST_SYSTEM_METRICS, HEIMDALL_NVML_LIBRARY: fakeNvml('nvml-worker') } }));
+    let runId: string;
+    try {
+      runId = await t.startRun({ logSystemMetrics: true });
+      await sleep(700);
+      await t.endRun('FINISHED');
+    } finally {
+      await t.close();
+    }
+    const reply = await readWithPython({ tracking_uri: uri, run_ids: [runId!] });
+    const sys = reply.runs[runId!]!.system;
+    expect(sys['system/gpu_0_utilization_percentage']!.length).toBeGreaterThanOrEqual(1);
+    expect(sys['system/gpu_0_utilization_percentage']!.every((p) => p.value === 85)).toBe(true);
+    expect(sys['system/gpu_0_power_usage_watts']!.map((p) => p.step)).toEqual(sys['system/gpu_0_power_usage_watts']!.map((_, i) => i));
+    expect(sys['system/gpu_1_utilization_percentage'] ?? []).toEqual([]);
+  });
 });
+
+/** Compiles the stand-in libnvidia-ml (fixtures/fake_nvml.c) into a folder of its own. */
+function fakeNvml(name: string): string {
+  const out = join(tmp(name), 'libnvidia-ml.so.1');
+  const cc = spawnSync('cc', ['-shared', '-fPIC', '-O1', '-o', out, join(import.meta.dirname, 'fixtures', 'fake_nvml.c')], { encoding: 'utf8' });
+  if (cc.status !== 0) throw new Error(`cc failed: ${cc.stderr}`);
+  return out;
+}
 
 describe('a database without the dataset tables', () => {
   it('skips dataset inputs with one warning; everything else is stored', async () => {
