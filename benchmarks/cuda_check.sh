@@ -291,6 +291,24 @@ await check(`ONNX export of the ${device}-trained model: onnxruntime (CPU) vs li
   return `${(r.modelBytes / 1e6).toFixed(1)} MB in ${r.exportSeconds.toFixed(2)} s; max |Δ| ${v.maxAbs.toExponential(2)}, ` +
     `mean ${v.meanAbs.toExponential(2)} (${v.passed ? 'within' : 'outside'} the 1e-4 / 1e-5 limits)`;
 });
+// GPU system metrics as the tracker's worker reads them: NVML (the driver's libnvidia-ml.so.1) through the loader
+// shim next to the addon. On the GPU machine it must open and report the memory the fit above holds and power.
+await check('system metrics: GPUs through NVML (loader shim)', async () => {
+  const { SystemMetricsMonitor } = await import(pathToFileURL(join(process.env.HEIMDALL_ROOT, 'lib', 'tracking', 'system_metrics.ts')).href);
+  const points = [], warnings = [];
+  const m = new SystemMetricsMonitor('r', { samplingIntervalS: 60, samplesBeforeLogging: 1, startStep: 0, nvml: 'libnvidia-ml.so.1' }, (_id, ms) => points.push(...ms), (w) => warnings.push(w));
+  m.tick();
+  m.stop();
+  const v = Object.fromEntries(points.map((p) => [p.key.slice('system/'.length), p.value]));
+  const gpu = Object.entries(v).filter(([k]) => k.startsWith('gpu_')).map(([k, x]) => `${k}=${x}`).join(' ');
+  if (cpuOnly) {
+    assert(warnings.length === 0, warnings.join('; '));
+    return m.readsGpus ? `NVML opened: ${gpu}` : 'no NVIDIA driver: no GPU rows, no warning';
+  }
+  assert(m.readsGpus, `NVML did not open: ${warnings.join('; ') || 'libnvidia-ml.so.1 not found'}`);
+  assert(v.gpu_0_memory_usage_megabytes > 0 && v.gpu_0_power_usage_watts > 0 && v.gpu_0_utilization_percentage >= 0, `GPU 0 rows: ${gpu}`);
+  return gpu;
+});
 if (!cpuOnly) {
   await check('fp16 (16-mixed) with grad scaler: finite, loss falls, scaler state checkpointed', async () => {
     const m = new addon.Model({ variant: 'atto', head: 'localization', seed: 5 });
