@@ -60,7 +60,7 @@ async function main(): Promise<void> {
       const logger = new MLflowLogger({ trackerOptions: { trackingUri: `sqlite:///${join(root, 'mlflow.db')}`, artifactUri: join(root, 'artifacts'), experimentName: 'sysm-bench', dotenvPath: false } });
       const trainer = new Trainer({
         maxEpochs: epochs, optimizer: { name: 'adamw', lr: 1e-3 }, schedule: { name: 'constant' }, defaultRootDir: root,
-        enableProgressBar: false, handleSignals: false, logger, logSystemMetrics: withSystemMetrics,
+        enableProgressBar: false, enableModelSummary: false, handleSignals: false, logger, logSystemMetrics: withSystemMetrics,
       });
       const history = await trainer.fit(ConvNeXt.regression(`convnext_${variant}`, 2, { seed: 42 }), data());
       const secs = history.epochs.reduce((a, e) => a + e.seconds, 0);
