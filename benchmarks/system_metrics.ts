@@ -7,7 +7,9 @@
 //   npx tsx benchmarks/system_metrics.ts --interval 1          # ten times MLflow's sampling rate: an upper bound
 //
 // Flags: --interval S (MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL, default 10)  --seconds S (per fit, default 25)
-//        --epochs N (per fit, instead of --seconds)  --reps N (4)  --variant atto  --batch 32  --help
+//        --epochs N (per fit, instead of --seconds)  --reps N (4)  --variant atto  --batch 32
+//        --sample-only (only the direct cost of one sample; with HEIMDALL_NVML_LIBRARY=<a libnvidia-ml> it includes
+//        NVML: the driver's own, or the test's stand-in, test/tracking/fixtures/fake_nvml.c, for the binding alone)  --help
 // Nothing else is set: the engine's threads, the environment and the machine's load are as a user has them.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
@@ -21,7 +23,8 @@ function parseArgs(argv: string[]): Map<string, string> {
       console.log('npx tsx benchmarks/system_metrics.ts [--interval S] [--seconds S] [--reps N] [--variant atto] [--batch 32]');
       process.exit(0);
     }
-    if (a.startsWith('--')) out.set(a.slice(2), argv[++i] ?? '');
+    if (a === '--sample-only') out.set('sample-only', '');
+    else if (a.startsWith('--')) out.set(a.slice(2), argv[++i] ?? '');
   }
   return out;
 }
@@ -90,6 +93,7 @@ async function main(): Promise<void> {
   probe.stop();
   console.log(`one sample (/proc, statfs${gpu ? ', NVML' : ''}): ${wallMs.toFixed(3)} ms wall, ${cpuMs.toFixed(3)} ms CPU (this process) → ` +
     `${((cpuMs / (interval * 1000)) * 100).toFixed(4)} % of one core at one sample per ${interval} s${gpu ? '' : '; no NVIDIA driver (no GPU rows)'}`);
+  if (args.has('sample-only')) return;
   // Warm-up (and the epoch length that gives ~`seconds` per fit: the second epoch, past the first's set-up).
   const warm = await fit(false, args.has('epochs') ? 1 : 2);
   const epochs = args.has('epochs') ? Number(args.get('epochs')) : Math.max(2, Math.round(seconds / warm.lastEpochSeconds));
