@@ -3,6 +3,7 @@
 //   1. create_logged_model(name, source_run_id, params = the run's params, tags)        → PENDING, model_id m-<hex>
 //   2. log_outputs(run, [model_id @ step])                                              → the run's output
 //   3. the run's metrics at that step, logged again with the model_id                  → the model's metrics
+//      (with the dataset each was measured on, from the run's dataset inputs: the model page's "Datasets used")
 //   4. the MLflow model folder (MLmodel with model_id) uploaded under the model's artifact_location
 //   5. finalize_logged_model: READY, or FAILED when anything above failed
 // `runs:/<run_id>/<name>` still resolves (to the run's logged model of that name, as RunsArtifactRepository does).
@@ -11,7 +12,7 @@
 import { MlflowError } from './errors.js';
 import type { FlushReport } from './protocol.js';
 import { redactTagValue } from './registry.js';
-import type { LoggedModel, Metric, Tag } from './types.js';
+import type { LoggedModel, ModelMetric, RunDataset, Tag } from './types.js';
 import { validateTag } from './validation.js';
 import type { WorkerClient } from './worker_client.js';
 
@@ -24,7 +25,16 @@ export interface LogModelOptions {
   params?: Record<string, string>;
   tags?: Record<string, string>;
   modelType?: string;
+  /**
+   * Which of the run's datasets a metric was measured on, by key prefix → `mlflow.data.context` (default: the
+   * package's key style, METRIC_CONTEXTS). A metric gets the run's one dataset input of that context; none or
+   * several: no dataset.
+   */
+  metricContexts?: Record<string, string>;
 }
+
+/** The key style's split prefixes and the dataset contexts the data modules log (training / validation / testing). */
+export const METRIC_CONTEXTS: Readonly<Record<string, string>> = { 'train/': 'training', 'val/': 'validation', 'test/': 'testing' };
 
 export interface LoggedModelResult {
   /** `m-<32 hex>`, or null when the store predates logged models (the folder was logged as the run's artifact). */
@@ -96,7 +106,7 @@ export class LoggedModels {
     }
     try {
       await client.request('logOutputs', run.runId, [{ modelId: model.modelId, step }]);
-      const metrics = await this.metricsAtStep(run.runId, step);
+      const metrics = await this.metricsAtStep(run.runId, step, opts.metricContexts ?? METRIC_CONTEXTS);
       if (metrics.length) await client.request('logLoggedModelMetrics', run.runId, model.modelId, metrics);
       const dir = await write({ modelId: model.modelId, artifactLocation: model.artifactLocation });
       this.host.uploadDir(dir, model.artifactLocation, '');
@@ -109,12 +119,16 @@ export class LoggedModels {
     }
   }
 
-  /** Every point the run logged at `step` (Python's log_model_metrics_for_step). */
-  private async metricsAtStep(runId: string, step: number): Promise<Metric[]> {
+  /** Every point the run logged at `step` (Python's log_model_metrics_for_step), with its dataset where known. */
+  private async metricsAtStep(runId: string, step: number, contexts: Record<string, string>): Promise<ModelMetric[]> {
     const run = await this.host.client.request('getRun', runId);
-    const out: Metric[] = [];
+    const datasetOf = datasetByPrefix(await this.host.client.request('getRunDatasets', runId), contexts);
+    const out: ModelMetric[] = [];
     for (const key of Object.keys(run.metrics)) {
-      for (const m of await this.host.client.request('getMetricHistory', runId, key)) if (m.step === step) out.push(m);
+      const d = datasetOf(key);
+      for (const m of await this.host.client.request('getMetricHistory', runId, key)) {
+        if (m.step === step) out.push(d ? { ...m, datasetName: d.name, datasetDigest: d.digest } : m);
+      }
     }
     return out;
   }
@@ -124,4 +138,15 @@ export class LoggedModels {
       throw new MlflowError(`uploading ${what} did not complete: ${r.errors.join('; ') || 'the artifact store is unavailable (kept in the spool)'}`, 'TEMPORARILY_UNAVAILABLE');
     }
   }
+}
+
+/** The dataset a metric key was measured on: the run's only dataset input of the context its prefix names. */
+export function datasetByPrefix(datasets: readonly RunDataset[], contexts: Record<string, string>): (key: string) => RunDataset | undefined {
+  const byContext = new Map<string, RunDataset[]>();
+  for (const d of datasets) if (d.context) byContext.set(d.context, [...(byContext.get(d.context) ?? []), d]);
+  return (key) => {
+    const prefix = Object.keys(contexts).find((p) => key.startsWith(p));
+    const found = prefix === undefined ? undefined : byContext.get(contexts[prefix]!);
+    return found?.length === 1 ? found[0] : undefined;
+  };
 }

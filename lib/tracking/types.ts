@@ -12,6 +12,18 @@ export interface Metric {
   timestamp: number;
   step: number;
 }
+/** A logged model's metric point: a run's point, and the dataset it was measured on (the model page's "Datasets used"). */
+export interface ModelMetric extends Metric {
+  datasetName?: string;
+  datasetDigest?: string;
+}
+/** A dataset a run used, as its dataset inputs record it: name, digest and `mlflow.data.context`. */
+export interface RunDataset {
+  name: string;
+  digest: string;
+  /** training / validation / testing, or null when the input has no context tag. */
+  context: string | null;
+}
 export interface Param {
   key: string;
   value: string;
@@ -166,6 +178,8 @@ export interface TrackingStore {
   logBatch(batch: LogBatch): Promise<void>;
   /** Logs dataset inputs of a run (`mlflow.log_input`); resolves to warnings (features the store lacks are skipped). */
   logInputs(runId: string, datasets: DatasetInput[]): Promise<string[]>;
+  /** The run's dataset inputs (`get_run(id).inputs.dataset_inputs`); [] on stores without them. */
+  getRunDatasets(runId: string): Promise<RunDataset[]>;
   getMetricHistory(runId: string, key: string): Promise<Metric[]>;
   searchRuns(opts: SearchRunsOptions): Promise<Run[]>;
   // logged models (MLflow 3): see sql/logged_models.ts and rest/logged_models.ts
@@ -179,7 +193,7 @@ export interface TrackingStore {
   /** Links the models to the run as its outputs (log_outputs). */
   logOutputs(runId: string, models: ModelOutput[]): Promise<void>;
   /** Records metrics of the run as the logged model's (logged_model_metrics; REST: log-batch with model_id). */
-  logLoggedModelMetrics(runId: string, modelId: string, metrics: Metric[]): Promise<void>;
+  logLoggedModelMetrics(runId: string, modelId: string, metrics: ModelMetric[]): Promise<void>;
   // registry
   getRegisteredModel(name: string): Promise<RegisteredModel | null>;
   createRegisteredModel(name: string, description: string | undefined, tags: Tag[]): Promise<void>;

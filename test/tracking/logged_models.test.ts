@@ -17,7 +17,7 @@ import { exportOnnx, type OnnxExportReport } from '../../lib/onnx/export.js';
 import { logOnnxModel } from '../../lib/onnx/mlflow_model.js';
 import { registerOnnxModel } from '../../lib/onnx/run_export.js';
 import { MLflowTracker, type MLflowTrackerOptions } from '../../lib/tracking/index.js';
-import { UNSUPPORTED_WARNING } from '../../lib/tracking/logged_models.js';
+import { datasetByPrefix, METRIC_CONTEXTS, UNSUPPORTED_WARNING } from '../../lib/tracking/logged_models.js';
 import { MLflowLogger } from '../../lib/trainer/callbacks/mlflow_logger.js';
 import { mlflow29Python, mlflowPython } from './helpers/python.js';
 import { cleanupTmp, tmp, trackerOptions } from './helpers/scenario.js';
@@ -37,10 +37,14 @@ beforeAll(async () => {
 }, 180_000);
 afterAll(() => cleanupTmp());
 
-/** A run with params and metrics at steps 5, 10, 15; the model is exported from the checkpoint of step 10. */
+/** The synthetic data's dataset inputs (training, validation, testing), as the MLflowLogger logs them in fit. */
+const DATASETS = HeimdallDataModule.synthetic({ samples: 30, seed: 1, cache: false }).mlflowDatasets();
+
+/** A run with params, dataset inputs and metrics at steps 5, 10, 15; the model is exported from the checkpoint of step 10. */
 async function trainedRun(t: MLflowTracker, experiment: string): Promise<string> {
   const runId = await t.startRun({ runName: 'logged-model', experimentId: await t.getOrCreateExperiment(experiment) });
   t.logParams({ lr: 0.001, model: { variant: 'convnext_atto' } });
+  t.logInputs(DATASETS);
   t.logMetrics({ 'val/loss': 0.9, 'train/loss_epoch': 1.1 }, 5);
   t.logMetrics({ 'val/loss': 0.5, 'train/loss_epoch': 0.8 }, 10);
   t.logMetrics({ 'val/loss': 0.6 }, 15);
@@ -121,8 +125,13 @@ describe.each(backends)('logged model: $name', ({ make }) => {
       expect(m).toMatchObject({ model_id: logged.modelId, name: 'model', status: 'READY', source_run_id: runId });
       expect(m.artifact_location).toMatch(new RegExp(`/models/${logged.modelId}/artifacts$`));
       expect(m.params).toEqual({ lr: '0.001', 'model/variant': 'convnext_atto' });
-      // the checkpoint's metrics: what the run logged at its step, and only that
-      expect(m.metrics).toEqual([['train/loss_epoch', 0.8, 10, runId], ['val/loss', 0.5, 10, runId]]);
+      // the checkpoint's metrics: what the run logged at its step, and only that, each with the split it was
+      // measured on (the model page's "Datasets used")
+      const ds = (context: string) => DATASETS.find((d) => d.tags.some((t) => t.key === 'mlflow.data.context' && t.value === context))!.dataset;
+      expect(m.metrics).toEqual([
+        ['train/loss_epoch', 0.8, 10, runId, ds('training').name, ds('training').digest],
+        ['val/loss', 0.5, 10, runId, ds('validation').name, ds('validation').digest],
+      ]);
       expect(m.tags['heimdall.onnx_sha256']).toBe(report.sha256);
       expect(m.tags['heimdall.variant']).toBe('convnext_atto');
       expect(m.tags['mlflow.source.type']).toBe('LOCAL');
@@ -248,4 +257,18 @@ describe('stores without logged models (MLflow 2.x)', () => {
       proxy.close();
     }
   }, 180_000);
+});
+
+describe('the dataset of a logged model metric', () => {
+  it('is the run\'s one dataset input of the context the key\'s prefix names; none or several: no dataset', () => {
+    const train = { name: 'd-train', digest: 'a1', context: 'training' };
+    const val1 = { name: 'd-val', digest: 'b1', context: 'validation' };
+    const val2 = { name: 'd-val2', digest: 'b2', context: 'validation' };
+    const of = datasetByPrefix([train, val1, val2, { name: 'x', digest: 'c', context: null }], METRIC_CONTEXTS);
+    expect(of('train/loss_epoch')).toEqual(train);
+    expect(of('val/loss')).toBeUndefined(); // two validation datasets: which one is unknown
+    expect(of('test/loss')).toBeUndefined(); // no testing input
+    expect(of('epoch')).toBeUndefined();
+    expect(datasetByPrefix([train], { 'fit/': 'training' })('fit/loss')).toEqual(train);
+  });
 });

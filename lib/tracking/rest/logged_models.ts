@@ -8,7 +8,7 @@
 //   POST  runs/log-batch                metrics with model_id (the server writes logged_model_metrics)
 // A server older than MLflow 3 answers 404 to these endpoints: create() then says so (null).
 import { MlflowError } from '../errors.js';
-import type { CreateLoggedModelOptions, LoggedModel, LoggedModelStatus, Metric, ModelOutput, Tag } from '../types.js';
+import type { CreateLoggedModelOptions, LoggedModel, LoggedModelStatus, ModelMetric, ModelOutput, Tag } from '../types.js';
 
 type J = Record<string, unknown>;
 type Call = (method: 'GET' | 'POST' | 'PATCH' | 'DELETE', endpoint: string, body?: J, retries?: number) => Promise<J>;
@@ -95,11 +95,13 @@ export class RestLoggedModels {
     await this.call('POST', 'runs/outputs', { run_id: runId, models: models.map((m) => ({ model_id: m.modelId, step: m.step })) });
   }
 
-  async logMetrics(runId: string, modelId: string, metrics: Metric[], encode: (v: number) => number | string): Promise<void> {
+  async logMetrics(runId: string, modelId: string, metrics: ModelMetric[], encode: (v: number) => number | string): Promise<void> {
     for (let i = 0; i < metrics.length; i += 1000) {
       await this.call('POST', 'runs/log-batch', {
         run_id: runId,
-        metrics: metrics.slice(i, i + 1000).map((m) => ({ key: m.key, value: encode(m.value), timestamp: m.timestamp, step: m.step, model_id: modelId })),
+        metrics: metrics.slice(i, i + 1000).map((m) => ({
+          key: m.key, value: encode(m.value), timestamp: m.timestamp, step: m.step, model_id: modelId, dataset_name: m.datasetName, dataset_digest: m.datasetDigest,
+        })),
       });
     }
   }

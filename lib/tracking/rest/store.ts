@@ -2,12 +2,12 @@
 import { isRetryable, MlflowError, notFound } from '../errors.js';
 import { parseFilter, parseOrderBy } from '../filter.js';
 import type {
-  CreateLoggedModelOptions, CreateRunOptions, Experiment, LogBatch, LoggedModel, Metric, ModelOutput, ModelStage, ModelVersion, RegisteredModel, Run, RunInfo, RunStatus,
+  CreateLoggedModelOptions, CreateRunOptions, Experiment, LogBatch, LoggedModel, Metric, ModelMetric, ModelOutput, ModelStage, ModelVersion, RegisteredModel, Run, RunDataset, RunInfo, RunStatus,
   SearchRunsOptions, Tag, TrackingStore,
 } from '../types.js';
 import { REST_BATCH_LIMITS, validateAlias, validateModelName } from '../validation.js';
 import { logInputsBody } from './datasets.js';
-import type { DatasetInput } from '../datasets.js';
+import { DATASET_CONTEXT_TAG, type DatasetInput } from '../datasets.js';
 import { backoffMs, errorFromResponse, httpRequest, sleep, type HttpResponse } from './http.js';
 import { RestLoggedModels } from './logged_models.js';
 
@@ -245,6 +245,17 @@ export class RestStore implements TrackingStore {
     return [];
   }
 
+  /** runs/get's `inputs.dataset_inputs` (a server without datasets has none: []). */
+  async getRunDatasets(runId: string): Promise<RunDataset[]> {
+    const r = await this.call('GET', 'runs/get', { run_id: runId });
+    const inputs = (obj(r.run, 'run').inputs ?? {}) as Record<string, unknown>;
+    return (Array.isArray(inputs.dataset_inputs) ? inputs.dataset_inputs : []).map((di: Record<string, unknown>) => {
+      const d = (di.dataset ?? {}) as Record<string, unknown>;
+      const tags = Array.isArray(di.tags) ? (di.tags as Array<{ key?: string; value?: string }>) : [];
+      return { name: String(d.name ?? ''), digest: String(d.digest ?? ''), context: tags.find((t) => t.key === DATASET_CONTEXT_TAG)?.value ?? null };
+    });
+  }
+
   async getMetricHistory(runId: string, key: string): Promise<Metric[]> {
     const out: Metric[] = [];
     let token: string | undefined;
@@ -344,7 +355,7 @@ export class RestStore implements TrackingStore {
   logOutputs(runId: string, models: ModelOutput[]): Promise<void> {
     return this.loggedModels.logOutputs(runId, models);
   }
-  logLoggedModelMetrics(runId: string, modelId: string, metrics: Metric[]): Promise<void> {
+  logLoggedModelMetrics(runId: string, modelId: string, metrics: ModelMetric[]): Promise<void> {
     return this.loggedModels.logMetrics(runId, modelId, metrics, encodeDouble);
   }
 

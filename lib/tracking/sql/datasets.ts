@@ -3,7 +3,8 @@
 // (DATASET → RUN), also reused; and its `input_tags`, written with a new input only. UUIDs are 32 hex
 // characters (uuid4().hex). Databases without the tables (older than MLflow 2.4) skip them with one warning.
 import { randomUUID } from 'node:crypto';
-import { dedupeDatasetInputs, type DatasetInput } from '../datasets.js';
+import { DATASET_CONTEXT_TAG, dedupeDatasetInputs, type DatasetInput } from '../datasets.js';
+import type { RunDataset } from '../types.js';
 import { invalidParameter } from '../errors.js';
 import type { SqlDriver, SqlExecutor } from './driver.js';
 import { notFound } from '../errors.js';
@@ -49,6 +50,19 @@ export async function logDatasetInputs(db: SqlDriver, runId: string, inputs: rea
       }
     }
   });
+}
+
+/** The run's dataset inputs with their `mlflow.data.context` tag (sqlalchemy_store's _get_run_inputs). */
+export async function runDatasets(db: SqlDriver, runId: string): Promise<RunDataset[]> {
+  const rows = await db.query<{ name: string; digest: string; context: string | null }>(
+    `SELECT d.name AS name, d.digest AS digest, t.value AS context FROM inputs i
+       JOIN datasets d ON d.dataset_uuid = i.source_id
+       LEFT JOIN input_tags t ON t.input_uuid = i.input_uuid AND t.name = ?
+     WHERE i.source_type = 'DATASET' AND i.destination_type = 'RUN' AND i.destination_id = ?
+     ORDER BY d.name, d.digest`,
+    [DATASET_CONTEXT_TAG, runId],
+  );
+  return rows.map((r) => ({ name: String(r.name), digest: String(r.digest), context: r.context ?? null }));
 }
 
 /** The uuid of the experiment's dataset with this name and digest: the existing row's, else a new row's. */

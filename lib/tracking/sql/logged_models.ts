@@ -8,7 +8,7 @@
 // A database made by MLflow 2.x has none of these tables: `supported` is false and the store says so (null).
 import { randomUUID } from 'node:crypto';
 import { invalidParameter, notFound } from '../errors.js';
-import type { CreateLoggedModelOptions, Experiment, LoggedModel, LoggedModelStatus, Metric, ModelOutput, Tag } from '../types.js';
+import type { CreateLoggedModelOptions, Experiment, LoggedModel, LoggedModelStatus, ModelMetric, ModelOutput, Tag } from '../types.js';
 import { sanitizeMetricValue } from '../validation.js';
 import type { Row, SqlDriver, SqlExecutor, SqlValue } from './driver.js';
 
@@ -136,7 +136,7 @@ export class SqlLoggedModels {
   }
 
   /** _log_model_metrics: the run's metric points as the model's (idempotent on the table's primary key). */
-  async logMetrics(runId: string, modelId: string, metrics: Metric[]): Promise<void> {
+  async logMetrics(runId: string, modelId: string, metrics: ModelMetric[]): Promise<void> {
     this.require();
     const r = await this.record(this.db, modelId);
     const eid = Number(r.experiment_id);
@@ -145,8 +145,9 @@ export class SqlLoggedModels {
         const { value } = sanitizeMetricValue(m.value);
         await tx.run(
           `INSERT INTO logged_model_metrics (model_id, metric_name, metric_timestamp_ms, metric_step, metric_value, experiment_id, run_id, dataset_uuid, dataset_name, dataset_digest)
-           VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL) ON CONFLICT DO NOTHING`,
-          [modelId, m.key, m.timestamp, m.step, value, eid, runId]  // NaN → 0, as MLflow's sanitize_metric_value,
+           VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?) ON CONFLICT DO NOTHING`,
+          // NaN → 0, as MLflow's sanitize_metric_value; dataset_uuid NULL, as MLflow's _log_model_metrics leaves it
+          [modelId, m.key, m.timestamp, m.step, value, eid, runId, m.datasetName ?? null, m.datasetDigest ?? null],
         );
       }
     });

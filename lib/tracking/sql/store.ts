@@ -5,14 +5,14 @@ import { resolve } from 'node:path';
 import { alreadyExists, invalidParameter, MlflowError, notFound } from '../errors.js';
 import { parseFilter, parseOrderBy, type FilterClause } from '../filter.js';
 import type {
-  CreateLoggedModelOptions, CreateRunOptions, Experiment, LogBatch, LoggedModel, Metric, ModelOutput, ModelStage, ModelVersion, RegisteredModel, Run, RunInfo, RunStatus,
+  CreateLoggedModelOptions, CreateRunOptions, Experiment, LogBatch, LoggedModel, Metric, ModelMetric, ModelOutput, ModelStage, ModelVersion, RegisteredModel, Run, RunDataset, RunInfo, RunStatus,
   SearchRunsOptions, Tag, TrackingStore,
 } from '../types.js';
 import { sanitizeMetricValue, SQL_BATCH_LIMITS, validateAlias, validateModelName } from '../validation.js';
 import { MLFLOW_VERSION, POSTGRES_DDL, SCHEMA_HEAD, SQLITE_DDL, SUPPORTED_REVISIONS } from './mlflow_schema.js';
 import { PostgresDriver, SqliteDriver, type Row, type SqlDriver, type SqlExecutor, type SqlValue } from './driver.js';
 import { SqlLoggedModels } from './logged_models.js';
-import { hasDatasetTables, logDatasetInputs } from './datasets.js';
+import { hasDatasetTables, logDatasetInputs, runDatasets } from './datasets.js';
 import type { DatasetInput } from '../datasets.js';
 
 const ALL_STAGES = ['None', 'Staging', 'Production', 'Archived'] as const;
@@ -343,6 +343,11 @@ export class SqlStore implements TrackingStore {
   private datasetTables: boolean | undefined;
   private datasetsWarned = false;
 
+  async getRunDatasets(runId: string): Promise<RunDataset[]> {
+    this.datasetTables ??= await hasDatasetTables(this.db);
+    return this.datasetTables ? runDatasets(this.db, runId) : [];
+  }
+
   private async logParams(tx: SqlExecutor, runId: string, params: { key: string; value: string }[]): Promise<void> {
     const seen = new Map<string, string>();
     for (const p of params) {
@@ -531,7 +536,7 @@ export class SqlStore implements TrackingStore {
     if (run.lifecycle_stage !== 'active') throw invalidParameter(`The run ${runId} must be in the 'active' state. Current state is ${String(run.lifecycle_stage)}.`);
     return this.loggedModels.logOutputs(runId, models);
   }
-  logLoggedModelMetrics(runId: string, modelId: string, metrics: Metric[]): Promise<void> {
+  logLoggedModelMetrics(runId: string, modelId: string, metrics: ModelMetric[]): Promise<void> {
     return this.loggedModels.logMetrics(runId, modelId, metrics);
   }
 

@@ -153,7 +153,8 @@ def logged_models(req):
         out["models"].append({
             "model_id": m.model_id, "name": m.name, "status": str(m.status), "source_run_id": m.source_run_id,
             "artifact_location": m.artifact_location, "experiment_id": m.experiment_id, "tags": m.tags,
-            "params": m.params, "metrics": sorted([[x.key, num(x.value), x.step, x.run_id] for x in (m.metrics or [])]),
+            "params": m.params,
+            "metrics": sorted([[x.key, num(x.value), x.step, x.run_id, x.dataset_name, x.dataset_digest] for x in (m.metrics or [])]),
             "artifacts": sorted(f.path for f in c.list_logged_model_artifacts(m.model_id)),
         })
     run = c.get_run(req["run_id"])
