@@ -55,9 +55,13 @@ for r in runs:
     models = [m for m in mlflow.search_logged_models(experiment_ids=[exp.experiment_id], output_format='list') if m.source_run_id == r.info.run_id]
     arts += [f'{m.name}/{a.path}' for m in models for a in c.list_logged_model_artifacts(m.model_id)]
     outputs = [[o.model_id, o.step] for o in (r.outputs.model_outputs if r.outputs else [])]
+    # each metric of a logged model with the dataset it was measured on (the model page's "Datasets used")
+    model_datasets = {x.key: x.dataset_name for m in models for x in (mlflow.get_logged_model(m.model_id).metrics or [])}
+    inputs = {t.value: di.dataset.name for di in r.inputs.dataset_inputs for t in di.tags if t.key == 'mlflow.data.context'}
     out.append({'id': r.info.run_id, 'name': r.info.run_name, 'status': r.info.status, 'params': r.data.params,
                 'metrics': r.data.metrics, 'tags': r.data.tags, 'train_loss_steps': [m.step for m in hist], 'artifacts': arts,
-                'experiment_tags': exp.tags, 'experiment_id': exp.experiment_id, 'models': [[m.model_id, m.name, str(m.status)] for m in models], 'outputs': outputs})
+                'experiment_tags': exp.tags, 'experiment_id': exp.experiment_id, 'models': [[m.model_id, m.name, str(m.status)] for m in models], 'outputs': outputs,
+                'model_datasets': model_datasets, 'inputs': inputs})
 print(json.dumps(out))
 `;
 
@@ -195,6 +199,10 @@ describe('heimdall-torch train (CLI)', () => {
     expect(run.models).toEqual([[expect.stringMatching(/^m-[0-9a-f]{32}$/), 'model', 'READY']]);
     expect(run.outputs).toEqual([[run.models[0][0], expect.any(Number)]]);
     expect(run.experiment_tags['mlflow.experimentKind']).toBe('custom_model_development');
+    expect(Object.keys(run.inputs).sort()).toEqual(['testing', 'training', 'validation']);
+    expect(run.model_datasets['val/loss']).toBe(run.inputs.validation);
+    expect(run.model_datasets['train/loss_epoch']).toBe(run.inputs.training);
+    expect(run.model_datasets.epoch).toBeNull();
     expect(r.stdout).toContain(`in MLflow's UI: http://127.0.0.1:5000/#/experiments/${run.experiment_id}/runs/${run.id}?workflowType=machine_learning (after \`mlflow ui --backend-store-uri sqlite:///mlflow.db\`)`);
     expect(run.tags['mlflow.note.content']).toMatch(/^heimdall-torch trained convnext_atto with a localization head \(.*7 input channels\) on synthetic RF, 150 samples.* for up to 2 epochs on cpu at 32-bit precision/);
     expect(r.stdout).toMatch(/onnxruntime-node .* → PASSED/);
