@@ -59,6 +59,21 @@ export function onnxModelTags(report: OnnxExportReport, checkpoint: string): Rec
   return { 'heimdall.onnx_sha256': report.sha256, 'heimdall.onnx_checkpoint': checkpoint.slice(0, 5000) };
 }
 
+/**
+ * The logged model's description (its `mlflow.note.content` tag, which the model page shows): what was exported
+ * from which checkpoint, its input and outputs, and how it compared with libtorch.
+ */
+export function onnxModelDescription(report: OnnxExportReport, checkpoint: string, step: number): string {
+  const shape = report.inputShape.map((d, i) => (d < 0 ? (i === 0 ? 'batch' : '?') : String(d))).join(', ');
+  const v = report.validation;
+  const check = v
+    ? `Checked against libtorch in ${v.runtime}: max |Δ| ${v.maxAbs.toExponential(2)}, mean ${v.meanAbs.toExponential(2)} → ${v.passed ? 'passed' : 'FAILED'} (limits ${v.thresholds.maxAbs}, ${v.thresholds.meanAbs}).`
+    : 'Not checked against libtorch at export (validate: false).';
+  return `ONNX export (opset ${report.opset}, IR ${report.irVersion}) of ${report.variant} with a ${report.head} head, ` +
+    `${report.parameters.toLocaleString('en-US')} weights, from the checkpoint ${basename(checkpoint)} (step ${step}). ` +
+    `Input ${report.inputName} [${shape}] → ${report.outputNames.join(', ')}. ${check}`;
+}
+
 /** Writes the MLflow model directory `dir` for the ONNX file of `report` (copied in with its external data). */
 export function writeMlflowOnnxModel(report: OnnxExportReport, dir: string, options: MlflowOnnxModelOptions = {}): MlflowOnnxModel {
   mkdirSync(dir, { recursive: true });
@@ -177,7 +192,10 @@ export async function logOnnxModel(report: OnnxExportReport, dir: string, run: O
   };
   const r = await run.logModel(write, {
     name: 'model', step,
-    tags: { 'heimdall.variant': report.variant, 'heimdall.head': report.head, 'heimdall.opset': String(report.opset), ...tags },
+    tags: {
+      'heimdall.variant': report.variant, 'heimdall.head': report.head, 'heimdall.opset': String(report.opset), ...tags,
+      'mlflow.note.content': onnxModelDescription(report, checkpoint, step),
+    },
   }, tags);
   return { modelUri: r.modelUri, runModelUri: r.runModelUri, modelId: r.modelId };
 }

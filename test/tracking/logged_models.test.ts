@@ -134,6 +134,11 @@ describe.each(backends)('logged model: $name', ({ make }) => {
       ]);
       expect(m.tags['heimdall.onnx_sha256']).toBe(report.sha256);
       expect(m.tags['heimdall.variant']).toBe('convnext_atto');
+      // the model page's description: what, from which checkpoint and step, input → outputs, the check against libtorch
+      expect(m.tags['mlflow.note.content']).toBe(
+        `ONNX export (opset 17, IR ${report.irVersion}) of convnext_atto with a localization head, ${report.parameters.toLocaleString('en-US')} weights, ` +
+        'from the checkpoint epoch=1.safetensors (step 10). Input mel_spectrogram [batch, 7, 128, 32] → positions, uncertainties. ' +
+        'Not checked against libtorch at export (validate: false).');
       expect(m.tags['mlflow.source.type']).toBe('LOCAL');
       expect(JSON.parse(m.tags['mlflow.modelVersions'])).toEqual([{ name, version: 1 }, { name, version: 2 }]);
       expect(m.artifacts).toEqual(['MLmodel', 'conda.yaml', 'model.onnx', 'python_env.yaml', 'requirements.txt']);
