@@ -34,8 +34,11 @@ export type ToWorker =
   | StoreRequest
   /** Answered with 'flushed' when every operation up to `seq` is delivered, or at `timeoutMs`. */
   | { t: 'flush'; id: number; seq: number; timeoutMs: number; persist: boolean }
-  /** Starts (runId) or stops (null) the system metrics monitor of a run (system_metrics.ts); `resume` continues its steps. */
-  | { t: 'sysmetrics'; runId: string | null; resume: boolean }
+  /**
+   * Starts (runId) or stops (null) the system metrics monitor of a run (system_metrics.ts); `resume` continues its
+   * steps; `nodeId` overrides the tracker's systemMetricsNodeId (another node of a multi-node job).
+   */
+  | { t: 'sysmetrics'; runId: string | null; resume: boolean; nodeId?: string }
   /** Stops retrying, releases the spool, closes the store; answered with an empty 'res'. */
   | { t: 'close'; id: number };
 

@@ -279,12 +279,16 @@ export class SystemMetricsSwitch {
     private readonly warn: (message: string) => void,
   ) {}
 
-  /** Monitors `runId` from now (null: stops). A resumed run continues after its last system metrics step. */
-  async switchTo(runId: string | null, resume: boolean): Promise<void> {
+  /**
+   * Monitors `runId` from now (null: stops). A resumed run continues after its last system metrics step (of this
+   * node's keys). `nodeId` overrides the configured node id.
+   */
+  async switchTo(runId: string | null, resume: boolean, nodeId?: string): Promise<void> {
     this.stop();
     if (runId === null) return;
     const generation = ++this.generation;
-    const prefix = SYSTEM_METRICS_PREFIX + (this.cfg.systemMetricsNodeId ? `${this.cfg.systemMetricsNodeId}/` : '');
+    const node = nodeId ?? this.cfg.systemMetricsNodeId;
+    const prefix = SYSTEM_METRICS_PREFIX + (node ? `${node}/` : '');
     let startStep = 0;
     if (resume) {
       try {
@@ -296,7 +300,7 @@ export class SystemMetricsSwitch {
     this.monitor = new SystemMetricsMonitor(runId, {
       samplingIntervalS: this.cfg.systemMetricsSamplingIntervalS,
       samplesBeforeLogging: this.cfg.systemMetricsSamplesBeforeLogging,
-      nodeId: this.cfg.systemMetricsNodeId,
+      nodeId: node,
       nvml: this.cfg.nvmlLibrary,
       startStep,
     }, (id, metrics) => this.delivery.enqueueLocal({ k: 'log', runId: id, metrics, params: [], tags: [] }), this.warn);

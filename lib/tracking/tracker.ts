@@ -9,7 +9,7 @@
 import { statSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { basename, resolve } from 'node:path';
-import { loadTrackerConfig, redact, type LoadOptions, type TrackerConfig, type TrackerConfigInput } from '../config.js';
+import { loadTrackerConfig, redact, trackerConfigSchema, type LoadOptions, type TrackerConfig, type TrackerConfigInput } from '../config.js';
 import { invalidParameter, MlflowError } from './errors.js';
 import { LoggedModels, type LoggedModelResult, type LogModelOptions } from './logged_models.js';
 import { Outbox } from './outbox.js';
@@ -176,6 +176,7 @@ export class MLflowTracker {
   async startRun(opts: StartRunOptions = {}): Promise<string> {
     if (this.run && !this.runEnded) throw new MlflowError(`Run ${this.run.runId} is still active: endRun() it first`, 'INVALID_STATE');
     await this.start();
+    await this.monitorSystemMetrics(null);  // one monitor per tracker: its own run's, from here
     if (opts.runId) {
       const run = await this.client.request('getRun', opts.runId);
       if (run.info.lifecycleStage !== 'active') throw invalidParameter(`Run ${opts.runId} is deleted`);
@@ -327,6 +328,26 @@ export class MLflowTracker {
     return this.systemMetricsOn;
   }
 
+  /**
+   * Logs this machine's system metrics to `runId`, a run another process owns (the run of rank 0 of a multi-node
+   * job, seen from another node), under `system/<nodeId>/…` (default: systemMetricsNodeId), until called with null
+   * or close(). The run itself is not touched: no status change, no end. Refused while this tracker has a run of its own.
+   */
+  async monitorSystemMetrics(runId: string | null, opts: { nodeId?: string } = {}): Promise<void> {
+    if (runId === null) {
+      if (this.monitoredRun) this.client.control({ t: 'sysmetrics', runId: null, resume: false });
+      this.monitoredRun = null;
+      return;
+    }
+    if (this.run && !this.runEnded) throw new MlflowError(`monitorSystemMetrics: this tracker's own run ${this.run.runId} is active; its system metrics follow startRun({ logSystemMetrics })`, 'INVALID_STATE');
+    const nodeId = opts.nodeId === undefined ? undefined : trackerConfigSchema.shape.systemMetricsNodeId.safeParse(opts.nodeId);
+    if (nodeId && !nodeId.success) throw invalidParameter(`monitorSystemMetrics: nodeId '${opts.nodeId}': ${nodeId.error.issues[0]?.message ?? 'invalid'}`);
+    await this.start();
+    this.monitoredRun = runId;
+    this.client.control({ t: 'sysmetrics', runId, resume: true, nodeId: nodeId?.data });
+  }
+  private monitoredRun: string | null = null;
+
   private switchSystemMetrics(runId: string, wanted: boolean | undefined, resume: boolean): void {
     this.systemMetricsOn = wanted ?? this.config.enableSystemMetricsLogging;
     if (this.systemMetricsOn) this.client.control({ t: 'sysmetrics', runId, resume });
@@ -391,6 +412,10 @@ export class MLflowTracker {
       return closeWith(emptyFlushReport([(e as Error).message]), null, (e as Error).message);
     }
     let runStatus: RunStatus | null = null;
+    if (this.monitoredRun) {
+      this.client.control({ t: 'sysmetrics', runId: null, resume: false });
+      this.monitoredRun = null;
+    }
     if (this.run && !this.runEnded) {
       runStatus = opts.status ?? 'FINISHED';
       this.endActiveRun(this.run, runStatus);

@@ -44,7 +44,7 @@ class TrackerWorker {
         this.delivery.flush(m.id, m.seq, m.timeoutMs, m.persist);
         break;
       case 'sysmetrics':
-        void this.systemMetrics.switchTo(m.runId, m.resume);
+        void this.systemMetrics.switchTo(m.runId, m.resume, m.nodeId);
         break;
       case 'close':
         void this.close(m.id);

@@ -218,6 +218,7 @@ export class Trainer implements TrainerView {
       await this.call('onFitStart');
       await this.sanityCheck();
       await this.shareRunId();
+      await this.monitorNode();
       await this.call('onTrainStart');
       const maxEpochs = dev ? this.engine.epoch + 1 : this.config.maxEpochs;
       const { maxSteps } = this.config;
@@ -294,6 +295,7 @@ export class Trainer implements TrainerView {
       throw error;
     } finally {
       removeSignals();
+      await this.logger?.tracker.monitorSystemMetrics(null).catch(() => undefined);
     }
   }
 
@@ -542,6 +544,23 @@ export class Trainer implements TrainerView {
     this.fitCount++;
   }
   private fitCount = 0;
+
+  /**
+   * Multi-node: rank 0's logger monitors node 0; the first rank of each other node logs its machine's system metrics
+   * to the same run, as `system/node-<NODE_RANK>/…` (or its MLFLOW_SYSTEM_METRICS_NODE_ID), through its own logger's
+   * tracker, as each node of a Python job does with that variable set. Until fit ends.
+   */
+  private async monitorNode(): Promise<void> {
+    const p = this.plan;
+    const logger = this.logger;
+    if (!logger || !this.runId || p.nodeRank === 0 || p.localRank !== 0 || p.worldSize <= p.localWorldSize || this.fastDevRunBatches) return;
+    if (!logger.logsSystemMetrics(this.config.logSystemMetrics)) return;
+    try {
+      await logger.tracker.monitorSystemMetrics(this.runId, { nodeId: logger.tracker.config.systemMetricsNodeId ?? `node-${p.nodeRank}` });
+    } catch (err) {
+      process.emitWarning(`MLflow: node ${p.nodeRank}'s system metrics are not logged: ${(err as Error).message}`, 'MLflowLoggerWarning');
+    }
+  }
 
   private syncCounters(): void {
     this.currentEpoch = this.engine!.epoch;

@@ -30,10 +30,11 @@ interface Outcome {
 }
 
 /** Runs the fixture with node (launcher mode), or under `torchrun --no-python` when `torchrunArgs` are given. */
-async function runScript(root: string, mode: string, torchrunArgs?: string[]): Promise<Outcome> {
+async function runScript(root: string, mode: string, torchrunArgs?: string[], extraEnv: Record<string, string> = {}): Promise<Outcome> {
   const uri = `sqlite:///${join(root, 'mlflow.db')}`;
-  const env = { ...process.env, OMP_NUM_THREADS: '1' };
+  const env: NodeJS.ProcessEnv = { ...process.env, OMP_NUM_THREADS: '1' };
   for (const k of ['RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR', 'MASTER_PORT', 'NODE_RANK']) delete env[k];
+  Object.assign(env, extraEnv);
   const node = [process.execPath, '--import', 'tsx', SCRIPT, uri, root, mode];
   const [cmd, ...args] = torchrunArgs ? [join(repoRoot, '.venv', 'bin', 'torchrun'), ...torchrunArgs, '--no-python', ...node] : node;
   const child = spawn(cmd!, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
@@ -79,6 +80,31 @@ describe('Trainer({ devices: 2 }) (Gloo, launcher mode)', () => {
     expect(runs[0]!.status).toBe('FINISHED');
     expect(runs[0]!.params['distributed/world_size']).toBe('2');
     expect(runs[0]!.params['distributed/backend']).toBe('gloo');
+    expect(survivors(root)).toEqual([]);
+  }, 300_000);
+
+  it('two nodes (NODE_RANK 0 and 1, one rank each): node 1 logs its machine\'s system metrics into rank 0\'s run as system/node-1/…', async () => {
+    const root = tempDir('heimdall-ddp-nodes-');
+    const env = { MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(await freePort()), MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL: '0.2' };
+    const [n0, n1] = await Promise.all([runScript(root, 'nodes', undefined, { ...env, NODE_RANK: '0' }), runScript(root, 'nodes', undefined, { ...env, NODE_RANK: '1' })]);
+    expect(n0.code, n0.err + n0.out).toBe(0);
+    expect(n1.code, n1.err + n1.out).toBe(0);
+    expect(n1.results[0]!.runId).toBe(n0.results[0]!.runId);
+    const runs = JSON.parse(await python(`
+import sys, json, mlflow
+c = mlflow.MlflowClient(sys.argv[1])
+exp = c.get_experiment_by_name('ddp')
+runs = c.search_runs([exp.experiment_id])
+print(json.dumps([{'id': r.info.run_id, 'status': r.info.status, 'world': r.data.params.get('distributed/world_size'),
+  'system': {k: [m.step for m in c.get_metric_history(r.info.run_id, k)] for k in r.data.metrics if k.startswith('system/')}} for r in runs]))
+`, [`sqlite:///${join(root, 'mlflow.db')}`])) as Array<{ id: string; status: string; world: string; system: Record<string, number[]> }>;
+    expect(runs.map((r) => [r.id, r.status, r.world])).toEqual([[n0.results[0]!.runId, 'FINISHED', '2']]);  // node 1 did not touch the run's status
+    const sys = runs[0]!.system;
+    for (const k of ['system/cpu_utilization_percentage', 'system/node-1/cpu_utilization_percentage', 'system/node-1/process_memory_rss_megabytes']) {
+      expect(sys[k]?.length, `${k} in ${Object.keys(sys).join(', ')}`).toBeGreaterThanOrEqual(1);
+      expect(sys[k]).toEqual(sys[k]!.map((_, i) => i));  // steps 0, 1, 2… per node
+    }
+    expect(Object.keys(sys).some((k) => k.startsWith('system/node-0/'))).toBe(false);  // node 0 is the run's own monitor
     expect(survivors(root)).toEqual([]);
   }, 300_000);
 

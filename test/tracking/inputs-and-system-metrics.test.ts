@@ -172,6 +172,34 @@ describe('system metrics monitor', () => {
     }
   });
 
+  it('monitorSystemMetrics: another tracker\'s run, under system/<node>/…, its status untouched; refused while the tracker has its own run', async () => {
+    const d = tmp('sysm-monitor');
+    const uri = `sqlite:///${join(d, 'mlflow.db')}`;
+    const owner = new MLflowTracker(trackerOptions(uri, { artifactUri: join(d, 'a') }));
+    const other = new MLflowTracker(trackerOptions(uri, { artifactUri: join(d, 'a'), env: FAST_SYSTEM_METRICS }));
+    try {
+      const runId = await owner.startRun({ logSystemMetrics: false });
+      await expect(other.monitorSystemMetrics(runId, { nodeId: 'node/7' })).rejects.toThrow(/nodeId 'node\/7': letters, digits/);
+      await other.monitorSystemMetrics(runId, { nodeId: 'node-7' });
+      await sleep(700);
+      await other.monitorSystemMetrics(null);
+      await other.flush();
+      const steps = (await other.getMetricHistory('system/node-7/cpu_utilization_percentage', runId)).map((p) => p.step);
+      expect(steps.length).toBeGreaterThanOrEqual(1);
+      expect(steps).toEqual(steps.map((_, i) => i));
+      expect((await owner.getMetricHistory('system/cpu_utilization_percentage', runId))).toEqual([]);  // the owner logs none
+      expect((await other.getRun(runId)).info.status).toBe('RUNNING');  // not ended, not resumed by the monitor
+      await sleep(500);
+      await other.flush();
+      expect((await other.getMetricHistory('system/node-7/cpu_utilization_percentage', runId)).length).toBe(steps.length);  // stopped
+      await other.startRun({ logSystemMetrics: false });
+      await expect(other.monitorSystemMetrics(runId)).rejects.toThrow(/own run .* is active/);
+    } finally {
+      await other.close();
+      await owner.close();
+    }
+  });
+
   it('averages samples, rounds to 0.1 and takes the last network value, as MLflow aggregates', async () => {
     const published: Metric[][] = [];
     const m = new SystemMetricsMonitor('r', { samplingIntervalS: 60, samplesBeforeLogging: 3, startStep: 5, nvml: null }, (_id, ms) => published.push(ms), () => {});

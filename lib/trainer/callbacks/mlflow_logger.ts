@@ -60,6 +60,11 @@ export class MLflowLogger extends Callback {
     return 'MLflowLogger';
   }
 
+  /** Whether fit logs system metrics (this logger's `logSystemMetrics`, else the Trainer's). */
+  logsSystemMetrics(trainerDefault: boolean): boolean {
+    return this.options.logSystemMetrics ?? trainerDefault;
+  }
+
   logMetrics(metrics: Metrics, step: number): void {
     if (!this.open) return;
     const finite: Metrics = {};
