@@ -302,11 +302,18 @@ export const LOADER_SHIM = 'libheimdall_torch_loader.so';
  */
 export function loadShim(addonPath: string, need: keyof LoaderShim = 'preload'): LoaderShim | null {
   const shimPath = join(dirname(addonPath), LOADER_SHIM);
-  if (!existsSync(shimPath)) return null;
-  const mod = { exports: {} as LoaderShim };
-  process.dlopen(mod, shimPath);
-  return typeof mod.exports[need] === 'function' ? mod.exports : null;
+  let shim = shims.get(shimPath);
+  if (!shim) {
+    if (!existsSync(shimPath)) return null;
+    const mod = { exports: {} as LoaderShim };
+    process.dlopen(mod, shimPath);
+    shim = mod.exports;
+    shims.set(shimPath, shim);
+  }
+  return typeof shim[need] === 'function' ? shim : null;
 }
+/** The shims this thread loaded, by path (module state is per thread: a worker loads its own). */
+const shims = new Map<string, LoaderShim>();
 
 let loaded: { candidate: LibtorchCandidate | null; libtorch: string } | undefined;
 
