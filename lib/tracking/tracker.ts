@@ -57,6 +57,8 @@ export interface StartRunOptions {
    * (MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING, off).
    */
   logSystemMetrics?: boolean;
+  /** The node name in this run's system metric keys (`system/<node>/…`; default: systemMetricsNodeId). */
+  systemMetricsNodeId?: string;
 }
 
 export interface CloseReport extends FlushReport {
@@ -175,6 +177,7 @@ export class MLflowTracker {
   /** Starts a run (or resumes `runId`) in the configured experiment; returns its id. */
   async startRun(opts: StartRunOptions = {}): Promise<string> {
     if (this.run && !this.runEnded) throw new MlflowError(`Run ${this.run.runId} is still active: endRun() it first`, 'INVALID_STATE');
+    const nodeId = parseNodeId('startRun: systemMetricsNodeId', opts.systemMetricsNodeId);
     await this.start();
     await this.monitorSystemMetrics(null);  // one monitor per tracker: its own run's, from here
     if (opts.runId) {
@@ -186,7 +189,7 @@ export class MLflowTracker {
       this.runEnded = false;
       this.loggedParams = new Map(Object.entries(run.params));
       if (opts.tags) this.setTags(opts.tags);
-      this.switchSystemMetrics(run.info.runId, opts.logSystemMetrics, true);
+      this.switchSystemMetrics(run.info.runId, opts.logSystemMetrics, true, nodeId);
       return run.info.runId;
     }
     const experimentId = opts.experimentId ?? this.experimentIdValue ?? (await this.getOrCreateExperiment());
@@ -205,7 +208,7 @@ export class MLflowTracker {
     this.run = { runId: info.runId, artifactUri: info.artifactUri, experimentId: info.experimentId };
     this.runEnded = false;
     this.loggedParams = new Map();
-    this.switchSystemMetrics(info.runId, opts.logSystemMetrics, false);
+    this.switchSystemMetrics(info.runId, opts.logSystemMetrics, false, nodeId);
     return info.runId;
   }
 
@@ -340,17 +343,16 @@ export class MLflowTracker {
       return;
     }
     if (this.run && !this.runEnded) throw new MlflowError(`monitorSystemMetrics: this tracker's own run ${this.run.runId} is active; its system metrics follow startRun({ logSystemMetrics })`, 'INVALID_STATE');
-    const nodeId = opts.nodeId === undefined ? undefined : trackerConfigSchema.shape.systemMetricsNodeId.safeParse(opts.nodeId);
-    if (nodeId && !nodeId.success) throw invalidParameter(`monitorSystemMetrics: nodeId '${opts.nodeId}': ${nodeId.error.issues[0]?.message ?? 'invalid'}`);
+    const nodeId = parseNodeId('monitorSystemMetrics: nodeId', opts.nodeId);
     await this.start();
     this.monitoredRun = runId;
-    this.client.control({ t: 'sysmetrics', runId, resume: true, nodeId: nodeId?.data });
+    this.client.control({ t: 'sysmetrics', runId, resume: true, nodeId });
   }
   private monitoredRun: string | null = null;
 
-  private switchSystemMetrics(runId: string, wanted: boolean | undefined, resume: boolean): void {
+  private switchSystemMetrics(runId: string, wanted: boolean | undefined, resume: boolean, nodeId: string | undefined): void {
     this.systemMetricsOn = wanted ?? this.config.enableSystemMetricsLogging;
-    if (this.systemMetricsOn) this.client.control({ t: 'sysmetrics', runId, resume });
+    if (this.systemMetricsOn) this.client.control({ t: 'sysmetrics', runId, resume, nodeId });
   }
 
   /** Uploads a file into the run's artifacts (in `artifactPath`, default the root) in the background. */
@@ -548,4 +550,12 @@ function safeUser(): string {
   } catch {
     return 'unknown';
   }
+}
+
+/** A node name for system metric keys, checked as MLFLOW_SYSTEM_METRICS_NODE_ID is (it becomes part of the keys). */
+function parseNodeId(what: string, nodeId: string | undefined): string | undefined {
+  if (nodeId === undefined) return undefined;
+  const r = trackerConfigSchema.shape.systemMetricsNodeId.safeParse(nodeId);
+  if (!r.success) throw invalidParameter(`${what} '${nodeId}': ${r.error.issues[0]?.message ?? 'invalid'}`);
+  return r.data;
 }

@@ -53,6 +53,8 @@ export interface TrainerView {
   /** Data-parallel: this process's rank (0 when alone) and the number of ranks. */
   readonly globalRank: number;
   readonly worldSize: number;
+  /** Machines in the job (Lightning's `trainer.num_nodes`): ranks over ranks per node. */
+  readonly numNodes: number;
   /** The process group's backend (gloo, nccl) when worldSize > 1. */
   readonly distributedBackend: string | undefined;
   logMetrics(metrics: Metrics, step?: number): void;

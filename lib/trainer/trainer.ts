@@ -143,6 +143,9 @@ export class Trainer implements TrainerView {
   get worldSize(): number {
     return this.plan.worldSize;
   }
+  get numNodes(): number {
+    return Math.max(1, Math.round(this.plan.worldSize / this.plan.localWorldSize));
+  }
   /** True on rank 0 (and when training alone): the process that logs and writes checkpoints. */
   get isGlobalZero(): boolean {
     return this.plan.rank === 0;
@@ -546,14 +549,14 @@ export class Trainer implements TrainerView {
   private fitCount = 0;
 
   /**
-   * Multi-node: rank 0's logger monitors node 0; the first rank of each other node logs its machine's system metrics
-   * to the same run, as `system/node-<NODE_RANK>/…` (or its MLFLOW_SYSTEM_METRICS_NODE_ID), through its own logger's
-   * tracker, as each node of a Python job does with that variable set. Until fit ends.
+   * Multi-node: rank 0's logger monitors node 0 (`system/node-0/…`); the first rank of each other node logs its
+   * machine's system metrics to the same run, as `system/node-<NODE_RANK>/…` (or its MLFLOW_SYSTEM_METRICS_NODE_ID),
+   * through its own logger's tracker, as each node of a Python job does with that variable set. Until fit ends.
    */
   private async monitorNode(): Promise<void> {
     const p = this.plan;
     const logger = this.logger;
-    if (!logger || !this.runId || p.nodeRank === 0 || p.localRank !== 0 || p.worldSize <= p.localWorldSize || this.fastDevRunBatches) return;
+    if (!logger || !this.runId || p.nodeRank === 0 || p.localRank !== 0 || this.numNodes < 2 || this.fastDevRunBatches) return;
     if (!logger.logsSystemMetrics(this.config.logSystemMetrics)) return;
     try {
       await logger.tracker.monitorSystemMetrics(this.runId, { nodeId: logger.tracker.config.systemMetricsNodeId ?? `node-${p.nodeRank}` });

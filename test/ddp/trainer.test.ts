@@ -83,7 +83,7 @@ describe('Trainer({ devices: 2 }) (Gloo, launcher mode)', () => {
     expect(survivors(root)).toEqual([]);
   }, 300_000);
 
-  it('two nodes (NODE_RANK 0 and 1, one rank each): node 1 logs its machine\'s system metrics into rank 0\'s run as system/node-1/…', async () => {
+  it('two nodes (NODE_RANK 0 and 1, one rank each): each logs its machine\'s system metrics into rank 0\'s run, as system/node-0/… and system/node-1/…', async () => {
     const root = tempDir('heimdall-ddp-nodes-');
     const env = { MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(await freePort()), MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL: '0.2' };
     const [n0, n1] = await Promise.all([runScript(root, 'nodes', undefined, { ...env, NODE_RANK: '0' }), runScript(root, 'nodes', undefined, { ...env, NODE_RANK: '1' })]);
@@ -100,11 +100,11 @@ print(json.dumps([{'id': r.info.run_id, 'status': r.info.status, 'world': r.data
 `, [`sqlite:///${join(root, 'mlflow.db')}`])) as Array<{ id: string; status: string; world: string; system: Record<string, number[]> }>;
     expect(runs.map((r) => [r.id, r.status, r.world])).toEqual([[n0.results[0]!.runId, 'FINISHED', '2']]);  // node 1 did not touch the run's status
     const sys = runs[0]!.system;
-    for (const k of ['system/cpu_utilization_percentage', 'system/node-1/cpu_utilization_percentage', 'system/node-1/process_memory_rss_megabytes']) {
+    for (const k of ['system/node-0/cpu_utilization_percentage', 'system/node-1/cpu_utilization_percentage', 'system/node-1/process_memory_rss_megabytes']) {
       expect(sys[k]?.length, `${k} in ${Object.keys(sys).join(', ')}`).toBeGreaterThanOrEqual(1);
       expect(sys[k]).toEqual(sys[k]!.map((_, i) => i));  // steps 0, 1, 2… per node
     }
-    expect(Object.keys(sys).some((k) => k.startsWith('system/node-0/'))).toBe(false);  // node 0 is the run's own monitor
+    expect(Object.keys(sys).filter((k) => !/^system\/node-[01]\//.test(k))).toEqual([]);  // every row names its machine
     expect(survivors(root)).toEqual([]);
   }, 300_000);
 

@@ -192,8 +192,13 @@ describe('system metrics monitor', () => {
       await sleep(500);
       await other.flush();
       expect((await other.getMetricHistory('system/node-7/cpu_utilization_percentage', runId)).length).toBe(steps.length);  // stopped
-      await other.startRun({ logSystemMetrics: false });
+      await expect(other.startRun({ logSystemMetrics: true, systemMetricsNodeId: 'a:b' })).rejects.toThrow(/startRun: systemMetricsNodeId 'a:b': letters, digits/);
+      const own = await other.startRun({ logSystemMetrics: true, systemMetricsNodeId: 'node-3' });  // the run's own monitor, named
       await expect(other.monitorSystemMetrics(runId)).rejects.toThrow(/own run .* is active/);
+      await sleep(500);
+      await other.endRun();
+      expect((await other.getMetricHistory('system/node-3/cpu_utilization_percentage', own)).length).toBeGreaterThanOrEqual(1);
+      expect(await other.getMetricHistory('system/cpu_utilization_percentage', own)).toEqual([]);
     } finally {
       await other.close();
       await owner.close();

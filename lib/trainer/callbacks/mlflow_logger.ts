@@ -74,7 +74,9 @@ export class MLflowLogger extends Callback {
 
   override async onFitStart(trainer: TrainerView): Promise<void> {
     const c = trainer.config;
-    await this.ensureRun(this.options.logSystemMetrics ?? c.logSystemMetrics);
+    // Several machines: each names its system metrics (system/node-<k>/…); rank 0 is node 0 (MLFLOW_SYSTEM_METRICS_NODE_ID wins).
+    const nodeId = trainer.numNodes > 1 && !this.tracker.config.systemMetricsNodeId ? 'node-0' : undefined;
+    await this.ensureRun(this.options.logSystemMetrics ?? c.logSystemMetrics, nodeId);
     const params: Record<string, unknown> = {
       ...trainerParams(c),
       model: trainer.model?.hyperparameters() ?? {},
@@ -218,11 +220,10 @@ export class MLflowLogger extends Callback {
   }
 
   /** Opens (or reopens) the run; system metrics only for fit (`logSystemMetrics`), not for a reopened run. */
-  private async ensureRun(logSystemMetrics = false): Promise<void> {
+  private async ensureRun(logSystemMetrics = false, systemMetricsNodeId?: string): Promise<void> {
     if (this.open) return;
-    this.runId = await this.tracker.startRun(
-      this.runId ? { runId: this.runId, tags: this.options.tags, logSystemMetrics } : { runName: this.options.runName, tags: this.options.tags, logSystemMetrics },
-    );
+    const common = { tags: this.options.tags, logSystemMetrics, systemMetricsNodeId };
+    this.runId = await this.tracker.startRun(this.runId ? { runId: this.runId, ...common } : { runName: this.options.runName, ...common });
     this.open = true;
   }
 
