@@ -267,8 +267,6 @@ export interface NvmlStatus {
   /** 'absent': no such library (no NVIDIA driver); 'failed': the library is there but unusable (see message). */
   status: 'ok' | 'absent' | 'failed';
   message: string;
-  devices: number;
-  driver: string;
 }
 
 /** One GPU as NVML reports it; NaN where NVML does not give that value for this GPU. */

@@ -106,7 +106,7 @@ export class LoggedModels {
     }
     try {
       await client.request('logOutputs', run.runId, [{ modelId: model.modelId, step }]);
-      const metrics = await this.metricsAtStep(run.runId, step, opts.metricContexts ?? METRIC_CONTEXTS);
+      const metrics = await this.metricsAtStep(run.runId, Object.keys(stored.metrics), step, opts.metricContexts ?? METRIC_CONTEXTS);
       if (metrics.length) await client.request('logLoggedModelMetrics', run.runId, model.modelId, metrics);
       const dir = await write({ modelId: model.modelId, artifactLocation: model.artifactLocation });
       this.host.uploadDir(dir, model.artifactLocation, '');
@@ -120,11 +120,10 @@ export class LoggedModels {
   }
 
   /** Every point the run logged at `step` (Python's log_model_metrics_for_step), with its dataset where known. */
-  private async metricsAtStep(runId: string, step: number, contexts: Record<string, string>): Promise<ModelMetric[]> {
-    const run = await this.host.client.request('getRun', runId);
+  private async metricsAtStep(runId: string, keys: string[], step: number, contexts: Record<string, string>): Promise<ModelMetric[]> {
     const datasetOf = datasetByPrefix(await this.host.client.request('getRunDatasets', runId), contexts);
     const out: ModelMetric[] = [];
-    for (const key of Object.keys(run.metrics)) {
+    for (const key of keys) {
       const d = datasetOf(key);
       for (const m of await this.host.client.request('getMetricHistory', runId, key)) {
         if (m.step === step) out.push(d ? { ...m, datasetName: d.name, datasetDigest: d.digest } : m);

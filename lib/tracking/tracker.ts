@@ -414,10 +414,7 @@ export class MLflowTracker {
       return closeWith(emptyFlushReport([(e as Error).message]), null, (e as Error).message);
     }
     let runStatus: RunStatus | null = null;
-    if (this.monitoredRun) {
-      this.client.control({ t: 'sysmetrics', runId: null, resume: false });
-      this.monitoredRun = null;
-    }
+    await this.monitorSystemMetrics(null);
     if (this.run && !this.runEnded) {
       runStatus = opts.status ?? 'FINISHED';
       this.endActiveRun(this.run, runStatus);

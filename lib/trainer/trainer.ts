@@ -559,7 +559,7 @@ export class Trainer implements TrainerView {
     if (!logger || !this.runId || p.nodeRank === 0 || p.localRank !== 0 || this.numNodes < 2 || this.fastDevRunBatches) return;
     if (!logger.logsSystemMetrics(this.config.logSystemMetrics)) return;
     try {
-      await logger.tracker.monitorSystemMetrics(this.runId, { nodeId: logger.tracker.config.systemMetricsNodeId ?? `node-${p.nodeRank}` });
+      await logger.tracker.monitorSystemMetrics(this.runId, { nodeId: logger.systemMetricsNodeId(this.numNodes, p.nodeRank) });
     } catch (err) {
       process.emitWarning(`MLflow: node ${p.nodeRank}'s system metrics are not logged: ${(err as Error).message}`, 'MLflowLoggerWarning');
     }

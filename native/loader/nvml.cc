@@ -38,7 +38,6 @@ constexpr nvmlReturn_t kNvmlSuccess = 0;
 struct Nvml {
   std::string status;   // "ok", "absent" (no library), "failed" (library there, but unusable)
   std::string message;  // why not "ok"
-  std::string driver;
   std::vector<nvmlDevice_t> devices;
   nvmlReturn_t (*utilization)(nvmlDevice_t, nvmlUtilization_t*) = nullptr;
   nvmlReturn_t (*memory)(nvmlDevice_t, nvmlMemory_t*) = nullptr;
@@ -74,7 +73,6 @@ Nvml Open(const std::string& path) {
   auto count = Symbol<nvmlReturn_t (*)(unsigned int*)>(lib, "nvmlDeviceGetCount_v2", "nvmlDeviceGetCount");
   auto by_index = Symbol<nvmlReturn_t (*)(unsigned int, nvmlDevice_t*)>(lib, "nvmlDeviceGetHandleByIndex_v2", "nvmlDeviceGetHandleByIndex");
   auto error_string = Symbol<const char* (*)(nvmlReturn_t)>(lib, "nvmlErrorString");
-  auto driver = Symbol<nvmlReturn_t (*)(char*, unsigned int)>(lib, "nvmlSystemGetDriverVersion");
   n.utilization = Symbol<decltype(n.utilization)>(lib, "nvmlDeviceGetUtilizationRates");
   n.memory = Symbol<decltype(n.memory)>(lib, "nvmlDeviceGetMemoryInfo");
   n.power = Symbol<decltype(n.power)>(lib, "nvmlDeviceGetPowerUsage");
@@ -103,10 +101,6 @@ Nvml Open(const std::string& path) {
       return n;
     }
     n.devices.push_back(d);
-  }
-  if (driver) {
-    char buf[96] = {0};
-    if (driver(buf, sizeof(buf)) == kNvmlSuccess) n.driver = buf;
   }
   n.status = "ok";
   return n;
@@ -152,7 +146,7 @@ std::string PathArg(napi_env env, napi_callback_info info) {
   return path;
 }
 
-// nvmlOpen(library = 'libnvidia-ml.so.1'): { status: 'ok' | 'absent' | 'failed', message, devices, driver }.
+// nvmlOpen(library = 'libnvidia-ml.so.1'): { status: 'ok' | 'absent' | 'failed', message }.
 // Opens and initializes the library once per path; later calls return the same answer.
 napi_value NvmlOpen(napi_env env, napi_callback_info info) {
   const Nvml* n = Lookup(PathArg(env, info));
@@ -160,8 +154,6 @@ napi_value NvmlOpen(napi_env env, napi_callback_info info) {
   napi_create_object(env, &out);
   Set(env, out, "status", Str(env, n->status));
   Set(env, out, "message", Str(env, n->message));
-  Set(env, out, "devices", Num(env, static_cast<double>(n->devices.size())));
-  Set(env, out, "driver", Str(env, n->driver));
   return out;
 }
 

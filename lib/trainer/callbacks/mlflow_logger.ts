@@ -65,6 +65,14 @@ export class MLflowLogger extends Callback {
     return this.options.logSystemMetrics ?? trainerDefault;
   }
 
+  /**
+   * The node name in a machine's system metric keys: none on one machine (`system/…`); on several, the node's
+   * MLFLOW_SYSTEM_METRICS_NODE_ID, else `node-<NODE_RANK>` (`system/node-1/…`).
+   */
+  systemMetricsNodeId(numNodes: number, nodeRank: number): string | undefined {
+    return numNodes > 1 ? (this.tracker.config.systemMetricsNodeId ?? `node-${nodeRank}`) : undefined;
+  }
+
   logMetrics(metrics: Metrics, step: number): void {
     if (!this.open) return;
     const finite: Metrics = {};
@@ -74,9 +82,7 @@ export class MLflowLogger extends Callback {
 
   override async onFitStart(trainer: TrainerView): Promise<void> {
     const c = trainer.config;
-    // Several machines: each names its system metrics (system/node-<k>/…); rank 0 is node 0 (MLFLOW_SYSTEM_METRICS_NODE_ID wins).
-    const nodeId = trainer.numNodes > 1 && !this.tracker.config.systemMetricsNodeId ? 'node-0' : undefined;
-    await this.ensureRun(this.options.logSystemMetrics ?? c.logSystemMetrics, nodeId);
+    await this.ensureRun(this.logsSystemMetrics(c.logSystemMetrics), this.systemMetricsNodeId(trainer.numNodes, 0));  // rank 0 is on node 0
     const params: Record<string, unknown> = {
       ...trainerParams(c),
       model: trainer.model?.hyperparameters() ?? {},
